@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import type { Status } from '../../protocol/status.js';
+import type { CliContext } from '../context.js';
+import { writeJson, writeLine } from '../io.js';
+
+export interface StatusOptions {
+  json: boolean;
+}
+
+export function registerStatusCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('status')
+    .description('show the daemon, its socket, the token and the sources')
+    .option('--json', 'machine-readable output', false)
+    .action(async (options: StatusOptions) => runStatus(options, ctx));
+}
+
+export async function runStatus(options: StatusOptions, ctx: CliContext): Promise<void> {
+  const status = await ctx.client().status();
+  if (options.json) {
+    writeJson(ctx.io.stdout, status);
+    return;
+  }
+  for (const line of formatStatus(status)) writeLine(ctx.io.stdout, line);
+}
+
+export function formatStatus(status: Status): string[] {
+  return [
+    `tokenbroker ${status.version} (pid ${status.pid}), up ${formatDuration(status.uptimeSeconds)}`,
+    `  socket  ${status.socket.path}${status.socket.activated ? ' (socket-activated)' : ''}`,
+    `  config  ${status.config.path}`,
+    `  state   ${status.paths.state}`,
+    `  cache   ${status.paths.cache}`,
+  ];
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+  return `${Math.floor(seconds / 86_400)}d ${Math.floor((seconds % 86_400) / 3600)}h`;
+}

@@ -1,0 +1,61 @@
+import { Command, CommanderError } from 'commander';
+import { ExitCode } from '../protocol/errors.js';
+import { VERSION } from '../protocol/version.js';
+import { registerDaemonCommand } from './commands/daemon-command.js';
+import { registerStatusCommand } from './commands/status-command.js';
+import { createContext, type CliContext, type GlobalOptions } from './context.js';
+import { exitCodeFor, reportError, UsageError } from './errors.js';
+import { processIO, type IO } from './io.js';
+import type { TokenBrokerClient } from '../client/client.js';
+
+export interface MainOptions {
+  io?: IO;
+  /** Tests inject a client factory; the default talks to the real socket. */
+  makeClient?: (socket: string | undefined) => TokenBrokerClient;
+}
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('tokenbroker')
+    .description('Holds your Artifactory identity token and serves authenticated downloads to local programs.')
+    .version(VERSION, '-V, --version')
+    .option('--socket <path>', 'daemon socket path (default: TOKENBROKER_SOCKET, TOKENBROKER_HOME or the platform default)')
+    .option('--debug', 'print stack traces on errors', false)
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (text) => ctx.io.stdout.write(text),
+      writeErr: (text) => ctx.io.stderr.write(text),
+    });
+  // commander exits 1 on usage errors; the contract says 2, so errors are thrown and mapped here.
+  program.exitOverride();
+  registerDaemonCommand(program, ctx);
+  registerStatusCommand(program, ctx);
+  for (const command of program.commands) command.exitOverride();
+  return program;
+}
+
+/** Runs the CLI and resolves with the exit code; never throws, never prints a stack unless --debug. */
+export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
+  const io = options.io ?? processIO();
+  // The context reads global options lazily: commander fills them in while parsing.
+  const holder: { program?: Command } = {};
+  const globals = (): GlobalOptions => holder.program?.opts<GlobalOptions>() ?? {};
+  const ctx = createContext(io, globals, options.makeClient);
+  const program = buildProgram(ctx);
+  holder.program = program;
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return ExitCode.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      // commander already printed the problem and the help pointer.
+      return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    reportError(err, io, globals().debug === true || argv.includes('--debug'));
+    return exitCodeFor(err);
+  } finally {
+    await ctx.closeClient();
+  }
+}
+
+export { UsageError };

@@ -1,0 +1,175 @@
+import { Client, errors as undiciErrors } from 'undici';
+import type { z } from 'zod';
+import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
+import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
+import { StatusSchema, type Status } from '../protocol/status.js';
+import { VERSION, VERSION_HEADER } from '../protocol/version.js';
+
+export interface TokenBrokerClientOptions {
+  /** Defaults to the platform's socket path (TOKENBROKER_SOCKET / TOKENBROKER_HOME / XDG). */
+  socketPath?: string;
+  /** Time to wait for the daemon's response headers. Default 30 s. */
+  timeoutMs?: number;
+  /** Called once when the daemon's version differs from this library's; default: a process warning. */
+  onVersionMismatch?: (daemonVersion: string, clientVersion: string) => void;
+}
+
+/** The daemon cannot be reached: not running, or the socket is not ours to use. */
+export class DaemonUnavailableError extends Error {
+  readonly code = 'DAEMON_UNAVAILABLE';
+  readonly hint: string;
+  constructor(
+    readonly socketPath: string,
+    options: { cause?: unknown; reason?: string } = {},
+  ) {
+    super(`The tokenbroker daemon is not reachable at ${socketPath}${options.reason ? ` (${options.reason})` : ''}.`, { cause: options.cause });
+    this.name = 'DaemonUnavailableError';
+    this.hint =
+      options.reason === 'permission denied'
+        ? 'The socket belongs to another user; use your own daemon (check TOKENBROKER_SOCKET).'
+        : 'Start it with `tokenbroker daemon`, or install it as a login service with `tokenbroker service install`.';
+  }
+}
+
+export function isDaemonUnavailable(err: unknown): err is DaemonUnavailableError {
+  return err instanceof DaemonUnavailableError;
+}
+
+export interface RequestOptions<S extends z.ZodType> {
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  /** Validates the response body; the daemon and client share the schema. */
+  schema: S;
+  signal?: AbortSignal;
+}
+
+/**
+ * Thin typed client of the daemon's socket API. Every call goes through one private `request()`
+ * that speaks HTTP over the socket and turns the error envelope into a typed `BrokerError`.
+ */
+export class TokenBrokerClient {
+  readonly socketPath: string;
+  private readonly timeoutMs: number;
+  private readonly onVersionMismatch: (daemonVersion: string, clientVersion: string) => void;
+  private versionChecked = false;
+  private dispatcher: Client | undefined;
+
+  constructor(options: TokenBrokerClientOptions = {}) {
+    this.socketPath = options.socketPath ?? resolvePaths(currentPathInputs()).socketPath;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.onVersionMismatch =
+      options.onVersionMismatch ??
+      ((daemon, client) => process.emitWarning(`tokenbroker daemon is version ${daemon} but this client is ${client}; restart the daemon after upgrading.`, 'TokenBrokerVersionWarning'));
+  }
+
+  /** Daemon version, pid, uptime, socket and the state of everything it manages. */
+  async status(options: { signal?: AbortSignal } = {}): Promise<Status> {
+    return this.request('GET', '/v1/status', { schema: StatusSchema, ...options });
+  }
+
+  /** Closes the connection to the daemon; the client can still be used afterwards (it reconnects). */
+  async close(): Promise<void> {
+    const dispatcher = this.dispatcher;
+    this.dispatcher = undefined;
+    await dispatcher?.close();
+  }
+
+  /** The one place where requests are sent and errors are turned into typed errors. */
+  protected async request<S extends z.ZodType>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions<S>): Promise<z.output<S>> {
+    const response = await this.send(method, path, options);
+    const text = await response.body.text();
+    if (response.statusCode >= 400) throw toBrokerError(response.statusCode, text);
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      throw new BrokerError('BROKER_INTERNAL', { message: `The daemon sent a response that is not JSON for ${method} ${path}.` });
+    }
+    const parsed = options.schema.safeParse(json);
+    if (!parsed.success) {
+      throw new BrokerError('BROKER_INTERNAL', {
+        message: `The daemon's response to ${method} ${path} has an unexpected shape (${parsed.error.issues[0]?.message ?? 'invalid'}).`,
+        hint: 'The daemon and this client may be different versions; restart the daemon.',
+      });
+    }
+    return parsed.data;
+  }
+
+  /** Sends one request; connection failures become DaemonUnavailableError. */
+  protected async send(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    options: { query?: Record<string, string | undefined>; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal },
+  ) {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) search.set(key, value);
+    const fullPath = search.size > 0 ? `${path}?${search.toString()}` : path;
+    const headers: Record<string, string> = { host: 'localhost', ...options.headers };
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers['content-type'] = 'application/json';
+    }
+    try {
+      const response = await this.getDispatcher().request({
+        method,
+        path: fullPath,
+        headers,
+        body,
+        signal: options.signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: 0,
+      });
+      this.checkVersion(response.headers[VERSION_HEADER]);
+      return response;
+    } catch (err) {
+      throw this.connectionError(err);
+    }
+  }
+
+  private getDispatcher(): Client {
+    this.dispatcher ??= new Client('http://localhost', { socketPath: this.socketPath, connect: { timeout: 5_000 }, keepAliveTimeout: 4_000 });
+    return this.dispatcher;
+  }
+
+  private checkVersion(header: string | string[] | undefined): void {
+    if (this.versionChecked || typeof header !== 'string') return;
+    this.versionChecked = true;
+    if (header !== VERSION) this.onVersionMismatch(header, VERSION);
+  }
+
+  private connectionError(err: unknown): unknown {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ENOTSOCK') {
+      return new DaemonUnavailableError(this.socketPath, { cause: err, reason: code === 'ENOENT' ? 'no socket' : 'nobody is listening' });
+    }
+    if (code === 'EACCES' || code === 'EPERM') {
+      return new DaemonUnavailableError(this.socketPath, { cause: err, reason: 'permission denied' });
+    }
+    if (err instanceof undiciErrors.ConnectTimeoutError) {
+      return new DaemonUnavailableError(this.socketPath, { cause: err, reason: 'connection timed out' });
+    }
+    if (err instanceof undiciErrors.HeadersTimeoutError) {
+      return new DaemonUnavailableError(this.socketPath, { cause: err, reason: 'the daemon did not answer in time' });
+    }
+    return err;
+  }
+}
+
+/** Rebuilds the daemon's error envelope as a typed BrokerError. */
+export function toBrokerError(status: number, text: string): BrokerError {
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; hint?: unknown; details?: unknown } };
+    const error = parsed.error;
+    if (error && isErrorCode(error.code)) {
+      return new BrokerError(error.code as ErrorCode, {
+        message: typeof error.message === 'string' ? error.message : undefined,
+        hint: typeof error.hint === 'string' ? error.hint : undefined,
+        details: typeof error.details === 'object' && error.details !== null ? (error.details as Record<string, unknown>) : undefined,
+      });
+    }
+  } catch {
+    // Not an envelope: fall through.
+  }
+  return new BrokerError('BROKER_INTERNAL', { message: `The daemon answered HTTP ${status} without an error envelope.` });
+}

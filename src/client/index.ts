@@ -1,0 +1,5 @@
+/** `tokenbroker/client`: the typed client library for desktop apps and the CLI. */
+export { TokenBrokerClient, DaemonUnavailableError, isDaemonUnavailable, type TokenBrokerClientOptions } from './client.js';
+export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope } from '../protocol/errors.js';
+export type { Status } from '../protocol/status.js';
+export { VERSION } from '../protocol/version.js';

@@ -1,0 +1,34 @@
+import type { Server } from 'node:http';
+import type { Logger } from './logger.js';
+
+export interface InFlight {
+  count(): number;
+}
+
+export function trackInFlight(server: Server): InFlight {
+  let active = 0;
+  server.on('request', (_req, res) => {
+    active += 1;
+    res.once('close', () => {
+      active -= 1;
+    });
+  });
+  return { count: () => active };
+}
+
+/**
+ * Stops accepting, lets in-flight requests finish for at most `graceMs`, then closes whatever is
+ * left. Idle keep-alive connections are closed as soon as they go idle.
+ */
+export async function drainAndClose(options: { server: Server; inFlight: InFlight; graceMs: number; logger: Logger }): Promise<void> {
+  const { server, inFlight, graceMs, logger } = options;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const deadline = Date.now() + graceMs;
+  while (inFlight.count() > 0 && Date.now() < deadline) {
+    server.closeIdleConnections();
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  if (inFlight.count() > 0) logger.warn({ inFlight: inFlight.count() }, 'grace period over; closing remaining connections');
+  server.closeAllConnections();
+  await closed;
+}

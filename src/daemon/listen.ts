@@ -1,0 +1,199 @@
+import { lstat, unlink } from 'node:fs/promises';
+import { get as httpGet, type Server } from 'node:http';
+import path from 'node:path';
+import { isWindowsPipe, MAX_SOCKET_PATH_BYTES } from '../protocol/paths.js';
+import { ensurePrivateDir } from './private-dir.js';
+
+/** The daemon cannot take its socket; the message is for the user, one line, and exit is 1. */
+export class ListenError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+export type ProbeResult =
+  | { kind: 'absent' }
+  | { kind: 'not-socket' }
+  | { kind: 'daemon'; pid: number | undefined }
+  /** Nobody accepts: a leftover from a crash. */
+  | { kind: 'dead' }
+  /** Somebody accepts but does not answer: e.g. a socket activator whose service is failing. */
+  | { kind: 'unresponsive' };
+
+export const PROBE_TIMEOUT_MS = 1_000;
+
+/** Asks whoever holds the socket for its status, within a time limit. */
+export async function probeSocket(socketPath: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<ProbeResult> {
+  if (!isWindowsPipe(socketPath)) {
+    try {
+      const info = await lstat(socketPath);
+      if (!info.isSocket()) return { kind: 'not-socket' };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' };
+      throw err;
+    }
+  }
+  return new Promise<ProbeResult>((resolve) => {
+    let settled = false;
+    const finish = (result: ProbeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      request.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => finish({ kind: 'unresponsive' }), timeoutMs);
+    const request = httpGet({ socketPath, path: '/v1/status', headers: { host: 'localhost', connection: 'close' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (text.length < 65_536) text += chunk;
+      });
+      res.on('end', () => {
+        let pid: number | undefined;
+        try {
+          const parsed = JSON.parse(text) as { pid?: unknown };
+          if (typeof parsed.pid === 'number') pid = parsed.pid;
+        } catch {
+          // Something answered HTTP but not our status: still somebody's live socket.
+        }
+        finish({ kind: 'daemon', pid });
+      });
+      res.on('error', () => finish({ kind: 'daemon', pid: undefined }));
+    });
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') finish({ kind: 'dead' });
+      // A reset after connecting means someone accepted: treat as alive but unresponsive.
+      else finish({ kind: 'unresponsive' });
+    });
+  });
+}
+
+export interface SocketHandle {
+  socketPath: string;
+  activated: boolean;
+  /** Removes the socket file if it is still the one we created (never under socket activation). */
+  removeSocket(): Promise<void>;
+}
+
+/** `LISTEN_FDS`/`LISTEN_PID` from systemd (or systemd-socket-activate): the first passed fd is 3. */
+export function socketActivationFd(env: NodeJS.ProcessEnv, pid: number): number | undefined {
+  if (env.LISTEN_PID === undefined || env.LISTEN_FDS === undefined) return undefined;
+  if (Number(env.LISTEN_PID) !== pid) return undefined;
+  const count = Number(env.LISTEN_FDS);
+  return Number.isInteger(count) && count >= 1 ? 3 : undefined;
+}
+
+/**
+ * Opens the raw server on the inherited fd, or on the socket path with every check of DESIGN
+ * section 2: private directory, stale-socket probe, 0600 through the umask, second daemon refused.
+ */
+export async function openMainSocket(server: Server, socketPath: string, env: NodeJS.ProcessEnv = process.env): Promise<SocketHandle> {
+  const fd = socketActivationFd(env, process.pid);
+  if (fd !== undefined) {
+    await listenOnce(server, { fd });
+    // Children (e.g. an autostarted helper) must not think the fds are theirs.
+    delete env.LISTEN_FDS;
+    delete env.LISTEN_PID;
+    delete env.LISTEN_FDNAMES;
+    return { socketPath, activated: true, removeSocket: async () => undefined };
+  }
+  return openSocketPath(server, socketPath, 0o600);
+}
+
+/** Listens on a socket path with the given mode, applied through the umask at bind time. */
+export async function openSocketPath(server: Server, socketPath: string, mode: number): Promise<SocketHandle> {
+  if (isWindowsPipe(socketPath)) {
+    await listenOnce(server, { path: socketPath });
+    return { socketPath, activated: false, removeSocket: async () => undefined };
+  }
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+    throw new ListenError(`socket path is too long (${Buffer.byteLength(socketPath)} bytes, the limit is ${MAX_SOCKET_PATH_BYTES}): ${socketPath}`, 'Choose a shorter path with --socket or TOKENBROKER_SOCKET.');
+  }
+  await ensurePrivateDir(path.dirname(socketPath), 'socket');
+  await clearStaleSocket(socketPath);
+  try {
+    await bindWithUmask(server, socketPath, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    // Lost a race with another daemon starting at the same moment.
+    await clearStaleSocket(socketPath);
+    await bindWithUmask(server, socketPath, mode);
+  }
+  const { ino } = await lstat(socketPath);
+  return {
+    socketPath,
+    activated: false,
+    removeSocket: async () => {
+      try {
+        const now = await lstat(socketPath);
+        // Another daemon may have replaced a socket we no longer own; leave theirs alone.
+        if (now.ino === ino) await unlink(socketPath);
+      } catch {
+        // Already gone.
+      }
+    },
+  };
+}
+
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  const probe = await probeSocket(socketPath);
+  switch (probe.kind) {
+    case 'absent':
+      return;
+    case 'dead':
+      await unlink(socketPath);
+      return;
+    case 'daemon':
+      throw new ListenError(
+        `already running (pid ${probe.pid ?? 'unknown'}) on ${socketPath}`,
+        'Use the running daemon (`tokenbroker status`), or stop it first.',
+      );
+    case 'unresponsive':
+      throw new ListenError(
+        `socket ${socketPath} is held by a process that does not answer (a socket activator such as systemd?)`,
+        'Check `systemctl --user status tokenbroker.socket`, or choose another path with --socket.',
+      );
+    case 'not-socket':
+      throw new ListenError(`${socketPath} exists and is not a socket; refusing to replace it`, `Move ${socketPath} away or choose another path with --socket.`);
+  }
+}
+
+/**
+ * Node binds a Unix socket synchronously inside listen(), so the umask is in force exactly for
+ * the bind and restored before anything else in the process can run (no await in between).
+ */
+function bindWithUmask(server: Server, socketPath: string, mode: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    const previous = process.umask(0o777 & ~mode);
+    try {
+      server.listen(socketPath);
+    } finally {
+      process.umask(previous);
+    }
+  });
+}
+
+function listenOnce(server: Server, options: { fd: number } | { path: string }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,136 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Clock } from '../broker/ports.js';
+import type { Config } from '../protocol/config-schema.js';
+import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { VERSION, VERSION_HEADER } from '../protocol/version.js';
+import type { Paths } from '../protocol/paths.js';
+import { registerStatusRoutes } from './routes/status-routes.js';
+
+/** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
+export interface ServerDeps {
+  logger: Logger;
+  /** A getter, because SIGHUP can swap the config while the server runs. */
+  getConfig(): Readonly<Config>;
+  paths: Paths;
+  clock: Clock;
+  /** Epoch ms when the daemon started. */
+  startedAt: number;
+  /** How the main socket was obtained, for status. */
+  socketActivated: boolean;
+}
+
+/** Token values are short; a few KiB is plenty for any JSON body the API takes. */
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+const ALLOWED_HOST = /^localhost(:\d{1,5})?$/i;
+
+/**
+ * Builds the API without listening, so tests use `inject()`. The raw HTTP server is created here
+ * (serverFactory) and opened by `listen.ts`, which needs to bind synchronously under a umask and
+ * to accept an inherited fd from systemd.
+ */
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Our onResponse hook logs requests at debug; fastify's own per-request info lines are noise here.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Requests are local and small; a slow client must not hold a connection forever.
+    connectionTimeout: 0,
+    requestTimeout: 0,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+    serverFactory: (handler) => createServer({ headersTimeout: 10_000, requestTimeout: 0 }, handler as (req: IncomingMessage, res: ServerResponse) => void),
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header(VERSION_HEADER, VERSION);
+    refuseBrowserRequests(request);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.setErrorHandler((error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) => {
+    const brokerError = toBrokerError(error);
+    if (brokerError.code === 'BROKER_INTERNAL') {
+      request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
+    }
+    void reply.header(VERSION_HEADER, VERSION);
+    return reply.code(brokerError.status).type('application/json; charset=utf-8').send(brokerError.toEnvelope());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new BrokerError('BROKER_NOT_FOUND', { message: `No route for ${request.method} ${request.url.split('?')[0]}.` });
+    return reply.code(error.status).send(error.toEnvelope());
+  });
+
+  registerStatusRoutes(app, deps);
+  return app;
+}
+
+/** The raw server fastify built through serverFactory, for `listen.ts`. */
+export function rawServer(app: FastifyInstance): Server {
+  return app.server as Server;
+}
+
+/**
+ * Browser defence: a web page can reach a local socket through a forwarding proxy or DNS rebinding,
+ * but it cannot hide its Origin, and a rebinding attack carries a foreign Host.
+ */
+function refuseBrowserRequests(request: FastifyRequest): void {
+  if (request.headers.origin !== undefined) {
+    throw new BrokerError('BROKER_FORBIDDEN', {
+      message: 'Requests with an Origin header are refused.',
+      hint: 'Browsers cannot use tokenbroker; call it from a local program without an Origin header.',
+    });
+  }
+  const host = request.headers.host;
+  if (host === undefined || !ALLOWED_HOST.test(host)) {
+    throw new BrokerError('BROKER_FORBIDDEN', {
+      message: `Requests must use Host: localhost (got ${host === undefined ? 'none' : JSON.stringify(host.slice(0, 100))}).`,
+      hint: 'Local clients send "Host: localhost"; the tokenbroker client library does this for you.',
+    });
+  }
+}
+
+function toBrokerError(error: FastifyError | Error): BrokerError {
+  if (isBrokerError(error)) return error;
+  const fastifyError = error as FastifyError;
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Fastify's own client errors: malformed JSON, body too large, wrong content type...
+    return new BrokerError('BROKER_BAD_REQUEST', {
+      message: clientErrorMessage(fastifyError),
+      hint: fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `Bodies are limited to ${BODY_LIMIT_BYTES} bytes.` : 'Send a JSON body with Content-Type: application/json.',
+      details: { reason: fastifyError.code ?? 'bad_request' },
+    });
+  }
+  if (status === 503) {
+    return new BrokerError('BROKER_INTERNAL', { message: 'The daemon is shutting down.', hint: 'Retry once it has restarted.' });
+  }
+  return new BrokerError('BROKER_INTERNAL', { cause: error });
+}
+
+function clientErrorMessage(error: FastifyError): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return `The request body is not valid JSON: ${error.message}`;
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'The request body is too large.';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'The request body must be JSON (Content-Type: application/json).';
+    default:
+      return error.message;
+  }
+}
+
+/** Query strings can carry signed URLs; logs keep only the path. */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : `${url.slice(0, q)}?…`;
+}

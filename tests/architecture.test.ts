@@ -1,0 +1,48 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './helpers/test-daemon.js';
+
+const FORBIDDEN_IN_BROKER = ['fastify', '@fastify/websocket', 'undici', 'keytar', 'node:fs', 'fs', 'node:fs/promises', 'fs/promises', 'node:net', 'net', 'node:http', 'http', 'node:https', 'https', 'pino'];
+
+async function sourceFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => path.join(e.parentPath, e.name));
+}
+
+/** Every module specifier a file imports: static, dynamic, re-exports and require(). */
+export function importedModules(source: string): string[] {
+  const patterns = [/\bfrom\s+['"]([^'"]+)['"]/g, /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g, /\bimport\s+['"]([^'"]+)['"]/g, /\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g];
+  return patterns.flatMap((re) => [...source.matchAll(re)].map((m) => m[1] as string));
+}
+
+describe('architecture', () => {
+  it('src/broker imports no framework, network, keychain or filesystem module', async () => {
+    const files = await sourceFiles(path.join(REPO_ROOT, 'src', 'broker'));
+    expect(files.length).toBeGreaterThan(0);
+    const offences: string[] = [];
+    for (const file of files) {
+      for (const spec of importedModules(await readFile(file, 'utf8'))) {
+        if (FORBIDDEN_IN_BROKER.includes(spec) || spec.startsWith('fastify') || spec.startsWith('undici')) offences.push(`${path.relative(REPO_ROOT, file)} imports ${spec}`);
+        if (spec.includes('/daemon/') || spec.includes('/cli/') || spec.includes('/client/')) offences.push(`${path.relative(REPO_ROOT, file)} imports ${spec} (outer layer)`);
+      }
+    }
+    expect(offences).toEqual([]);
+  });
+
+  it('the import scanner sees every form of import', () => {
+    const sample = `import x from 'node:fs';\nimport type { Y } from "undici";\nconst k = await import('keytar');\nimport 'fastify';\nexport { z } from 'node:net';\nconst h = require('node:http');`;
+    expect(importedModules(sample).sort()).toEqual(['fastify', 'keytar', 'node:fs', 'node:http', 'node:net', 'undici'].sort());
+  });
+
+  it('src/protocol imports nothing of ours outside src/protocol', async () => {
+    const files = await sourceFiles(path.join(REPO_ROOT, 'src', 'protocol'));
+    const offences: string[] = [];
+    for (const file of files) {
+      for (const spec of importedModules(await readFile(file, 'utf8'))) {
+        if (spec.startsWith('.') && !spec.startsWith('./')) offences.push(`${path.relative(REPO_ROOT, file)} imports ${spec}`);
+      }
+    }
+    expect(offences).toEqual([]);
+  });
+});

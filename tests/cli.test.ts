@@ -1,0 +1,70 @@
+import { rm } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { main } from '../src/cli/main.js';
+import type { IO } from '../src/cli/io.js';
+import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+
+function bufferIO(env: NodeJS.ProcessEnv = {}): IO & { out: () => string; err: () => string } {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  return { stdout, stderr, stdin: new PassThrough(), stdoutIsTTY: false, stderrIsTTY: false, stdinIsTTY: false, env, out: () => out, err: () => err };
+}
+
+describe('CLI', () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startTestDaemon();
+  });
+  afterAll(async () => {
+    await daemon.cleanup();
+  });
+
+  it('status --json prints valid JSON with pid and version (real process)', async () => {
+    const result = await runCli(['status', '--json'], { env: daemon.env });
+    expect(result.code).toBe(0);
+    const status = JSON.parse(result.stdout) as { pid: number; version: string };
+    expect(status.pid).toBe(daemon.pid);
+    expect(status.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('status prints a readable summary', async () => {
+    const io = bufferIO();
+    const code = await main(['--socket', daemon.socketPath, 'status'], { io });
+    expect(code).toBe(0);
+    expect(io.out()).toContain(`(pid ${daemon.pid})`);
+    expect(io.out()).toContain(`socket  ${daemon.socketPath}`);
+  });
+
+  it('a daemon that is not running gives exit 3 and a hint, no stack trace', async () => {
+    const home = await makeTempHome();
+    try {
+      const result = await runCli(['status'], { env: isolatedEnv(home) });
+      expect(result.code).toBe(3);
+      expect(result.stderr).toMatch(/not reachable/);
+      expect(result.stderr).toMatch(/hint: Start it with `tokenbroker daemon`/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+
+  it.each([[['bogus']], [['status', '--frobnicate']], [['--socket']]])('usage error %j exits 2', async (args) => {
+    const io = bufferIO();
+    expect(await main(args, { io })).toBe(2);
+    expect(io.err()).toMatch(/error:/);
+  });
+
+  it('--help and --version exit 0', async () => {
+    const help = bufferIO();
+    expect(await main(['--help'], { io: help })).toBe(0);
+    expect(help.out()).toContain('Usage: tokenbroker');
+    const version = bufferIO();
+    expect(await main(['--version'], { io: version })).toBe(0);
+    expect(version.out().trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
