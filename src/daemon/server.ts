@@ -19,7 +19,15 @@ export interface ServerDeps {
   startedAt: number;
   /** How the main socket was obtained, for status. */
   socketActivated: boolean;
+  /**
+   * Sections merged into `GET /v1/status` (secret store, tokens, sources...). Each capability adds
+   * one in main.ts, so status grows without every capability editing the status route.
+   */
+  statusSections?: readonly StatusSection[];
 }
+
+/** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
+export type StatusSection = () => Promise<Record<string, unknown>> | Record<string, unknown>;
 
 /** Token values are short; a few KiB is plenty for any JSON body the API takes. */
 export const BODY_LIMIT_BYTES = 64 * 1024;

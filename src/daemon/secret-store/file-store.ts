@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, rename, unlink } from 'node:fs/promises';
+import { lstat, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SecretStore } from '../../broker/ports.js';
 import { BrokerError } from '../../protocol/errors.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { PrivateDirError, ensurePrivateDir } from '../private-dir.js';
 
 export const SECRETS_FILE = 'secrets.json';
@@ -125,32 +125,11 @@ export function createFileStore(stateDir: string, options: FileStoreOptions = {}
   async function writeSecrets(secrets: Map<string, string>): Promise<void> {
     await ensureDir();
     const document: SecretsDocument = { version: 1, secrets: Object.fromEntries(secrets) };
-    // Same directory, so rename is atomic; O_EXCL + random name so nothing pre-planted is reused.
-    const temp = join(stateDir, `.${SECRETS_FILE}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    let handle: FileHandle | undefined;
     try {
-      // The mode is given to open (umask can only narrow it): no window with wider permissions.
-      handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
-      await handle.writeFile(`${JSON.stringify(document, null, 2)}\n`, 'utf8');
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
-      await rename(temp, path);
+      await writeFileAtomic(path, `${JSON.stringify(document, null, 2)}\n`, { mode: 0o600 });
     } catch (err) {
-      await handle?.close().catch(() => undefined);
-      await unlink(temp).catch(() => undefined);
       throw unusable(`Cannot write ${path} (${errorCode(err) ?? 'unknown error'}).`);
     }
-    await syncDir();
-  }
-
-  /** Makes the rename itself durable. Best effort: not every platform can fsync a directory. */
-  async function syncDir(): Promise<void> {
-    if (process.platform === 'win32') return;
-    const dir = await open(stateDir, constants.O_RDONLY).catch(() => undefined);
-    if (dir === undefined) return;
-    await dir.sync().catch(() => undefined);
-    await dir.close().catch(() => undefined);
   }
 
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import { constants, type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+/** O_NOFOLLOW where the platform has it: never write through a planted symlink. */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+/**
+ * Writes `data` to `file` so that a crash at any moment leaves either the old or the new file
+ * whole: a temp file in the same directory (O_EXCL, random name, the final mode given to open so
+ * there is no window with wider permissions), fsync, rename, then fsync of the directory.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+  const dir = path.dirname(file);
+  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, options.mode ?? 0o600);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temp, file);
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+/** Makes a rename durable. Best effort: not every platform can fsync a directory. */
+export async function syncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, constants.O_RDONLY).catch(() => undefined);
+  if (handle === undefined) return;
+  await handle.sync().catch(() => undefined);
+  await handle.close().catch(() => undefined);
+}
