@@ -1,8 +1,11 @@
-import { Client, errors as undiciErrors } from 'undici';
+import { Pool, errors as undiciErrors } from 'undici';
+import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
+import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
+import { downloadFile, typedBody, type DownloadOptions, type DownloadResult, type FetchOptions, type FetchResult } from './fetch.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 
 export interface TokenBrokerClientOptions {
@@ -52,7 +55,8 @@ export class TokenBrokerClient {
   private readonly timeoutMs: number;
   private readonly onVersionMismatch: (daemonVersion: string, clientVersion: string) => void;
   private versionChecked = false;
-  private dispatcher: Client | undefined;
+  // A pool: a streaming fetch holds its connection, and other calls must not queue behind it.
+  private dispatcher: Pool | undefined;
 
   constructor(options: TokenBrokerClientOptions = {}) {
     this.socketPath = options.socketPath ?? resolvePaths(currentPathInputs()).socketPath;
@@ -65,6 +69,45 @@ export class TokenBrokerClient {
   /** Daemon version, pid, uptime, socket and the state of everything it manages. */
   async status(options: { signal?: AbortSignal } = {}): Promise<Status> {
     return this.request('GET', '/v1/status', { schema: StatusSchema, ...options });
+  }
+
+  /**
+   * Streams an allowed URL through the daemon, which adds the token where the policy says so. With
+   * `sha1`/`sha256` the daemon verifies while streaming; a body that breaks off errors with a
+   * BrokerError: BROKER_CHECKSUM_MISMATCH (verification failed) or BROKER_UPSTREAM_UNREACHABLE.
+   */
+  async fetch(url: string, options: FetchOptions = {}): Promise<FetchResult> {
+    const headers: Record<string, string> = {};
+    if (options.range !== undefined) headers.range = options.range;
+    if (options.ifRange !== undefined) headers['if-range'] = options.ifRange;
+    if (options.ifNoneMatch !== undefined) headers['if-none-match'] = options.ifNoneMatch;
+    if (options.ifModifiedSince !== undefined) headers['if-modified-since'] = options.ifModifiedSince;
+    const response = await this.send('GET', '/v1/fetch', {
+      query: { url, sha1: options.sha1, sha256: options.sha256 },
+      headers,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      // Upstream redirects and slow servers take longer than a local call.
+      headersTimeout: Math.max(this.timeoutMs, 300_000),
+    });
+    if (response.statusCode >= 400) throw toBrokerError(response.statusCode, await response.body.text());
+    const flat: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(', ') : value;
+    const requestId = flat[REQUEST_ID_HEADER] ?? '';
+    return { status: response.statusCode, headers: flat, requestId, body: typedBody(response.body as Readable, requestId, this) };
+  }
+
+  /** How a recent fetch ended (`ok`, `checksum-mismatch`, `upstream-aborted`, ...), by request id. */
+  async fetchOutcome(requestId: string, options: { signal?: AbortSignal } = {}): Promise<FetchRecord> {
+    return this.request('GET', `/v1/fetches/${encodeURIComponent(requestId)}`, { schema: FetchRecordSchema, ...options });
+  }
+
+  /**
+   * Downloads to `dest` through `dest.part` (resumed with Range + If-Range when a previous attempt
+   * left one), verifies the whole file, and renames it into place. A digest mismatch deletes the
+   * part file and throws BROKER_CHECKSUM_MISMATCH; a broken connection keeps it for the next try.
+   */
+  async download(url: string, dest: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+    return downloadFile(this, url, dest, options);
   }
 
   /** Closes the connection to the daemon; the client can still be used afterwards (it reconnects). */
@@ -99,7 +142,7 @@ export class TokenBrokerClient {
   protected async send(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
-    options: { query?: Record<string, string | undefined>; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal },
+    options: { query?: Record<string, string | undefined>; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; headersTimeout?: number },
   ) {
     const search = new URLSearchParams();
     for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) search.set(key, value);
@@ -117,7 +160,7 @@ export class TokenBrokerClient {
         headers,
         body,
         signal: options.signal,
-        headersTimeout: this.timeoutMs,
+        headersTimeout: options.headersTimeout ?? this.timeoutMs,
         bodyTimeout: 0,
       });
       this.checkVersion(response.headers[VERSION_HEADER]);
@@ -127,8 +170,8 @@ export class TokenBrokerClient {
     }
   }
 
-  private getDispatcher(): Client {
-    this.dispatcher ??= new Client('http://localhost', { socketPath: this.socketPath, connect: { timeout: 5_000 }, keepAliveTimeout: 4_000 });
+  private getDispatcher(): Pool {
+    this.dispatcher ??= new Pool('http://localhost', { socketPath: this.socketPath, connect: { timeout: 5_000 }, keepAliveTimeout: 4_000 });
     return this.dispatcher;
   }
 

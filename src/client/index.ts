@@ -3,3 +3,5 @@ export { TokenBrokerClient, DaemonUnavailableError, isDaemonUnavailable, type To
 export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope } from '../protocol/errors.js';
 export type { Status } from '../protocol/status.js';
 export { VERSION } from '../protocol/version.js';
+export type { FetchOptions, FetchResult, DownloadOptions, DownloadProgress, DownloadResult } from './fetch.js';
+export type { FetchRecord } from '../protocol/fetch.js';

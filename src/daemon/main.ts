@@ -11,6 +11,14 @@ import { ensurePrivateDir, PrivateDirError } from './private-dir.js';
 import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
+import { EventBus } from '../broker/event-bus.js';
+import { FetchService } from '../broker/fetch-service.js';
+import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
+import { isBrokerError } from '../protocol/errors.js';
+import { VERSION } from '../protocol/version.js';
+import { createFsContentCache } from './fs-content-cache.js';
+import { placeholderTokenAccess } from './placeholder-token-access.js';
+import { createUndiciUpstream, type UndiciUpstream } from './undici-upstream.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -52,6 +60,25 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 
   let currentConfig = config;
   const startedAt = systemClock.now();
+  const events = new EventBus(systemClock);
+  let upstream: UndiciUpstream;
+  try {
+    upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
+  } catch (err) {
+    if (isBrokerError(err)) throw new StartupError(err.message, err.hint);
+    throw err;
+  }
+  const fetchService = new FetchService({
+    policy: policyOf(() => currentConfig),
+    upstream,
+    // PLACEHOLDER: replace with the token service's TokenAccess (issue 4) when merging.
+    tokenAccess: placeholderTokenAccess,
+    cache: createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger }),
+    events,
+    clock: systemClock,
+    logger,
+    userAgent: `tokenbroker/${VERSION}`,
+  });
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -59,6 +86,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     startedAt,
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
+    fetchService,
   });
   await app.ready();
   const server = rawServer(app);
@@ -82,6 +110,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       logger.info({ signal }, 'stopping: draining in-flight requests');
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
+        .then(() => upstream.close())
         .then(() => socket.removeSocket())
         .then(
           () => {
@@ -105,6 +134,16 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
   });
+}
+
+/** The token policy of the current config, rebuilt only when a reload changed the config. */
+function policyOf(getConfig: () => Readonly<Config>): () => TokenPolicy {
+  let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
+  return () => {
+    const config = getConfig();
+    if (built?.config !== config) built = { config, policy: createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback }) };
+    return built.policy;
+  };
 }
 
 /** SIGHUP: an invalid new config is logged and the old one kept. */

@@ -7,6 +7,8 @@ import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
+import type { FetchService } from '../broker/fetch-service.js';
+import { registerFetchRoutes } from './routes/fetch-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
@@ -24,6 +26,8 @@ export interface ServerDeps {
    * one in main.ts, so status grows without every capability editing the status route.
    */
   statusSections?: readonly StatusSection[];
+  /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
+  fetchService?: FetchService;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -77,6 +81,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   registerStatusRoutes(app, deps);
+  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
   return app;
 }
 

@@ -6,7 +6,7 @@ import { describeIssue } from '../protocol/zod-issues.js';
  * Validates one part of a request with its zod schema; a failure is a BROKER_BAD_REQUEST whose
  * message names the field and what is expected.
  */
-export function parseRequestPart<S extends z.ZodType>(schema: S, value: unknown, part: 'body' | 'query' | 'params', hint?: string): z.output<S> {
+export function parseRequestPart<S extends z.ZodType>(schema: S, value: unknown, part: 'body' | 'query' | 'params' | 'headers', hint?: string): z.output<S> {
   const result = schema.safeParse(value ?? {});
   if (result.success) return result.data;
   const issue = result.error.issues[0];

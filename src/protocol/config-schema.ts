@@ -97,6 +97,8 @@ export const ConfigSchema = z
         bodyIdleMs: z.number().int().min(100).max(600_000).default(30_000),
       })
       .default({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000 }),
+    /** Size cap of the verified-download cache (least recently used bodies go first); 0 turns it off. */
+    cacheMaxMegabytes: z.number().int().min(0).max(1_048_576).default(2048),
   })
   .superRefine((config, ctx) => {
     const names = new Set<string>();

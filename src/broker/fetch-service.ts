@@ -1,0 +1,436 @@
+import { pipeline, type Readable } from 'node:stream';
+import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from '../protocol/fetch.js';
+import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
+import type { EventBus } from './event-bus.js';
+import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
+import type { CacheWriter, CachedContent, ContentCache, DomainLogger } from './fetch-ports.js';
+import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
+import type { Clock, Upstream, UpstreamResponse } from './ports.js';
+import type { TokenAccess } from './token-access.js';
+import { describeUrl, discardBody, readErrorBody, retryAfterSeconds, upstreamMessage, upstreamStatusError } from './upstream-errors.js';
+
+/** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */
+export interface FetchServiceDeps {
+  /** A getter: SIGHUP can change the servers, and with them the policy. */
+  policy(): TokenPolicy;
+  upstream: Upstream;
+  tokenAccess: TokenAccess;
+  cache: ContentCache;
+  events: EventBus;
+  clock: Clock;
+  logger: DomainLogger;
+  /** Defaults to a new ledger of the last LEDGER_CAPACITY fetches. */
+  ledger?: FetchLedger;
+  /** Sent upstream as User-Agent. */
+  userAgent: string;
+}
+
+export interface FetchInput {
+  /** Chosen by the caller (the route puts it in X-Tokenbroker-Request-Id before anything can fail). */
+  requestId: string;
+  url: string;
+  sha1?: string | undefined;
+  sha256?: string | undefined;
+  /** The forwarded request headers only; the client's Authorization and Cookie never get here. */
+  headers: FetchRequestHeaders;
+  /** Aborted when the client goes away: the upstream request is aborted with it. */
+  signal: AbortSignal;
+}
+
+export interface FetchResponse {
+  status: number;
+  /** Lower-case names, only the passed headers (plus the cache marker). */
+  headers: Record<string, string>;
+  /** Undefined for bodiless answers (304). Pipe it to the client, then call `delivered`. */
+  body: Readable | undefined;
+  /** The route reports how sending ended (undefined = every byte was handed to the socket). */
+  delivered(error: unknown): void;
+  /** The client's connection closed before the response finished. */
+  clientGone(): void;
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** `bytes START-END/TOTAL` (TOTAL may be `*`). */
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/**
+ * `GET /v1/fetch`: the token policy, the redirect loop, header filtering, upstream error mapping,
+ * streaming verification and the verified-content cache. Pure orchestration over ports: the HTTP
+ * layer only validates the query and pipes the body it gets back.
+ */
+export class FetchService {
+  readonly ledger: FetchLedger;
+
+  constructor(private readonly deps: FetchServiceDeps) {
+    this.ledger = deps.ledger ?? new FetchLedger(deps.clock);
+  }
+
+  /**
+   * Opens the fetch: resolves once there is a status and headers to answer with; rejects with a
+   * BrokerError (to answer as an envelope) when nothing was sent yet.
+   */
+  async fetch(input: FetchInput): Promise<FetchResponse> {
+    const startedAt = this.deps.clock.now();
+    this.ledger.start(input.requestId, describeUrl(input.url));
+    try {
+      return await this.open(input, startedAt);
+    } catch (err) {
+      const error = isBrokerError(err) ? err : new BrokerError('BROKER_INTERNAL', { cause: err });
+      const outcome: FinalOutcome = input.signal.aborted ? 'client-aborted' : outcomeOfError(error);
+      this.finish(input, outcome, startedAt, { error: { code: error.code, message: error.message } });
+      throw err;
+    }
+  }
+
+  private async open(input: FetchInput, startedAt: number): Promise<FetchResponse> {
+    const expected: Digests = { sha1: input.sha1, sha256: input.sha256 };
+    const verifying = input.sha1 !== undefined || input.sha256 !== undefined;
+    if (verifying && input.headers.range !== undefined) {
+      throw new BrokerError('BROKER_BAD_REQUEST', {
+        message: 'A digest (sha1/sha256) cannot be combined with a Range header: only a whole body can be verified.',
+        hint: 'Drop the Range header to get a verified body, or drop the digest and verify the whole file yourself.',
+        details: { field: 'headers.range' },
+      });
+    }
+    const policy = this.deps.policy();
+    const classified = policy.classify(input.url);
+    if (!classified.allowed) {
+      throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `The URL is not allowed: ${classified.reason}.`, details: { reason: classified.reason } });
+    }
+    // The token check comes before the cache: restricted content needs a usable token either way.
+    const token = new LazyToken(this.deps.tokenAccess, classified.server.name);
+    if (classified.needsToken) token.get();
+
+    const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;
+    const cacheable = verifying && !conditional;
+    if (cacheable) {
+      const hit = await this.deps.cache.lookup({ url: classified.url, sha1: input.sha1, sha256: input.sha256 });
+      if (hit !== undefined) return this.fromCache(input, hit, expected, startedAt);
+    }
+
+    const { response, hop, wholeBody } = await this.exchange(classified, input, token);
+    this.ledger.update(input.requestId, { cache: cacheable ? 'miss' : 'off' });
+    if (response.status === 200 || response.status === 206) {
+      return this.relay(input, response, { hop, wholeBody, expected, cacheable, startedAt });
+    }
+    if (response.status === 304) {
+      discardBody(response);
+      const headers = passHeaders(response.headers);
+      delete headers['content-length'];
+      return this.bodiless(input, 304, headers, startedAt);
+    }
+    const text = await readErrorBody(response.body);
+    throw this.statusError(response, hop, upstreamMessage(text));
+  }
+
+  /**
+   * Follows redirects (at most MAX_REDIRECTS, each judged by the policy) and returns the final
+   * answer. Without a client Range it asks for `bytes=0-` so the answer carries the full length;
+   * an empty file answers that with 416, and then the request starts again from the original URL
+   * without a Range (never from a redirect target: signed URLs expire within seconds).
+   */
+  private async exchange(allowed: AllowedUrl, input: FetchInput, token: LazyToken): Promise<{ response: UpstreamResponse; hop: RequestHop; wholeBody: boolean }> {
+    const wholeBody = input.headers.range === undefined;
+    const base: Record<string, string> = { 'user-agent': this.deps.userAgent, 'accept-encoding': 'identity' };
+    for (const name of ['if-none-match', 'if-modified-since'] as const) {
+      const value = input.headers[name];
+      if (value !== undefined) base[name] = value;
+    }
+    if (!wholeBody) {
+      base.range = input.headers.range as string;
+      if (input.headers['if-range'] !== undefined) base['if-range'] = input.headers['if-range'];
+    }
+    let askWholeRange = wholeBody;
+    for (;;) {
+      const headers = askWholeRange ? { ...base, range: 'bytes=0-' } : base;
+      const { response, hop } = await this.followRedirects(allowed, headers, input.signal, token);
+      if (askWholeRange && response.status === 416) {
+        discardBody(response);
+        askWholeRange = false;
+        continue;
+      }
+      return { response, hop, wholeBody };
+    }
+  }
+
+  private async followRedirects(allowed: AllowedUrl, headers: Record<string, string>, signal: AbortSignal, token: LazyToken): Promise<{ response: UpstreamResponse; hop: RequestHop }> {
+    const policy = this.deps.policy();
+    let hop = policy.initialHop(allowed);
+    for (;;) {
+      // Authorization is decided per hop: the policy drops it once the chain leaves the origin.
+      const hopHeaders = hop.sendAuthorization ? { ...headers, authorization: `Bearer ${token.get()}` } : headers;
+      const response = await this.deps.upstream.request({ method: 'GET', url: hop.url, headers: hopHeaders, signal });
+      if (!REDIRECT_STATUSES.has(response.status)) return { response, hop };
+      discardBody(response);
+      const decision = policy.redirectDecision(hop, response.headers.location);
+      if (!decision.allowed) {
+        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
+          message: `The server redirected ${describeUrl(hop.url)} somewhere the broker does not follow: ${decision.reason}.`,
+          hint: 'The server or a proxy in between is misconfigured; report it to the server\'s administrators.',
+          details: { status: response.status, reason: 'redirect-refused' },
+        });
+      }
+      hop = decision.hop;
+    }
+  }
+
+  private statusError(response: UpstreamResponse, hop: RequestHop, message: string): BrokerError {
+    if (response.status === 401) {
+      if (hop.sendAuthorization) {
+        // The token was sent and refused: the lifecycle marks it invalid (no retry until replaced).
+        this.deps.tokenAccess.rejected(hop.server.name, message);
+        const expired = /expired/i.test(message);
+        return new BrokerError(expired ? 'BROKER_TOKEN_EXPIRED' : 'BROKER_TOKEN_INVALID', {
+          message: expired
+            ? `The server says the identity token for ${hop.server.name} has expired (${message}).`
+            : `The server rejected the identity token for ${hop.server.name}${message === '' ? '' : ` (${message})`}.`,
+          details: { server: hop.server.name },
+        });
+      }
+      return new BrokerError('BROKER_UPSTREAM_FORBIDDEN', {
+        message: `The server asks for authentication for ${describeUrl(hop.url)}, which the broker requests without the token (401).`,
+        hint: 'The URL is under a public prefix or is a redirect target; if it needs the token, list its prefix in authenticatedPrefixes (and not publicPrefixes) in config.json.',
+        details: { status: 401 },
+      });
+    }
+    return upstreamStatusError({ status: response.status, url: hop.url, message, retryAfter: retryAfterSeconds(response.headers['retry-after'], this.deps.clock.now()) });
+  }
+
+  private async relay(
+    input: FetchInput,
+    response: UpstreamResponse,
+    context: { hop: RequestHop; wholeBody: boolean; expected: Digests; cacheable: boolean; startedAt: number },
+  ): Promise<FetchResponse> {
+    const headers = passHeaders(response.headers);
+    let status = response.status;
+    if (context.wholeBody && status === 206) {
+      // Our own `bytes=0-`: the client asked for the whole body and gets a 200 with its length.
+      const range = CONTENT_RANGE.exec(headers['content-range'] ?? '');
+      const total = range?.[3] === '*' ? undefined : Number(range?.[3]);
+      if (range === null || Number(range[1]) !== 0 || (total !== undefined && Number(range[2]) + 1 !== total)) {
+        discardBody(response);
+        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
+          message: `The server answered a request for the whole of ${describeUrl(context.hop.url)} with only part of it (${headers['content-range'] ?? 'no Content-Range'}).`,
+          details: { status: 206, reason: 'partial-content' },
+        });
+      }
+      status = 200;
+      delete headers['content-range'];
+      headers['content-length'] = String(total ?? Number(range[2]) + 1);
+    }
+
+    const mismatch = headerMismatch(headers, context.expected);
+    if (mismatch !== undefined) {
+      discardBody({ headers: {}, body: response.body });
+      this.reportMismatch(input, mismatch, 'upstream-header');
+      throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(input.url)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
+    }
+
+    const size = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+    const writer = context.cacheable && status === 200 ? await this.deps.cache.begin(size) : undefined;
+    const cacheWrite = writer === undefined ? undefined : new SafeCacheWrite(writer, this.deps.logger, input.requestId);
+    const relay = new BodyRelay({
+      expected: context.expected,
+      ...(cacheWrite === undefined
+        ? {}
+        : {
+            alsoCompute: ['sha1', 'sha256'] as const,
+            tee: (chunk: Buffer) => cacheWrite.write(chunk),
+            beforeRelease: (digests) =>
+              cacheWrite.commit({
+                url: context.hop.originalUrl,
+                sha1: digests.sha1 as string,
+                sha256: digests.sha256 as string,
+                size: digests.size,
+                contentType: headers['content-type'],
+                etag: headers.etag,
+                lastModified: headers['last-modified'],
+              }),
+          }),
+      onMismatch: (m) => this.reportMismatch(input, m, 'upstream'),
+    });
+
+    let clientGone = false;
+    // Registered before the pipeline's own listener, so the cause is recorded before the abort spreads.
+    response.body.once('error', (err: unknown) => {
+      if (clientGone) return;
+      const timeout = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+      this.finish(input, timeout ? 'timeout' : 'upstream-aborted', context.startedAt, { bytes: relay.bytesReleased });
+    });
+    pipeline(response.body, relay, () => {
+      void cacheWrite?.abort();
+    });
+    this.ledger.update(input.requestId, { status });
+    return {
+      status,
+      headers,
+      body: relay,
+      delivered: (error) => {
+        const outcome: FinalOutcome = error === undefined || error === null ? 'ok' : clientGone ? 'client-aborted' : 'upstream-aborted';
+        this.finish(input, outcome, context.startedAt, { bytes: relay.bytesReleased });
+      },
+      clientGone: () => {
+        clientGone = true;
+        this.finish(input, 'client-aborted', context.startedAt, { bytes: relay.bytesReleased });
+      },
+    };
+  }
+
+  /** A verified body from the cache; it is verified again while it streams (disks rot too). */
+  private fromCache(input: FetchInput, hit: CachedContent, expected: Digests, startedAt: number): FetchResponse {
+    const headers: Record<string, string> = {
+      'content-length': String(hit.size),
+      'accept-ranges': 'bytes',
+      'x-checksum-sha1': hit.sha1,
+      'x-checksum-sha256': hit.sha256,
+      [CACHE_HEADER]: 'hit',
+    };
+    if (hit.contentType !== undefined) headers['content-type'] = hit.contentType;
+    if (hit.etag !== undefined) headers.etag = hit.etag;
+    if (hit.lastModified !== undefined) headers['last-modified'] = hit.lastModified;
+    const relay = new BodyRelay({
+      expected,
+      onMismatch: (m) => {
+        this.reportMismatch(input, m, 'cache');
+        void this.deps.cache.remove(hit.sha256);
+      },
+    });
+    const source = hit.open();
+    let clientGone = false;
+    source.once('error', (err: unknown) => {
+      if (clientGone) return;
+      this.deps.logger.warn({ requestId: input.requestId, err: String(err) }, 'reading a cached body failed');
+      this.finish(input, 'upstream-aborted', startedAt, { bytes: relay.bytesReleased });
+    });
+    pipeline(source, relay, () => undefined);
+    this.ledger.update(input.requestId, { status: 200, cache: 'hit' });
+    return {
+      status: 200,
+      headers,
+      body: relay,
+      delivered: (error) => this.finish(input, error === undefined || error === null ? 'ok' : 'client-aborted', startedAt, { bytes: relay.bytesReleased }),
+      clientGone: () => {
+        clientGone = true;
+        this.finish(input, 'client-aborted', startedAt, { bytes: relay.bytesReleased });
+      },
+    };
+  }
+
+  private bodiless(input: FetchInput, status: number, headers: Record<string, string>, startedAt: number): FetchResponse {
+    this.ledger.update(input.requestId, { status });
+    return {
+      status,
+      headers,
+      body: undefined,
+      delivered: (error) => this.finish(input, error === undefined || error === null ? 'ok' : 'client-aborted', startedAt, { bytes: 0 }),
+      clientGone: () => this.finish(input, 'client-aborted', startedAt, { bytes: 0 }),
+    };
+  }
+
+  private reportMismatch(input: FetchInput, mismatch: ChecksumMismatch, source: 'upstream' | 'upstream-header' | 'cache'): void {
+    const url = describeUrl(input.url);
+    this.finish(input, 'checksum-mismatch', this.deps.clock.now(), {
+      error: { code: 'BROKER_CHECKSUM_MISMATCH', message: `${mismatch.algorithm} ${mismatch.actual} differs from the expected ${mismatch.expected}` },
+    });
+    this.deps.events.emit('fetch.checksum-mismatch', { requestId: input.requestId, url, source, algorithm: mismatch.algorithm, expected: mismatch.expected, actual: mismatch.actual });
+    this.deps.logger.warn({ requestId: input.requestId, url, source, algorithm: mismatch.algorithm, expected: mismatch.expected, actual: mismatch.actual }, 'checksum mismatch: fetch aborted');
+  }
+
+  private finish(input: FetchInput, outcome: FinalOutcome, startedAt: number, extra: { bytes?: number; error?: { code: string; message: string } }): void {
+    if (!this.ledger.finish(input.requestId, outcome, extra)) return;
+    const record = this.ledger.get(input.requestId);
+    this.deps.logger.debug(
+      { requestId: input.requestId, url: describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
+      'fetch ended',
+    );
+  }
+}
+
+/** The token is fetched only when a hop needs it, once per fetch. */
+class LazyToken {
+  private value: string | undefined;
+  constructor(
+    private readonly access: TokenAccess,
+    private readonly server: string,
+  ) {}
+
+  get(): string {
+    this.value ??= this.access.tokenFor(this.server);
+    return this.value;
+  }
+}
+
+/**
+ * Caching is best effort: a full disk must not break a download. The first failure turns the
+ * writer off (and throws its partial file away); the body goes on to the client regardless.
+ */
+class SafeCacheWrite {
+  private failed = false;
+  constructor(
+    private readonly writer: CacheWriter,
+    private readonly logger: DomainLogger,
+    private readonly requestId: string,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.failed) return;
+    try {
+      await this.writer.write(chunk);
+    } catch (err) {
+      this.fail(err, 'write');
+    }
+  }
+
+  async commit(entry: Parameters<CacheWriter['commit']>[0]): Promise<void> {
+    if (this.failed) return;
+    try {
+      await this.writer.commit(entry);
+    } catch (err) {
+      this.fail(err, 'commit');
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.writer.abort().catch(() => undefined);
+  }
+
+  private fail(err: unknown, step: string): void {
+    this.failed = true;
+    this.logger.warn({ requestId: this.requestId, step, err: err instanceof Error ? err.message : String(err) }, 'caching a verified body failed; serving it uncached');
+    void this.abort();
+  }
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Only the listed response headers cross the broker (never Set-Cookie or auth challenges). */
+function passHeaders(upstream: UpstreamResponse['headers']): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of PASSED_RESPONSE_HEADERS) {
+    const value = firstValue(upstream[name]);
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+}
+
+/** The upstream's own X-Checksum-* already disagrees with what the client expects. */
+function headerMismatch(headers: Record<string, string>, expected: Digests): ChecksumMismatch | undefined {
+  for (const algorithm of ['sha256', 'sha1'] as const) {
+    const want = expected[algorithm];
+    const said = headers[`x-checksum-${algorithm}`]?.trim().toLowerCase();
+    if (want !== undefined && said !== undefined && said !== '' && said !== want.toLowerCase()) {
+      return { algorithm, expected: want.toLowerCase(), actual: said, size: 0 };
+    }
+  }
+  return undefined;
+}
+
+function outcomeOfError(error: BrokerError): FinalOutcome {
+  if (error.code === 'BROKER_CHECKSUM_MISMATCH') return 'checksum-mismatch';
+  const reason = error.details?.reason;
+  if (error.code === 'BROKER_UPSTREAM_UNREACHABLE' && (reason === 'connect-timeout' || reason === 'headers-timeout')) return 'timeout';
+  return 'error';
+}

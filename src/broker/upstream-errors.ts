@@ -1,0 +1,110 @@
+import type { Readable } from 'node:stream';
+import { BrokerError } from '../protocol/errors.js';
+
+/** Error bodies are read only this far: enough for Artifactory's JSON, bounded for anything else. */
+const MAX_ERROR_BODY = 8 * 1024;
+
+/** Origin and path of a URL for messages, logs and the ledger: never userinfo or a query string. */
+export function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/** Redirect and error bodies worth keeping the connection for; larger ones cost a new connection. */
+const SMALL_BODY = 64 * 1024;
+
+/**
+ * Throws away a body we will not use. Small ones are read to the end so the keep-alive connection
+ * stays usable; others are destroyed (undici then reports an abort, which is expected here).
+ */
+export function discardBody(response: { headers: Record<string, string | string[] | undefined>; body: Readable }): void {
+  const body = response.body;
+  body.on('error', () => undefined);
+  const length = Number(Array.isArray(response.headers['content-length']) ? response.headers['content-length'][0] : response.headers['content-length']);
+  if (Number.isFinite(length) && length <= SMALL_BODY) body.resume();
+  else body.destroy();
+}
+
+/** Reads at most MAX_ERROR_BODY bytes of an error body, then drops the rest. Never throws. */
+export async function readErrorBody(body: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      const buf = chunk as Buffer;
+      chunks.push(buf);
+      size += buf.length;
+      if (size >= MAX_ERROR_BODY) break;
+    }
+  } catch {
+    // A broken error body still leaves the status to report.
+  } finally {
+    body.on('error', () => undefined);
+    body.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
+}
+
+/** Artifactory's `{"errors":[{"status","message"}]}`, else the first line of the text. */
+export function upstreamMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { errors?: { message?: unknown }[]; message?: unknown };
+    const message = parsed.errors?.[0]?.message ?? parsed.message;
+    if (typeof message === 'string') return clean(message);
+  } catch {
+    // Not JSON.
+  }
+  const xml = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
+  if (xml !== undefined) return clean(xml);
+  return clean(text.split('\n')[0] ?? '');
+}
+
+function clean(text: string): string {
+  const printable = text.replace(/[^\x20-\x7e]/g, ' ').trim();
+  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
+}
+
+/** `Retry-After` as seconds from now: delta-seconds or an HTTP date. */
+export function retryAfterSeconds(value: string | string[] | undefined, now: number): number | undefined {
+  const raw = Array.isArray(value) ? value[0] : value;
+  if (raw === undefined) return undefined;
+  const trimmed = raw.trim();
+  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed);
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+export interface UpstreamFailure {
+  status: number;
+  url: string;
+  message: string;
+  retryAfter: number | undefined;
+}
+
+/**
+ * The envelope for an upstream error status other than 401 (which involves the token lifecycle;
+ * see the fetch service): 403 -> UPSTREAM_FORBIDDEN, 404/410 -> UPSTREAM_NOT_FOUND, anything
+ * else (429, 5xx, unexpected 4xx) -> UPSTREAM_ERROR with the status and Retry-After in details.
+ */
+export function upstreamStatusError(failure: UpstreamFailure): BrokerError {
+  const where = describeUrl(failure.url);
+  const said = failure.message === '' ? '' : ` (the server said: ${failure.message})`;
+  if (failure.status === 403) {
+    return new BrokerError('BROKER_UPSTREAM_FORBIDDEN', { message: `The server refused access to ${where} (403)${said}.`, details: { status: 403 } });
+  }
+  if (failure.status === 404 || failure.status === 410) {
+    return new BrokerError('BROKER_UPSTREAM_NOT_FOUND', { message: `The server has no file at ${where} (${failure.status}).`, details: { status: failure.status } });
+  }
+  const details: Record<string, unknown> = { status: failure.status };
+  if (failure.retryAfter !== undefined) details.retryAfter = failure.retryAfter;
+  const retry = failure.retryAfter === undefined ? '' : ` It asked to retry after ${failure.retryAfter} s.`;
+  return new BrokerError('BROKER_UPSTREAM_ERROR', {
+    message: `The server answered ${failure.status} for ${where}${said}.${retry}`,
+    ...(failure.status === 429 ? { hint: 'The server is rate-limiting requests; wait and try again (details.retryAfter says how long, when the server said).' } : {}),
+    details,
+  });
+}

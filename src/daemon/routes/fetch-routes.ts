@@ -1,0 +1,88 @@
+import { randomUUID } from 'node:crypto';
+import { pipeline } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { FetchService } from '../../broker/fetch-service.js';
+import { BrokerError, isBrokerError } from '../../protocol/errors.js';
+import { FetchIdParamsSchema, FetchQuerySchema, FetchRequestHeadersSchema, FORWARDED_REQUEST_HEADERS, REQUEST_ID_HEADER, type FetchRecord } from '../../protocol/fetch.js';
+import { VERSION, VERSION_HEADER } from '../../protocol/version.js';
+import { parseRequestPart } from '../validate.js';
+
+/**
+ * `GET /v1/fetch?url=&sha1=&sha256=` and `GET /v1/fetches/:id`. The route validates, hands the
+ * rest to the FetchService, and pipes the body to the socket with backpressure. Errors before the
+ * first byte go through the server's error handler as envelopes; after it, the connection is cut.
+ */
+export function registerFetchRoutes(app: FastifyInstance, service: FetchService): void {
+  app.get('/v1/fetch', async (request, reply) => {
+    const requestId = randomUUID();
+    void reply.header(REQUEST_ID_HEADER, requestId);
+    const query = parseRequestPart(FetchQuerySchema, request.query, 'query', 'Call GET /v1/fetch?url=<absolute URL>[&sha256=<hex>|&sha1=<hex>].');
+    const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
+
+    const res = reply.raw;
+    const controller = new AbortController();
+    // Set once the service answered: then it, not the abort signal, records the client leaving.
+    const listener: { clientGone?: () => void } = {};
+    // The RESPONSE's close: the request's fires as soon as its (empty) body is read.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      listener.clientGone?.();
+      controller.abort();
+    });
+
+    let response;
+    try {
+      response = await service.fetch({ requestId, url: query.url, sha1: query.sha1, sha256: query.sha256, headers, signal: controller.signal });
+    } catch (err) {
+      if (controller.signal.aborted) {
+        // Nobody is left to answer.
+        reply.hijack();
+        res.destroy();
+        return;
+      }
+      if (isBrokerError(err) && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
+      throw err;
+    }
+    listener.clientGone = response.clientGone;
+    reply.hijack();
+    if (res.destroyed) {
+      response.body?.destroy();
+      response.clientGone();
+      return;
+    }
+    res.writeHead(response.status, { ...response.headers, [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
+    const body = response.body;
+    if (body === undefined) {
+      res.end();
+      response.delivered(undefined);
+      return;
+    }
+    pipeline(body, res, (err) => response.delivered(err ?? undefined));
+  });
+
+  app.get('/v1/fetches/:id', async (request): Promise<FetchRecord> => {
+    const { id } = parseRequestPart(FetchIdParamsSchema, request.params, 'params');
+    const record = service.ledger.get(id);
+    if (record === undefined) {
+      throw new BrokerError('BROKER_NOT_FOUND', {
+        message: `No recent fetch has the id ${id}.`,
+        hint: 'Only the last few hundred fetches are remembered, and only until the daemon restarts.',
+      });
+    }
+    return record;
+  });
+}
+
+/** Only the headers that may go upstream; Authorization and Cookie from local clients never do. */
+function pickForwarded(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) {
+      throw new BrokerError('BROKER_BAD_REQUEST', { message: `The ${name} header was sent more than once.`, details: { field: `headers.${name}` } });
+    }
+    picked[name] = value;
+  }
+  return picked;
+}

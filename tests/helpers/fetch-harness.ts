@@ -1,0 +1,109 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { EventBus } from '../../src/broker/event-bus.js';
+import { FetchService } from '../../src/broker/fetch-service.js';
+import { createTokenPolicy } from '../../src/broker/policy.js';
+import type { TokenAccess } from '../../src/broker/token-access.js';
+import { TokenBrokerClient } from '../../src/client/client.js';
+import { createFsContentCache, type FsContentCache } from '../../src/daemon/fs-content-cache.js';
+import { buildServer } from '../../src/daemon/server.js';
+import { systemClock } from '../../src/daemon/system-clock.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../../src/daemon/undici-upstream.js';
+import { BrokerError } from '../../src/protocol/errors.js';
+import type { BrokerEvent } from '../../src/protocol/events.js';
+import type { ConfigInput } from '../../src/protocol/config-schema.js';
+import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { testServerDeps } from './server-deps.js';
+import { makeTempHome } from './test-daemon.js';
+
+/**
+ * A TokenAccess for tests: hands out `token` for every server until told otherwise, and records
+ * `rejected` calls (the real lifecycle then marks the token invalid; so does this one).
+ */
+export class TestTokenAccess implements TokenAccess {
+  readonly rejections: { server: string; message: string }[] = [];
+  state: 'valid' | 'missing' | 'invalid' | 'expired' = 'valid';
+  constructor(public token = 'tok-secret-123') {}
+
+  tokenFor(server: string): string {
+    if (this.state === 'missing') throw new BrokerError('BROKER_TOKEN_MISSING', { details: { server } });
+    if (this.state === 'invalid') throw new BrokerError('BROKER_TOKEN_INVALID', { details: { server } });
+    if (this.state === 'expired') throw new BrokerError('BROKER_TOKEN_EXPIRED', { details: { server } });
+    return this.token;
+  }
+
+  rejected(server: string, message: string): void {
+    this.rejections.push({ server, message });
+    this.state = 'invalid';
+  }
+}
+
+export interface FetchHarness {
+  af: FakeArtifactory;
+  app: FastifyInstance;
+  service: FetchService;
+  tokens: TestTokenAccess;
+  cache: FsContentCache;
+  events: BrokerEvent[];
+  logText(): string;
+  home: string;
+  /** A client of the in-process server over a real Unix socket. */
+  client: TokenBrokerClient;
+  socketPath: string;
+  close(): Promise<void>;
+}
+
+export interface FetchHarnessOptions {
+  config?: Partial<ConfigInput>;
+  cacheMaxBytes?: number;
+  /** Defaults to a fresh fake Artifactory with the token `tok-secret-123`. */
+  af?: FakeArtifactory;
+}
+
+/** The real fetch pipeline (policy, undici upstream, fs cache) behind buildServer, on a temp socket. */
+export async function startFetchHarness(options: FetchHarnessOptions = {}): Promise<FetchHarness> {
+  const af = options.af ?? (await startFakeArtifactory({ tokens: { 'tok-secret-123': {} } }));
+  const home = await makeTempHome('tbf-');
+  const deps = testServerDeps({
+    config: {
+      allowInsecureLoopback: true,
+      servers: [{ name: 'nordic', origin: af.origin }],
+      officialSource: af.url('/artifactory/swtools/external/ncd/apps/official/source.json'),
+      timeouts: { connectMs: 2_000, headersMs: 2_000, bodyIdleMs: 1_000 },
+      ...options.config,
+    },
+  });
+  const config = deps.getConfig();
+  const upstream: UndiciUpstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile, env: {} });
+  const tokens = new TestTokenAccess();
+  const events: BrokerEvent[] = [];
+  const bus = new EventBus(systemClock);
+  bus.subscribe((event) => events.push(event));
+  const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, logger: deps.logger });
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
+  const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
+  const app = await buildServer({ ...deps, fetchService: service });
+  const socketPath = path.join(home, 'broker.sock');
+  await app.listen({ path: socketPath });
+  const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });
+  return {
+    af,
+    app,
+    service,
+    tokens,
+    cache,
+    events,
+    logText: deps.logText,
+    home,
+    client,
+    socketPath,
+    async close() {
+      await client.close();
+      await app.close();
+      await upstream.close();
+      if (options.af === undefined) await af.close();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
