@@ -3,6 +3,7 @@ import { ExitCode } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
 import { registerDaemonCommand } from './commands/daemon-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
+import { registerFetchCommand } from './commands/fetch-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
 import { processIO, type IO } from './io.js';
@@ -29,6 +30,7 @@ export function buildProgram(ctx: CliContext): Command {
   program.exitOverride();
   registerDaemonCommand(program, ctx);
   registerStatusCommand(program, ctx);
+  registerFetchCommand(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

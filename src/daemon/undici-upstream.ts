@@ -35,9 +35,14 @@ export function createUndiciUpstream(options: UndiciUpstreamOptions): UndiciUpst
       ? new Agent(common)
       : new EnvHttpProxyAgent({
           ...common,
-          ...(proxy.http === undefined ? {} : { httpProxy: proxy.http }),
-          ...(proxy.https === undefined ? {} : { httpsProxy: proxy.https }),
-          ...(proxy.noProxy === undefined ? {} : { noProxy: proxy.noProxy }),
+          // Empty strings, not undefined: undici would otherwise read process.env behind our back
+          // (a config proxy replaces the environment's; tests pass their own env).
+          httpProxy: proxy.http ?? '',
+          httpsProxy: proxy.https ?? '',
+          noProxy: proxy.noProxy ?? '',
+          // http origins go through the proxy as absolute-form requests, as curl does; https ones
+          // are tunnelled with CONNECT.
+          proxyTunnel: false,
           ...(options.caFile === null ? {} : { requestTls: { ca: connect.ca } }),
         });
 
