@@ -67,17 +67,30 @@ export class TokenService implements TokenAccess {
   private expiryTimer: TimerHandle | undefined;
   private persistChain: Promise<void> = Promise.resolve();
   private stopped = false;
+  private backgroundEnabled = false;
   private readonly random: () => number;
 
   constructor(private readonly deps: TokenServiceDeps) {
     this.random = deps.random ?? Math.random;
   }
 
-  /** Loads metadata and tokens, then revalidates each token in the background. */
+  /**
+   * Loads metadata and tokens (before the socket opens, so the first request sees them). Upstream
+   * checks wait for `startBackground()`, so a daemon that turns out to be a duplicate sends nothing.
+   */
   async start(): Promise<void> {
     await this.loadMetadata();
     await Promise.all(this.deps.servers().map((server) => this.loadSecret(server.name, 0)));
     this.checkExpiry();
+  }
+
+  /** Revalidates each loaded token in the background (with backoff while offline). */
+  startBackground(): void {
+    this.backgroundEnabled = true;
+    for (const server of this.secrets.keys()) {
+      const state = this.stateOf(server);
+      if (state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+    }
   }
 
   stop(): void {
@@ -154,7 +167,7 @@ export class TokenService implements TokenAccess {
     const view = this.view(server.name);
     this.deps.events.emit('token.set', { server: server.name, state: view.state, ...(view.tokenId ? { tokenId: view.tokenId } : {}), ...(view.expiresAt ? { expiresAt: view.expiresAt } : {}) });
     this.deps.log.info({ server: server.name, tokenId: view.tokenId, state: view.state }, 'identity token set');
-    if (info === undefined) this.scheduleRevalidation(server.name, 0, 0);
+    if (info === undefined && this.backgroundEnabled) this.scheduleRevalidation(server.name, 0, 0);
     this.checkExpiry();
     return this.view(server.name);
   }
@@ -324,7 +337,7 @@ export class TokenService implements TokenAccess {
       this.meta.set(server, { setAt: this.deps.clock.now(), verified: false, warned: [], expiredNotified: false });
     }
     const state = this.stateOf(server);
-    if (state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+    if (this.backgroundEnabled && state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
     this.checkExpiry();
   }
 

@@ -1,12 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import fastifyWebsocket from '@fastify/websocket';
+import type { EventBus } from '../broker/event-bus.js';
 import type { Clock } from '../broker/ports.js';
+import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
+import { registerEventsRoutes } from './routes/events-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
+import { registerTokenRoutes } from './routes/token-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
@@ -24,6 +29,10 @@ export interface ServerDeps {
    * one in main.ts, so status grows without every capability editing the status route.
    */
   statusSections?: readonly StatusSection[];
+  /** The token lifecycle (the only holder of the raw token). */
+  tokens: TokenService;
+  /** Domain events, fanned out to `GET /v1/events`. */
+  events: EventBus;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -76,7 +85,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return reply.code(error.status).send(error.toEnvelope());
   });
 
+  await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
   registerStatusRoutes(app, deps);
+  registerTokenRoutes(app, deps);
+  registerEventsRoutes(app, deps);
   return app;
 }
 
