@@ -85,7 +85,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
-    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore), tokens: tokens.views() })],
+    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) })],
   });
   await app.ready();
   const server = rawServer(app);
