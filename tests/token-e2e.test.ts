@@ -133,3 +133,29 @@ describe('token lifecycle end to end (real keychain)', () => {
     expect(leaks).toEqual([]);
   });
 });
+
+describe('token set on a terminal', () => {
+  it('prompts with the input hidden and never echoes the token', async () => {
+    const tty = await startFakeArtifactory();
+    const ttyHome = await makeTempHome();
+    const secret = `tbk-canary-tty-${Math.random().toString(36).slice(2)}`;
+    tty.addToken(secret, { token_id: 'tid-tty' });
+    const d = await startTestDaemon({ home: ttyHome, config: { allowInsecureLoopback: true, secretStore: 'memory', servers: [{ name: 'nordic', origin: tty.origin }] } });
+    try {
+      const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn('python3', [path.join(import.meta.dirname, 'fixtures', 'pty-run.py'), 'input hidden', `${secret}\r`, process.execPath, CLI_ENTRY, 'token', 'set'], { env: d.env });
+        let out = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+      expect(result.out).toContain('Identity token (input hidden):');
+      expect(result.out).toContain('Token ID:        tid-tty');
+      expect(result.out).not.toContain(secret);
+      expect(result.code).toBe(0);
+    } finally {
+      await d.cleanup();
+      await tty.close();
+      await rm(ttyHome, { recursive: true, force: true });
+    }
+  });
+});
