@@ -59,7 +59,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     requestTimeout: 0,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
-    serverFactory: (handler) => createServer({ headersTimeout: 10_000, requestTimeout: 0 }, handler as (req: IncomingMessage, res: ServerResponse) => void),
+    serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -90,6 +90,17 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
   return app;
+}
+
+/** A local client that has not finished its request headers after this long is cut off. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * The raw HTTP server for the main socket and any extra listener. requestTimeout stays off
+ * (downloads can take long); slow-header clients are cut off, checked every second.
+ */
+export function createLocalHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  return createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
 }
 
 /** The raw server fastify built through serverFactory, for `listen.ts`. */
