@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client } from 'undici';
+import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome } from '../tests/helpers/test-daemon.js';
 
 export interface BenchRow {
@@ -27,7 +28,7 @@ export async function startBenchDaemon(config: Record<string, unknown> = {}): Pr
   await writeFile(path.join(home, 'config.json'), JSON.stringify({ logLevel: 'warn', ...config }));
   const socketPath = path.join(home, 'run', 'broker.sock');
   const t0 = performance.now();
-  const child = spawn(process.execPath, [CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'inherit'] });
   for (;;) {
     if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
     const client = new Client('http://localhost', { socketPath });

@@ -104,4 +104,18 @@ describe('daemon on its socket', () => {
     const code = await new Promise<number | null>((resolve) => daemon.process.once('exit', resolve));
     expect(code).toBe(0);
   });
+
+  it('SIGTERM sends daemon.stopping to event listeners and ends their stream', async () => {
+    const daemon = await start();
+    const types: string[] = [];
+    const stream = (async () => {
+      for await (const event of daemon.client.events()) types.push(event.type);
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    daemon.process.kill('SIGTERM');
+    await stream;
+    expect(types).toEqual(['daemon.stopping']);
+    const code = await new Promise<number | null>((resolve) => (daemon.process.exitCode !== null ? resolve(daemon.process.exitCode) : daemon.process.once('exit', resolve)));
+    expect(code).toBe(0);
+  });
 });

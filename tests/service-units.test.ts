@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
 import {
   LAUNCHD_LABEL,
   TEMPLATE_FILES,
@@ -141,7 +142,7 @@ describe('systemd units', () => {
 
     const v = parseUnit(service);
     expect(unitValue(v, 'Unit', 'Requires')).toBe('tokenbroker.socket');
-    expect(unitValue(v, 'Service', 'ExecStart')).toBe('@NODE@ @ENTRY@ daemon');
+    expect(unitValue(v, 'Service', 'ExecStart')).toBe(`@NODE@ ${DAEMON_NODE_FLAGS.join(' ')} @ENTRY@ daemon`);
     expect(unitValue(v, 'Service', 'UMask')).toBe('0077');
     expect(unitValue(v, 'Service', 'LimitCORE')).toBe('0');
     expect(unitValue(v, 'Service', 'NoNewPrivileges')).toBe('yes');
@@ -245,7 +246,7 @@ describe('launchd plist', () => {
     await writeFile(file, renderLaunchdPlist(paths, await readTemplate(TEMPLATE_FILES.launchdPlist)));
     expect(parsePlist(file)).toEqual({
       Label: 'com.nordicsemi.tokenbroker',
-      ProgramArguments: [paths.node, paths.entry, 'daemon'],
+      ProgramArguments: [paths.node, ...DAEMON_NODE_FLAGS, paths.entry, 'daemon'],
       RunAtLoad: true,
       KeepAlive: { SuccessfulExit: false },
       ExitTimeOut: 15,
@@ -264,7 +265,7 @@ describe('launchd plist', () => {
     const paths = { node: `/Users/a&b/<n>/"q"/it's/node`, entry: '/Users/x/]]>/@NODE@/e.js', logDir: '/Users/x/Logs & more' };
     await writeFile(file, renderLaunchdPlist(paths, await readTemplate(TEMPLATE_FILES.launchdPlist)));
     const parsed = parsePlist(file) as { ProgramArguments: string[]; StandardOutPath: string };
-    expect(parsed.ProgramArguments).toEqual([paths.node, paths.entry, 'daemon']);
+    expect(parsed.ProgramArguments).toEqual([paths.node, ...DAEMON_NODE_FLAGS, paths.entry, 'daemon']);
     expect(parsed.StandardOutPath).toBe('/Users/x/Logs & more/tokenbroker.out.log');
   });
 

@@ -4,6 +4,7 @@ import { VERSION } from '../protocol/version.js';
 import { registerDaemonCommand } from './commands/daemon-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerFetchCommand } from './commands/fetch-command.js';
+import { registerTokenCommand } from './commands/token-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
 import { processIO, type IO } from './io.js';
@@ -30,9 +31,18 @@ export function buildProgram(ctx: CliContext): Command {
   program.exitOverride();
   registerDaemonCommand(program, ctx);
   registerStatusCommand(program, ctx);
+  registerTokenCommand(program, ctx);
   registerFetchCommand(program, ctx);
-  for (const command of program.commands) command.exitOverride();
+  applyExitOverride(program);
   return program;
+}
+
+/** Usage errors at any depth (e.g. `token set --bogus`) must reach main() to become exit 2. */
+function applyExitOverride(command: Command): void {
+  for (const sub of command.commands) {
+    sub.exitOverride();
+    applyExitOverride(sub);
+  }
 }
 
 /** Runs the CLI and resolves with the exit code; never throws, never prints a stack unless --debug. */

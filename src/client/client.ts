@@ -1,11 +1,13 @@
-import { Pool, errors as undiciErrors } from 'undici';
+import { Agent, Pool, WebSocket, errors as undiciErrors } from 'undici';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
+import { BrokerEventSchema, type BrokerEvent } from '../protocol/events.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
 import { downloadFile, typedBody, type DownloadOptions, type DownloadResult, type FetchOptions, type FetchResult } from './fetch.js';
+import { TokenRemovedSchema, TokenViewSchema, type TokenRemoved, type TokenView } from '../protocol/token.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 
 export interface TokenBrokerClientOptions {
@@ -110,6 +112,78 @@ export class TokenBrokerClient {
     return downloadFile(this, url, dest, options);
   }
 
+  /** Token metadata for a server (default: the first configured) — never the token itself. */
+  async token(options: { server?: string; signal?: AbortSignal } = {}): Promise<TokenView> {
+    return this.request('GET', '/v1/token', { schema: TokenViewSchema, query: { server: options.server }, ...signalOf(options) });
+  }
+
+  /**
+   * Validates the token with the server, then stores it (set or replace). With `verify: false` it
+   * is stored as `unverified` and checked in the background.
+   */
+  async setToken(token: string, options: { server?: string; verify?: boolean; signal?: AbortSignal } = {}): Promise<TokenView> {
+    const body = { token, ...(options.server === undefined ? {} : { server: options.server }), ...(options.verify === undefined ? {} : { verify: options.verify }) };
+    return this.request('PUT', '/v1/token', { schema: TokenViewSchema, body, ...signalOf(options) });
+  }
+
+  /** Removes the token from the daemon and the keychain; the answer lists the consequences. */
+  async removeToken(options: { server?: string; signal?: AbortSignal } = {}): Promise<TokenRemoved> {
+    return this.request('DELETE', '/v1/token', { schema: TokenRemovedSchema, query: { server: options.server }, ...signalOf(options) });
+  }
+
+  /**
+   * The daemon's events (`token.expiring`, `sources.refreshed`, ...) as an async iterator. Ends
+   * when the daemon closes the stream (e.g. `daemon.stopping`) or `signal` aborts.
+   */
+  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<BrokerEvent, void, undefined> {
+    const dispatcher = new Agent({ connect: { socketPath: this.socketPath } });
+    const socket = new WebSocket('ws://localhost/v1/events', { dispatcher });
+    const queue: BrokerEvent[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    let failure: unknown;
+    const notify = (): void => {
+      wake?.();
+      wake = undefined;
+    };
+    socket.addEventListener('message', (message) => {
+      try {
+        const parsed = BrokerEventSchema.safeParse(JSON.parse(String(message.data)));
+        if (parsed.success) queue.push(parsed.data as BrokerEvent);
+      } catch {
+        // Not JSON: ignore; the daemon only sends JSON.
+      }
+      notify();
+    });
+    socket.addEventListener('close', () => {
+      ended = true;
+      notify();
+    });
+    socket.addEventListener('error', (event) => {
+      if (socket.readyState !== WebSocket.OPEN) failure = new DaemonUnavailableError(this.socketPath, { cause: (event as { error?: unknown }).error, reason: 'event stream failed' });
+      ended = true;
+      notify();
+    });
+    const onAbort = (): void => socket.close(1000);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (ended) break;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+      if (failure !== undefined) throw failure;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) socket.close(1000);
+      await dispatcher.close().catch(() => undefined);
+    }
+  }
+
   /** Closes the connection to the daemon; the client can still be used afterwards (it reconnects). */
   async close(): Promise<void> {
     const dispatcher = this.dispatcher;
@@ -197,6 +271,10 @@ export class TokenBrokerClient {
     }
     return err;
   }
+}
+
+function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
+  return options.signal === undefined ? {} : { signal: options.signal };
 }
 
 /** Rebuilds the daemon's error envelope as a typed BrokerError. */

@@ -2,6 +2,8 @@
 export { TokenBrokerClient, DaemonUnavailableError, isDaemonUnavailable, type TokenBrokerClientOptions } from './client.js';
 export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope } from '../protocol/errors.js';
 export type { Status } from '../protocol/status.js';
+export type { TokenView, TokenRemoved, TokenState, SecretStoreStatus } from '../protocol/token.js';
+export type { BrokerEvent, EventType } from '../protocol/events.js';
 export { VERSION } from '../protocol/version.js';
 export type { FetchOptions, FetchResult, DownloadOptions, DownloadProgress, DownloadResult } from './fetch.js';
 export type { FetchRecord } from '../protocol/fetch.js';

@@ -12,13 +12,19 @@ import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
 import { EventBus } from '../broker/event-bus.js';
+import { TokenService } from '../broker/token-service.js';
+import { isBrokerError } from '../protocol/errors.js';
+import type { SecretStoreStatus } from '../protocol/token.js';
+import { sweepTempFiles } from './atomic-file.js';
+import { createFsStateStore } from './fs-state-store.js';
+import { closeEventStreams } from './routes/events-routes.js';
+import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
+import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
+import { createUndiciUpstream } from './undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
-import { isBrokerError } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
-import { placeholderTokenAccess } from './placeholder-token-access.js';
-import { createUndiciUpstream, type UndiciUpstream } from './undici-upstream.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -60,19 +66,27 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 
   let currentConfig = config;
   const startedAt = systemClock.now();
+  const swept = await sweepTempFiles(paths.stateDir);
+  if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
+  const secretStore = await openSecretStore(config.secretStore, paths, logger);
   const events = new EventBus(systemClock);
-  let upstream: UndiciUpstream;
-  try {
-    upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
-  } catch (err) {
-    if (isBrokerError(err)) throw new StartupError(err.message, err.hint);
-    throw err;
-  }
+  // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
+  const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
+  const tokens = new TokenService({
+    servers: () => currentConfig.servers,
+    warningDays: () => currentConfig.expiryWarningDays,
+    store: secretStore.store,
+    state: createFsStateStore(paths.stateDir),
+    upstream,
+    clock: systemClock,
+    events,
+    log: logger,
+  });
+  await tokens.start();
   const fetchService = new FetchService({
     policy: policyOf(() => currentConfig),
     upstream,
-    // PLACEHOLDER: replace with the token service's TokenAccess (issue 4) when merging.
-    tokenAccess: placeholderTokenAccess,
+    tokenAccess: tokens,
     cache: createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger }),
     events,
     clock: systemClock,
@@ -86,6 +100,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     startedAt,
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
+    tokens,
+    events,
+    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) })],
     fetchService,
   });
   await app.ready();
@@ -96,11 +113,14 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   try {
     socket = await openMainSocket(server, paths.socketPath);
   } catch (err) {
+    tokens.stop();
     await app.close();
+    await upstream.close();
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
     throw err;
   }
-  logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
+  logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
+  tokens.startBackground();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -108,6 +128,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'stopping: draining in-flight requests');
+      events.emit('daemon.stopping', { signal });
+      closeEventStreams(app);
+      tokens.stop();
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
         .then(() => upstream.close())
@@ -157,4 +180,38 @@ async function reloadConfig(paths: Paths, logger: Logger): Promise<Readonly<Conf
     logger.error({ err: err instanceof Error ? err.message : String(err) }, 'config reload failed; keeping the previous config');
     return undefined;
   }
+}
+
+/**
+ * `auto` may fall back to memory (with a warning in status). A configured `keychain` that is not
+ * usable right now is never downgraded: the daemon still starts, status shows the error, token
+ * operations fail with BROKER_SECRET_STORE_UNAVAILABLE, and loading is retried in the background
+ * (a login keyring is often unlocked a moment after a service manager starts us).
+ */
+async function openSecretStore(setting: Config['secretStore'], paths: Paths, logger: Logger): Promise<SecretStoreSelection> {
+  try {
+    const selection = await selectSecretStore(setting, { stateDir: paths.stateDir });
+    if (selection.warning !== undefined) logger.warn({ secretStore: selection.store.kind }, selection.warning);
+    return selection;
+  } catch (err) {
+    if (setting === 'keychain' && isBrokerError(err, 'BROKER_SECRET_STORE_UNAVAILABLE')) {
+      logger.error({ err: err.message }, 'the configured OS keychain is not usable; token operations fail until it is');
+      return { store: createKeychainStore(), warning: err.message };
+    }
+    if (isBrokerError(err)) throw new StartupError(err.message, err.hint);
+    throw err;
+  }
+}
+
+function secretStoreStatus(selection: SecretStoreSelection): SecretStoreStatus {
+  const { store, warning } = selection;
+  const state = store.kind === 'keychain' ? ((store as KeychainStore).lastState ?? 'unknown') : 'ok';
+  return {
+    kind: store.kind,
+    state,
+    persistent: store.persistent,
+    plaintextAtRest: store.plaintextAtRest,
+    ...(store.plaintextAtRest ? { warning: 'The token is stored in plain text in the state directory (secretStore: "file").' } : {}),
+    ...(warning === undefined ? {} : { warning }),
+  };
 }

@@ -1,12 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import fastifyWebsocket from '@fastify/websocket';
+import type { EventBus } from '../broker/event-bus.js';
 import type { Clock } from '../broker/ports.js';
+import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
+import { registerEventsRoutes } from './routes/events-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
+import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
 
@@ -28,6 +33,10 @@ export interface ServerDeps {
   statusSections?: readonly StatusSection[];
   /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
   fetchService?: FetchService;
+  /** The token lifecycle (the only holder of the raw token). */
+  tokens: TokenService;
+  /** Domain events, fanned out to `GET /v1/events`. */
+  events: EventBus;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -54,7 +63,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     requestTimeout: 0,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
-    serverFactory: (handler) => createServer({ headersTimeout: 10_000, requestTimeout: 0 }, handler as (req: IncomingMessage, res: ServerResponse) => void),
+    serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -80,9 +89,23 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return reply.code(error.status).send(error.toEnvelope());
   });
 
+  await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
   registerStatusRoutes(app, deps);
+  registerTokenRoutes(app, deps);
+  registerEventsRoutes(app, deps);
   if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
   return app;
+}
+
+/** A local client that has not finished its request headers after this long is cut off. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * The raw HTTP server for the main socket and any extra listener. requestTimeout stays off
+ * (downloads can take long); slow-header clients are cut off, checked every second.
+ */
+export function createLocalHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  return createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
 }
 
 /** The raw server fastify built through serverFactory, for `listen.ts`. */

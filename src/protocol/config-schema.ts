@@ -11,6 +11,15 @@ export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOSTS.has(hostname.toLowerCase()) || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
+/** zod keeps running refinements after a failed check, so parse defensively there. */
+function safeUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
 const prefix = z
   .string()
   .regex(/^\/.*\/$/, 'must start and end with "/" (e.g. "/artifactory/")')
@@ -35,7 +44,7 @@ const originString = z.string().superRefine((value, ctx) => {
 
 export const ServerSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be 1-64 characters of a-z, 0-9, ".", "_", "-"'),
-  origin: originString.transform((value) => new URL(value).origin),
+  origin: originString.transform((value) => safeUrl(value)?.origin ?? value),
   tokenInfoPath: z.string().startsWith('/', 'must start with "/"').default('/access/api/v1/tokens/me'),
   pingPath: z.string().startsWith('/', 'must start with "/"').default('/artifactory/api/system/ping'),
   authenticatedPrefixes: z.array(prefix).default(['/artifactory/']),
@@ -107,7 +116,8 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['servers', index, 'name'], message: `duplicate server name "${server.name}"` });
       }
       names.add(server.name);
-      const url = new URL(server.origin);
+      const url = safeUrl(server.origin);
+      if (url === undefined) return;
       if (url.protocol === 'http:' && !(config.allowInsecureLoopback && isLoopbackHost(url.hostname))) {
         ctx.addIssue({
           code: 'custom',
@@ -118,8 +128,8 @@ export const ConfigSchema = z
         });
       }
     });
-    const official = new URL(config.officialSource);
-    if (official.protocol === 'http:' && !(config.allowInsecureLoopback && isLoopbackHost(official.hostname))) {
+    const official = safeUrl(config.officialSource);
+    if (official !== undefined && official.protocol === 'http:' && !(config.allowInsecureLoopback && isLoopbackHost(official.hostname))) {
       ctx.addIssue({ code: 'custom', path: ['officialSource'], message: 'must be an https:// URL' });
     }
   });

@@ -1,11 +1,31 @@
 import { Writable } from 'node:stream';
+import { EventBus } from '../../src/broker/event-bus.js';
+import type { SecretStore, Upstream } from '../../src/broker/ports.js';
+import { TokenService } from '../../src/broker/token-service.js';
 import { createLogger } from '../../src/daemon/logger.js';
+import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
+import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
+import { MemoryStateStore } from './memory-state-store.js';
 
-/** Server deps for inject() tests: in-memory log, fake clock, a temp-looking home. */
-export function testServerDeps(overrides: { config?: ConfigInput } & Partial<ServerDeps> = {}): ServerDeps & { logText: () => string; clock: FakeClock } {
+/** An upstream with no network: every request fails as unreachable. */
+export const offlineUpstream: Upstream = {
+  request: async () => {
+    throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { details: { reason: 'network' } });
+  },
+};
+
+export interface TestServerDeps extends ServerDeps {
+  logText: () => string;
+  clock: FakeClock;
+  state: MemoryStateStore;
+  store: SecretStore;
+}
+
+/** Server deps for inject() tests: in-memory log, fake clock, memory stores, offline upstream. */
+export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Upstream; store?: SecretStore; clock?: FakeClock } & Partial<ServerDeps> = {}): TestServerDeps {
   let logText = '';
   const destination = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -14,9 +34,16 @@ export function testServerDeps(overrides: { config?: ConfigInput } & Partial<Ser
     },
   });
   const config = ConfigSchema.parse(overrides.config ?? {});
-  const clock = new FakeClock();
+  const clock = overrides.clock ?? new FakeClock();
+  const logger = createLogger({ level: 'debug', destination });
+  const events = overrides.events ?? new EventBus(clock);
+  const state = new MemoryStateStore();
+  const store = overrides.store ?? createMemoryStore();
+  const tokens =
+    overrides.tokens ??
+    new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
   return {
-    logger: createLogger({ level: 'debug', destination }),
+    logger,
     getConfig: () => config,
     paths: {
       configFile: '/tmp/tb-test/config.json',
@@ -28,7 +55,11 @@ export function testServerDeps(overrides: { config?: ConfigInput } & Partial<Ser
     startedAt: clock.now(),
     socketActivated: false,
     ...overrides,
+    tokens,
+    events,
     clock,
+    state,
+    store,
     logText: () => logText,
   };
 }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TokenBrokerClient } from '../../src/client/client.js';
+import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The installed entry point: compiled JS, as users and service managers run it. */
@@ -61,7 +62,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   else if (options.config !== undefined) await writeFile(path.join(home, 'config.json'), JSON.stringify(options.config, null, 2));
   const env = isolatedEnv(home, options.env);
   const socketPath = path.join(home, 'run', 'broker.sock');
-  const child = spawn(process.execPath, [CLI_ENTRY, 'daemon', ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon', ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));

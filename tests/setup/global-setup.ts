@@ -11,4 +11,8 @@ export default function setup(): void {
     cwd: root,
     stdio: 'inherit',
   });
+  execFileSync(process.execPath, [fileURLToPath(new URL('../../scripts/bundle.mjs', import.meta.url))], {
+    cwd: root,
+    stdio: 'inherit',
+  });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Status } from '../../protocol/status.js';
+import { SecretStoreStatusSchema, TokenViewSchema } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { writeJson, writeLine } from '../io.js';
 
@@ -25,13 +26,27 @@ export async function runStatus(options: StatusOptions, ctx: CliContext): Promis
 }
 
 export function formatStatus(status: Status): string[] {
-  return [
+  const lines = [
     `tokenbroker ${status.version} (pid ${status.pid}), up ${formatDuration(status.uptimeSeconds)}`,
     `  socket  ${status.socket.path}${status.socket.activated ? ' (socket-activated)' : ''}`,
     `  config  ${status.config.path}`,
     `  state   ${status.paths.state}`,
     `  cache   ${status.paths.cache}`,
   ];
+  const store = SecretStoreStatusSchema.safeParse(status.secretStore);
+  if (store.success) {
+    const s = store.data;
+    lines.push(`secret store: ${s.kind} (${s.state}${s.persistent ? '' : ', not persistent'}${s.plaintextAtRest ? ', PLAINTEXT AT REST' : ''})`);
+    if (s.warning) lines.push(`  warning: ${s.warning}`);
+  }
+  const tokens = TokenViewSchema.array().safeParse(status.tokens);
+  if (tokens.success) {
+    for (const t of tokens.data) {
+      const expiry = t.expiresAt ? `, expires ${t.expiresAt.slice(0, 10)} (${t.daysLeft ?? '?'} days left)` : '';
+      lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
+    }
+  }
+  return lines;
 }
 
 export function formatDuration(seconds: number): string {

@@ -16,6 +16,7 @@ export function registerStatusRoutes(app: FastifyInstance, deps: ServerDeps): vo
       socket: { path: deps.paths.socketPath, activated: deps.socketActivated },
       config: { path: deps.paths.configFile },
       paths: { state: deps.paths.stateDir, cache: deps.paths.cacheDir },
+      tokens: deps.tokens.views(),
     };
   });
 }

@@ -1,0 +1,105 @@
+import { Client } from 'undici';
+import { startFakeArtifactory } from '../tests/fixtures/fake-artifactory.js';
+import { percentile, rssOf, startBenchDaemon, type BenchRow } from './harness.js';
+
+const MiB = 1024 * 1024;
+const GIB_FILE = '/artifactory/swtools/external/bench/one-gib.bin';
+const MID_FILE = '/artifactory/swtools/external/bench/64-mib.bin';
+const SMALL_FILE = '/artifactory/swtools/external/bench/4-kib.bin';
+
+/** Reads a whole body, counting bytes (no hashing: this measures transport only). */
+async function consume(client: Client, path: string, headers: Record<string, string>): Promise<{ ms: number; bytes: number }> {
+  const t0 = performance.now();
+  const res = await client.request({ method: 'GET', path, headers });
+  if (res.statusCode !== 200 && res.statusCode !== 206) throw new Error(`GET ${path}: ${res.statusCode} ${await res.body.text()}`);
+  let bytes = 0;
+  for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+  return { ms: performance.now() - t0, bytes };
+}
+
+/**
+ * Fetch figures, each against the direct path where there is one, in the same run and from the
+ * same fake server: 1 GiB throughput through the broker vs a direct undici download, the daemon's
+ * peak RSS streaming 64 MiB and then 1 GiB (flat memory means no growth with size), and the
+ * latency the broker adds to a 4 KiB fetch.
+ */
+export async function benchFetch(): Promise<BenchRow[]> {
+  const af = await startFakeArtifactory({ chunkedWithoutRange: true });
+  af.setFile(GIB_FILE, { size: 1024 * MiB, seed: 1 });
+  af.setFile(MID_FILE, { size: 64 * MiB, seed: 2 });
+  af.setFile(SMALL_FILE, { size: 4096, seed: 3 });
+  const { sha256: gibSha256 } = await af.digestOf(GIB_FILE);
+  const daemon = await startBenchDaemon({
+    allowInsecureLoopback: true,
+    servers: [{ name: 'nordic', origin: af.origin }],
+    officialSource: af.url('/artifactory/swtools/external/ncd/apps/official/source.json'),
+  });
+  const pid = daemon.child.pid as number;
+  const direct = new Client(af.origin, { pipelining: 1 });
+  const broker = new Client('http://localhost', { socketPath: daemon.socketPath, pipelining: 1 });
+  const viaBroker = (file: string, query = ''): string => `/v1/fetch?url=${encodeURIComponent(af.url(file))}${query}`;
+  const local = { host: 'localhost' };
+  try {
+    // Peak RSS after 64 MiB, then after several GiB: a streaming daemon does not grow with size.
+    await consume(broker, viaBroker(MID_FILE), local);
+    const after64 = await rssOf(pid);
+
+    // Throughput: alternate direct and broker runs; best of three each (the machine is shared).
+    // The direct download asks for `bytes=0-` too, as the broker does upstream.
+    const directMs: number[] = [];
+    const brokerMs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const d = await consume(direct, GIB_FILE, { range: 'bytes=0-' });
+      const b = await consume(broker, viaBroker(GIB_FILE), local);
+      if (d.bytes !== 1024 * MiB || b.bytes !== 1024 * MiB) throw new Error(`short body: direct ${d.bytes}, broker ${b.bytes}`);
+      directMs.push(d.ms);
+      brokerMs.push(b.ms);
+    }
+    const after1g = await rssOf(pid);
+    const bestDirect = Math.min(...directMs);
+    const bestBroker = Math.min(...brokerMs);
+    const ratio = bestDirect / bestBroker;
+
+    // Verified: sha256 while streaming, last chunk withheld, body written to the cache.
+    const verified = await consume(broker, viaBroker(GIB_FILE, `&sha256=${gibSha256}`), local);
+    const cached = await consume(broker, viaBroker(GIB_FILE, `&sha256=${gibSha256}`), local);
+    const afterVerified = await rssOf(pid);
+
+    // Latency added to a small fetch: the same request direct and through the broker, interleaved.
+    for (let i = 0; i < 300; i++) {
+      await consume(direct, SMALL_FILE, { range: 'bytes=0-' });
+      await consume(broker, viaBroker(SMALL_FILE), local);
+    }
+    const smallDirect: number[] = [];
+    const smallBroker: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      smallDirect.push((await consume(direct, SMALL_FILE, { range: 'bytes=0-' })).ms);
+      smallBroker.push((await consume(broker, viaBroker(SMALL_FILE), local)).ms);
+    }
+    smallDirect.sort((a, b) => a - b);
+    smallBroker.sort((a, b) => a - b);
+    const added = percentile(smallBroker, 50) - percentile(smallDirect, 50);
+    const growth = after1g.peakMb - after64.peakMb;
+    const mibPerSecond = (ms: number): number => (1024 * 1000) / ms;
+
+    return [
+      { name: '1 GiB direct undici download (best of 3)', value: mibPerSecond(bestDirect), unit: 'MiB/s' },
+      { name: '1 GiB through the broker (best of 3)', value: mibPerSecond(bestBroker), unit: 'MiB/s' },
+      { name: 'broker / direct throughput ratio', value: ratio, unit: 'x', target: '>= 0.90', ok: ratio >= 0.9 },
+      { name: 'daemon peak RSS after streaming 64 MiB', value: after64.peakMb, unit: 'MB', target: '< 100 MB', ok: after64.peakMb < 100 },
+      { name: 'daemon peak RSS after streaming 3 x 1 GiB', value: after1g.peakMb, unit: 'MB', target: '< 100 MB', ok: after1g.peakMb < 100 },
+      { name: 'peak RSS growth 64 MiB -> 1 GiB', value: growth, unit: 'MB', target: '<= 5 MB (flat)', ok: growth <= 5 },
+      { name: '1 GiB verified (sha256) + cache write', value: mibPerSecond(verified.ms), unit: 'MiB/s' },
+      { name: '1 GiB verified, served from the cache', value: mibPerSecond(cached.ms), unit: 'MiB/s' },
+      { name: 'daemon peak RSS after the verified runs', value: afterVerified.peakMb, unit: 'MB', target: '< 100 MB', ok: afterVerified.peakMb < 100 },
+      { name: '4 KiB fetch p50 direct', value: percentile(smallDirect, 50), unit: 'ms' },
+      { name: '4 KiB fetch p50 through the broker', value: percentile(smallBroker, 50), unit: 'ms' },
+      { name: '4 KiB fetch latency added by the broker (p50)', value: added, unit: 'ms', target: '<= 1 ms', ok: added <= 1 },
+    ];
+  } finally {
+    await direct.close();
+    await broker.close();
+    await daemon.stop();
+    await af.close();
+  }
+}

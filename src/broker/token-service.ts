@@ -1,0 +1,420 @@
+import { z } from 'zod';
+import type { ServerConfig } from '../protocol/config-schema.js';
+import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { TOKEN_REMOVAL_CONSEQUENCES, type TokenRemoved, type TokenState, type TokenView } from '../protocol/token.js';
+import type { EventBus } from './event-bus.js';
+import type { DomainLog } from './log.js';
+import type { Clock, SecretStore, StateStore, TimerHandle, Upstream } from './ports.js';
+import type { TokenAccess } from './token-access.js';
+import { validateToken, type ValidatedToken } from './token-validator.js';
+
+export const DAY_MS = 86_400_000;
+/** setTimeout cannot wait longer than ~24.8 days; re-evaluate at least daily anyway. */
+const MAX_TIMER_MS = DAY_MS;
+const REVALIDATE_BASE_MS = 5_000;
+const REVALIDATE_CAP_MS = 30 * 60_000;
+const STATE_DOCUMENT = 'tokens.json';
+
+/** Non-secret metadata persisted in the state dir so status works offline and across restarts. */
+const StoredTokenSchema = z.object({
+  tokenId: z.string().optional(),
+  subject: z.string().optional(),
+  issuedAt: z.number().optional(),
+  expiresAt: z.number().optional(),
+  description: z.string().optional(),
+  verifiedAt: z.number().optional(),
+  setAt: z.number(),
+  verified: z.boolean(),
+  invalid: z.object({ at: z.number(), reason: z.string() }).optional(),
+  /** Warning thresholds (days) already announced, so each fires once even across restarts. */
+  warned: z.array(z.number()).default([]),
+  expiredNotified: z.boolean().default(false),
+});
+type StoredToken = z.output<typeof StoredTokenSchema>;
+
+const TokensDocumentSchema = z.object({
+  version: z.literal(1),
+  tokens: z.record(z.string(), StoredTokenSchema),
+});
+
+export interface TokenServiceDeps {
+  servers(): readonly ServerConfig[];
+  warningDays(): readonly number[];
+  store: SecretStore;
+  state: StateStore;
+  upstream: Upstream;
+  clock: Clock;
+  events: EventBus;
+  log: DomainLog;
+  /** For backoff jitter; injectable for tests. */
+  random?: () => number;
+}
+
+/**
+ * The token lifecycle: set/replace (validate first, then store), show, remove, background
+ * revalidation, expiry warnings, and invalidation on an upstream 401. It is the only holder of the
+ * raw token and hands it out solely through `tokenFor` (the TokenAccess port) to the pipelines
+ * that attach it to an allowed upstream request.
+ */
+export class TokenService implements TokenAccess {
+  private readonly secrets = new Map<string, string>();
+  private readonly meta = new Map<string, StoredToken>();
+  /** Why a token could not be loaded from the store (e.g. keychain locked), per server. */
+  private readonly loadProblems = new Map<string, string>();
+  /** Bumped on every set/remove, so a slow background check never overwrites newer state. */
+  private readonly generations = new Map<string, number>();
+  private readonly retryTimers = new Map<string, TimerHandle>();
+  private expiryTimer: TimerHandle | undefined;
+  private persistChain: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private backgroundEnabled = false;
+  private readonly random: () => number;
+
+  constructor(private readonly deps: TokenServiceDeps) {
+    this.random = deps.random ?? Math.random;
+  }
+
+  /**
+   * Loads metadata and tokens (before the socket opens, so the first request sees them). Upstream
+   * checks wait for `startBackground()`, so a daemon that turns out to be a duplicate sends nothing.
+   */
+  async start(): Promise<void> {
+    await this.loadMetadata();
+    await Promise.all(this.deps.servers().map((server) => this.loadSecret(server.name, 0)));
+    this.checkExpiry();
+  }
+
+  /** Revalidates each loaded token in the background (with backoff while offline). */
+  startBackground(): void {
+    this.backgroundEnabled = true;
+    for (const server of this.secrets.keys()) {
+      const state = this.stateOf(server);
+      if (state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.expiryTimer?.cancel();
+    for (const timer of this.retryTimers.values()) timer.cancel();
+    this.retryTimers.clear();
+  }
+
+  /** Resolves `?server=` (default: the first configured server). */
+  server(name?: string): ServerConfig {
+    const servers = this.deps.servers();
+    const server = name === undefined ? servers[0] : servers.find((s) => s.name === name);
+    if (server === undefined) {
+      throw new BrokerError('BROKER_BAD_REQUEST', {
+        message: `Unknown server "${name}".`,
+        hint: `Configured servers: ${servers.map((s) => s.name).join(', ')}.`,
+        details: { field: 'server' },
+      });
+    }
+    return server;
+  }
+
+  view(name?: string): TokenView {
+    const server = this.server(name).name;
+    const meta = this.meta.get(server);
+    const state = this.stateOf(server);
+    const now = this.deps.clock.now();
+    const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+    const view: TokenView = { server, state };
+    if (meta !== undefined && state !== 'absent') {
+      Object.assign(view, {
+        tokenId: meta.tokenId,
+        subject: meta.subject,
+        description: meta.description,
+        issuedAt: iso(meta.issuedAt),
+        expiresAt: iso(meta.expiresAt),
+        daysLeft: meta.expiresAt === undefined ? undefined : Math.max(0, Math.floor((meta.expiresAt - now) / DAY_MS)),
+        verifiedAt: iso(meta.verifiedAt),
+        setAt: iso(meta.setAt),
+      });
+    }
+    const reason = this.reasonFor(server, state);
+    if (reason !== undefined) view.reason = reason;
+    return Object.fromEntries(Object.entries(view).filter(([, v]) => v !== undefined)) as TokenView;
+  }
+
+  views(): TokenView[] {
+    return this.deps.servers().map((server) => this.view(server.name));
+  }
+
+  /**
+   * Set or replace. The new token is validated before anything changes, so a bad replacement
+   * leaves the old token working; `verify: false` stores it as `unverified` and checks later.
+   */
+  async set(name: string | undefined, token: string, options: { verify: boolean }): Promise<TokenView> {
+    const server = this.server(name);
+    const info: ValidatedToken | undefined = options.verify ? await validateToken(this.deps.upstream, server, token) : undefined;
+    await this.deps.store.set(server.name, token);
+    const now = this.deps.clock.now();
+    this.bumpGeneration(server.name);
+    this.cancelRetry(server.name);
+    this.loadProblems.delete(server.name);
+    this.secrets.set(server.name, token);
+    this.meta.set(server.name, {
+      ...(info ?? {}),
+      setAt: now,
+      verified: info !== undefined,
+      ...(info === undefined ? {} : { verifiedAt: now }),
+      warned: [],
+      expiredNotified: false,
+    });
+    await this.persist();
+    const view = this.view(server.name);
+    this.deps.events.emit('token.set', { server: server.name, state: view.state, ...(view.tokenId ? { tokenId: view.tokenId } : {}), ...(view.expiresAt ? { expiresAt: view.expiresAt } : {}) });
+    this.deps.log.info({ server: server.name, tokenId: view.tokenId, state: view.state }, 'identity token set');
+    if (info === undefined && this.backgroundEnabled) this.scheduleRevalidation(server.name, 0, 0);
+    this.checkExpiry();
+    return this.view(server.name);
+  }
+
+  /** Removes the token from memory, the store and the metadata, and says what that costs. */
+  async remove(name?: string): Promise<TokenRemoved> {
+    const server = this.server(name).name;
+    const existed = this.secrets.has(server) || this.meta.has(server);
+    await this.deps.store.delete(server);
+    this.bumpGeneration(server);
+    this.cancelRetry(server);
+    this.loadProblems.delete(server);
+    this.secrets.delete(server);
+    this.meta.delete(server);
+    await this.persist();
+    if (existed) {
+      this.deps.events.emit('token.removed', { server });
+      this.deps.log.info({ server }, 'identity token removed');
+    }
+    return { server, removed: existed, consequences: [...TOKEN_REMOVAL_CONSEQUENCES] };
+  }
+
+  /** TokenAccess: the token for a request that needs it, or why there is none to use. */
+  tokenFor(name: string): string {
+    const state = this.stateOf(name);
+    const token = this.secrets.get(name);
+    switch (state) {
+      case 'valid':
+      case 'expiring':
+      case 'unverified':
+        if (token !== undefined) return token;
+        break;
+      case 'invalid':
+        throw new BrokerError('BROKER_TOKEN_INVALID', {
+          message: `The server rejected the identity token for "${name}"${this.meta.get(name)?.invalid ? ` (${this.meta.get(name)?.invalid?.reason})` : ''}; restricted content is unavailable until it is replaced.`,
+          details: { server: name },
+        });
+      case 'expired':
+        this.checkExpiry();
+        throw new BrokerError('BROKER_TOKEN_EXPIRED', { message: `The identity token for "${name}" expired on ${new Date(this.meta.get(name)?.expiresAt ?? 0).toISOString().slice(0, 10)}.`, details: { server: name } });
+      case 'absent':
+        break;
+    }
+    const problem = this.loadProblems.get(name);
+    throw new BrokerError('BROKER_TOKEN_MISSING', {
+      message: problem === undefined ? `No identity token is set for "${name}".` : `The identity token for "${name}" could not be loaded: ${problem}`,
+      ...(problem === undefined ? {} : { hint: 'Unlock your keychain (login keyring); the daemon retries by itself.' }),
+      details: { server: name },
+    });
+  }
+
+  /** TokenAccess: an upstream said 401 to a request that carried the token. No retry loop. */
+  rejected(name: string, upstreamMessage: string): void {
+    const meta = this.meta.get(name);
+    if (meta === undefined || !this.secrets.has(name) || meta.invalid !== undefined) return;
+    meta.invalid = { at: this.deps.clock.now(), reason: upstreamMessage.slice(0, 300) };
+    this.cancelRetry(name);
+    this.deps.events.emit('token.invalid', { server: name, ...(meta.tokenId ? { tokenId: meta.tokenId } : {}), reason: meta.invalid.reason });
+    this.deps.log.warn({ server: name, tokenId: meta.tokenId, reason: meta.invalid.reason }, 'the server rejected the identity token; authenticated work stops until it is replaced');
+    void this.persist().catch((err: unknown) => this.deps.log.error({ err: errorText(err) }, 'cannot save token state'));
+  }
+
+  stateOf(name: string): TokenState {
+    const meta = this.meta.get(name);
+    if (meta === undefined || !this.secrets.has(name)) return 'absent';
+    if (meta.invalid !== undefined) return 'invalid';
+    const now = this.deps.clock.now();
+    if (meta.expiresAt !== undefined && now >= meta.expiresAt) return 'expired';
+    if (!meta.verified) return 'unverified';
+    const first = Math.max(0, ...this.deps.warningDays());
+    if (meta.expiresAt !== undefined && meta.expiresAt - now <= first * DAY_MS) return 'expiring';
+    return 'valid';
+  }
+
+  private reasonFor(server: string, state: TokenState): string | undefined {
+    if (state === 'invalid') return this.meta.get(server)?.invalid?.reason;
+    if (state === 'absent') {
+      const problem = this.loadProblems.get(server);
+      if (problem !== undefined) return problem;
+      if (this.meta.has(server) && !this.deps.store.persistent) return 'The token was kept in memory only and was lost when the daemon restarted; set it again.';
+    }
+    return undefined;
+  }
+
+  /**
+   * Announces each warning threshold once (the most urgent one crossed, if several were crossed
+   * while the daemon was off) and expiry once, then sleeps until the next crossing.
+   */
+  checkExpiry(): void {
+    if (this.stopped) return;
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    const now = this.deps.clock.now();
+    const thresholds = [...new Set(this.deps.warningDays())].sort((a, b) => b - a);
+    let next = Number.POSITIVE_INFINITY;
+    let changed = false;
+    for (const [server, meta] of this.meta) {
+      if (meta.expiresAt === undefined || !this.secrets.has(server) || meta.invalid !== undefined) continue;
+      const remaining = meta.expiresAt - now;
+      if (remaining <= 0) {
+        if (!meta.expiredNotified) {
+          meta.expiredNotified = true;
+          changed = true;
+          this.deps.events.emit('token.expired', { server, ...(meta.tokenId ? { tokenId: meta.tokenId } : {}), expiresAt: new Date(meta.expiresAt).toISOString() });
+          this.deps.log.warn({ server, tokenId: meta.tokenId }, 'the identity token has expired; it is no longer sent upstream');
+        }
+        continue;
+      }
+      const crossed = thresholds.filter((days) => remaining <= days * DAY_MS && !meta.warned.includes(days));
+      if (crossed.length > 0) {
+        const mostUrgent = Math.min(...crossed);
+        meta.warned.push(...crossed);
+        changed = true;
+        const daysLeft = Math.floor(remaining / DAY_MS);
+        this.deps.events.emit('token.expiring', { server, ...(meta.tokenId ? { tokenId: meta.tokenId } : {}), threshold: mostUrgent, daysLeft, expiresAt: new Date(meta.expiresAt).toISOString() });
+        this.deps.log.warn({ server, tokenId: meta.tokenId, daysLeft, threshold: mostUrgent }, `the identity token expires in ${daysLeft} day(s); replace it with \`tokenbroker token replace\``);
+      }
+      for (const days of thresholds) {
+        const at = meta.expiresAt - days * DAY_MS;
+        if (at > now) next = Math.min(next, at);
+      }
+      next = Math.min(next, meta.expiresAt);
+    }
+    if (changed) void this.persist().catch((err: unknown) => this.deps.log.error({ err: errorText(err) }, 'cannot save token state'));
+    if (Number.isFinite(next)) {
+      this.expiryTimer = this.deps.clock.setTimer(Math.min(MAX_TIMER_MS, next - now), () => this.checkExpiry());
+    }
+  }
+
+  private async loadMetadata(): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = await this.deps.state.read(STATE_DOCUMENT);
+    } catch (err) {
+      this.deps.log.error({ err: errorText(err) }, 'cannot read token metadata; starting without it');
+      return;
+    }
+    if (raw === undefined) return;
+    const parsed = TokensDocumentSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.deps.log.error({ document: STATE_DOCUMENT }, 'token metadata is malformed; starting without it');
+      return;
+    }
+    for (const [server, meta] of Object.entries(parsed.data.tokens)) this.meta.set(server, meta);
+  }
+
+  /** Loads one server's token from the store; a store that is not ready is retried with backoff. */
+  private async loadSecret(server: string, attempt: number): Promise<void> {
+    if (this.stopped) return;
+    const generation = this.generationOf(server);
+    let secret: string | null;
+    try {
+      secret = await this.deps.store.get(server);
+    } catch (err) {
+      if (generation !== this.generationOf(server)) return;
+      this.loadProblems.set(server, errorText(err));
+      this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot load the identity token from the secret store; retrying');
+      this.scheduleRetry(server, attempt, () => this.loadSecret(server, attempt + 1));
+      return;
+    }
+    if (generation !== this.generationOf(server)) return;
+    this.loadProblems.delete(server);
+    if (secret === null) return;
+    this.secrets.set(server, secret);
+    if (!this.meta.has(server)) {
+      // A token in the keychain without metadata (state dir wiped): keep it, verify it.
+      this.meta.set(server, { setAt: this.deps.clock.now(), verified: false, warned: [], expiredNotified: false });
+    }
+    const state = this.stateOf(server);
+    if (this.backgroundEnabled && state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+    this.checkExpiry();
+  }
+
+  private scheduleRevalidation(server: string, attempt: number, delayMs?: number): void {
+    this.cancelRetry(server);
+    const run = (): void => void this.revalidate(server, attempt);
+    if (delayMs === 0) {
+      queueMicrotask(run);
+      return;
+    }
+    this.scheduleRetry(server, attempt, run);
+  }
+
+  /** Background check of a stored token; offline = retry with backoff, keeping the last answer. */
+  private async revalidate(server: string, attempt: number): Promise<void> {
+    if (this.stopped) return;
+    const token = this.secrets.get(server);
+    const state = this.stateOf(server);
+    if (token === undefined || state === 'invalid' || state === 'expired') return;
+    const generation = this.generationOf(server);
+    try {
+      const info = await validateToken(this.deps.upstream, this.server(server), token);
+      if (generation !== this.generationOf(server)) return;
+      const meta = this.meta.get(server);
+      if (meta === undefined) return;
+      Object.assign(meta, info, { verified: true, verifiedAt: this.deps.clock.now() });
+      await this.persist();
+      this.checkExpiry();
+      this.deps.log.info({ server, tokenId: info.tokenId }, 'identity token verified');
+    } catch (err) {
+      if (generation !== this.generationOf(server)) return;
+      if (isBrokerError(err, 'BROKER_TOKEN_INVALID') || isBrokerError(err, 'BROKER_TOKEN_EXPIRED')) {
+        this.rejected(server, err.message);
+        return;
+      }
+      this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot verify the identity token now; keeping the last known state and retrying');
+      this.scheduleRevalidation(server, attempt + 1);
+    }
+  }
+
+  /** Exponential backoff with full jitter. */
+  private scheduleRetry(server: string, attempt: number, fn: () => void): void {
+    if (this.stopped) return;
+    this.cancelRetry(server);
+    const ceiling = Math.min(REVALIDATE_CAP_MS, REVALIDATE_BASE_MS * 2 ** Math.min(attempt, 20));
+    const delay = Math.max(1_000, Math.floor(this.random() * ceiling));
+    this.retryTimers.set(
+      server,
+      this.deps.clock.setTimer(delay, () => {
+        this.retryTimers.delete(server);
+        fn();
+      }),
+    );
+  }
+
+  private cancelRetry(server: string): void {
+    this.retryTimers.get(server)?.cancel();
+    this.retryTimers.delete(server);
+  }
+
+  private generationOf(server: string): number {
+    return this.generations.get(server) ?? 0;
+  }
+
+  private bumpGeneration(server: string): void {
+    this.generations.set(server, this.generationOf(server) + 1);
+  }
+
+  /** Writes the metadata document; writes are serialised so the last state always lands last. */
+  private persist(): Promise<void> {
+    const snapshot = { version: 1 as const, tokens: Object.fromEntries([...this.meta].map(([server, meta]) => [server, { ...meta, warned: [...meta.warned] }])) };
+    const write = this.persistChain.then(() => this.deps.state.write(STATE_DOCUMENT, snapshot));
+    this.persistChain = write.catch(() => undefined);
+    return write;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

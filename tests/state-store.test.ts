@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sweepTempFiles, writeFileAtomic } from '../src/daemon/atomic-file.js';
+import { createFsStateStore } from '../src/daemon/fs-state-store.js';
+import { makeTempHome, REPO_ROOT } from './helpers/test-daemon.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+async function tempDir(): Promise<string> {
+  const d = await makeTempHome('tb-state-');
+  dirs.push(d);
+  return d;
+}
+
+describe('state store', () => {
+  it('round-trips documents with mode 0600 and refuses traversal in names', async () => {
+    const dir = await tempDir();
+    const store = createFsStateStore(dir);
+    expect(await store.read('tokens.json')).toBeUndefined();
+    await store.write('tokens.json', { a: 1 });
+    await store.write('indexes/official.json', { apps: [] });
+    expect(await store.read('tokens.json')).toEqual({ a: 1 });
+    expect((await stat(path.join(dir, 'tokens.json'))).mode & 0o777).toBe(0o600);
+    for (const bad of ['../x.json', '/etc/passwd', 'a/b/c.json', '.hidden.json', 'x']) {
+      await expect(store.write(bad, {})).rejects.toThrow(/invalid state document name/);
+    }
+    await store.remove('tokens.json');
+    expect(await store.read('tokens.json')).toBeUndefined();
+  });
+
+  it('a document that does not parse is reported, not silently replaced', async () => {
+    const dir = await tempDir();
+    await writeFile(path.join(dir, 'tokens.json'), '{"broken":');
+    await expect(createFsStateStore(dir).read('tokens.json')).rejects.toMatchObject({ code: 'BROKER_INTERNAL', hint: expect.stringContaining('Move') as string });
+  });
+
+  it('a write that fails leaves the previous file intact and no temp file behind', async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, 'doc.json');
+    await writeFileAtomic(file, '{"version":1}');
+    await expect(writeFileAtomic(file, Symbol('not data') as unknown as string)).rejects.toThrow();
+    expect(await readFile(file, 'utf8')).toBe('{"version":1}');
+    expect(await readdir(dir)).toEqual(['doc.json']);
+  });
+
+  it('SIGKILL in the middle of writes always leaves a whole document', async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, 'big.json');
+    // A writer that rewrites a ~2 MB document as fast as it can, each version internally consistent.
+    const script = `
+      const { writeFileAtomic } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/daemon/atomic-file.js'))});
+      for (let v = 1; ; v++) {
+        const doc = { version: v, apps: Array.from({ length: 20000 }, (_, i) => ({ i, v, name: 'app-' + i })) };
+        await writeFileAtomic(${JSON.stringify(file)}, JSON.stringify(doc));
+        if (v === 1) process.stdout.write('first\\n');
+      }`;
+    for (let round = 0; round < 5; round++) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      await new Promise((r) => setTimeout(r, 30 + Math.floor(Math.random() * 200)));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const doc = JSON.parse(await readFile(file, 'utf8')) as { version: number; apps: { v: number }[] };
+      expect(doc.apps).toHaveLength(20000);
+      expect(doc.apps.every((a) => a.v === doc.version)).toBe(true);
+    }
+    // Temp files of killed writers are swept (as the daemon does at start); the document stays.
+    await sweepTempFiles(dir);
+    expect(await readdir(dir)).toEqual(['big.json']);
+  });
+});
