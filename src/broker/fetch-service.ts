@@ -1,4 +1,4 @@
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, type Readable, type Writable } from 'node:stream';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from '../protocol/fetch.js';
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
@@ -42,11 +42,12 @@ export interface FetchResponse {
   status: number;
   /** Lower-case names, only the passed headers (plus the cache marker). */
   headers: Record<string, string>;
-  /** Undefined for bodiless answers (304). Pipe it to the client, then call `delivered`. */
-  body: Readable | undefined;
-  /** The route reports how sending ended (undefined = every byte was handed to the socket). */
-  delivered(error: unknown): void;
-  /** The client's connection closed before the response finished. */
+  /**
+   * Streams the body (none for a 304) into `sink`, the client's connection, with backpressure,
+   * and records how it ended. Call it once, after sending the status and headers.
+   */
+  send(sink: Writable): void;
+  /** The client's connection closed before the response finished (whether or not `send` ran). */
   clientGone(): void;
 }
 
@@ -161,6 +162,9 @@ export class FetchService {
       // Authorization is decided per hop: the policy drops it once the chain leaves the origin.
       const hopHeaders = hop.sendAuthorization ? { ...headers, authorization: `Bearer ${token.get()}` } : headers;
       const response = await this.deps.upstream.request({ method: 'GET', url: hop.url, headers: hopHeaders, signal });
+      // Until someone consumes the body, an upstream failure must not become an uncaught error;
+      // the listeners that record the cause are added when the body is streamed.
+      response.body.on('error', () => undefined);
       if (!REDIRECT_STATUSES.has(response.status)) return { response, hop };
       discardBody(response);
       const decision = policy.redirectDecision(hop, response.headers.location);
@@ -230,51 +234,33 @@ export class FetchService {
     const size = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
     const writer = context.cacheable && status === 200 ? await this.deps.cache.begin(size) : undefined;
     const cacheWrite = writer === undefined ? undefined : new SafeCacheWrite(writer, this.deps.logger, input.requestId);
-    const relay = new BodyRelay({
-      expected: context.expected,
-      ...(cacheWrite === undefined
-        ? {}
-        : {
-            alsoCompute: ['sha1', 'sha256'] as const,
-            tee: (chunk: Buffer) => cacheWrite.write(chunk),
-            beforeRelease: (digests) =>
-              cacheWrite.commit({
-                url: context.hop.originalUrl,
-                sha1: digests.sha1 as string,
-                sha256: digests.sha256 as string,
-                size: digests.size,
-                contentType: headers['content-type'],
-                etag: headers.etag,
-                lastModified: headers['last-modified'],
-              }),
-          }),
-      onMismatch: (m) => this.reportMismatch(input, m, 'upstream'),
-    });
-
-    let clientGone = false;
-    // Registered before the pipeline's own listener, so the cause is recorded before the abort spreads.
-    response.body.once('error', (err: unknown) => {
-      if (clientGone) return;
-      const timeout = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-      this.finish(input, timeout ? 'timeout' : 'upstream-aborted', context.startedAt, { bytes: relay.bytesReleased });
-    });
-    pipeline(response.body, relay, () => {
+    const verifying = context.expected.sha1 !== undefined || context.expected.sha256 !== undefined;
+    const relay =
+      verifying || cacheWrite !== undefined
+        ? new BodyRelay({
+            expected: context.expected,
+            ...(cacheWrite === undefined
+              ? {}
+              : {
+                  alsoCompute: ['sha1', 'sha256'] as const,
+                  tee: (chunk: Buffer) => cacheWrite.write(chunk),
+                  beforeRelease: (digests) =>
+                    cacheWrite.commit({
+                      url: context.hop.originalUrl,
+                      sha1: digests.sha1 as string,
+                      sha256: digests.sha256 as string,
+                      size: digests.size,
+                      contentType: headers['content-type'],
+                      etag: headers.etag,
+                      lastModified: headers['last-modified'],
+                    }),
+                }),
+            onMismatch: (m) => this.reportMismatch(input, m, 'upstream'),
+          })
+        : undefined;
+    return this.streamed(input, context.startedAt, status, headers, response.body, relay, () => {
       void cacheWrite?.abort();
     });
-    this.ledger.update(input.requestId, { status });
-    return {
-      status,
-      headers,
-      body: relay,
-      delivered: (error) => {
-        const outcome: FinalOutcome = error === undefined || error === null ? 'ok' : clientGone ? 'client-aborted' : 'upstream-aborted';
-        this.finish(input, outcome, context.startedAt, { bytes: relay.bytesReleased });
-      },
-      clientGone: () => {
-        clientGone = true;
-        this.finish(input, 'client-aborted', context.startedAt, { bytes: relay.bytesReleased });
-      },
-    };
   }
 
   /** A verified body from the cache; it is verified again while it streams (disks rot too). */
@@ -296,23 +282,52 @@ export class FetchService {
         void this.deps.cache.remove(hit.sha256);
       },
     });
-    const source = hit.open();
+    this.ledger.update(input.requestId, { cache: 'hit' });
+    return this.streamed(input, startedAt, 200, headers, hit.open(), relay);
+  }
+
+  /**
+   * A response with a body from `source`, through `relay` when there is something to verify or
+   * cache (otherwise straight through: fewer allocations per chunk on the common path). The first
+   * cause of an early end is recorded before the abort spreads to the other streams.
+   */
+  private streamed(input: FetchInput, startedAt: number, status: number, headers: Record<string, string>, source: Readable, relay: BodyRelay | undefined, onDone?: () => void): FetchResponse {
     let clientGone = false;
+    let sent = false;
+    let counted = 0;
+    const bytes = (): number => relay?.bytesReleased ?? counted;
     source.once('error', (err: unknown) => {
       if (clientGone) return;
-      this.deps.logger.warn({ requestId: input.requestId, err: String(err) }, 'reading a cached body failed');
-      this.finish(input, 'upstream-aborted', startedAt, { bytes: relay.bytesReleased });
+      const timeout = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+      this.finish(input, timeout ? 'timeout' : 'upstream-aborted', startedAt, { bytes: bytes() });
     });
-    pipeline(source, relay, () => undefined);
-    this.ledger.update(input.requestId, { status: 200, cache: 'hit' });
+    this.ledger.update(input.requestId, { status });
     return {
-      status: 200,
+      status,
       headers,
-      body: relay,
-      delivered: (error) => this.finish(input, error === undefined || error === null ? 'ok' : 'client-aborted', startedAt, { bytes: relay.bytesReleased }),
+      send: (sink) => {
+        sent = true;
+        const done = (err: unknown): void => {
+          onDone?.();
+          this.finish(input, err === undefined || err === null ? 'ok' : clientGone ? 'client-aborted' : 'upstream-aborted', startedAt, { bytes: bytes() });
+        };
+        if (relay !== undefined) {
+          pipeline(source, relay, sink, done);
+        } else {
+          pipeline(source, sink, done);
+          // Added after pipe() so it sees exactly what pipe() forwards (both listen to 'data').
+          source.on('data', (chunk: Buffer) => {
+            counted += chunk.length;
+          });
+        }
+      },
       clientGone: () => {
         clientGone = true;
-        this.finish(input, 'client-aborted', startedAt, { bytes: relay.bytesReleased });
+        this.finish(input, 'client-aborted', startedAt, { bytes: bytes() });
+        if (!sent) {
+          source.destroy();
+          onDone?.();
+        }
       },
     };
   }
@@ -322,8 +337,10 @@ export class FetchService {
     return {
       status,
       headers,
-      body: undefined,
-      delivered: (error) => this.finish(input, error === undefined || error === null ? 'ok' : 'client-aborted', startedAt, { bytes: 0 }),
+      send: (sink) => {
+        sink.end();
+        this.finish(input, 'ok', startedAt, { bytes: 0 });
+      },
       clientGone: () => this.finish(input, 'client-aborted', startedAt, { bytes: 0 }),
     };
   }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { pipeline } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { FetchService } from '../../broker/fetch-service.js';
 import { BrokerError, isBrokerError } from '../../protocol/errors.js';
@@ -46,18 +45,11 @@ export function registerFetchRoutes(app: FastifyInstance, service: FetchService)
     listener.clientGone = response.clientGone;
     reply.hijack();
     if (res.destroyed) {
-      response.body?.destroy();
       response.clientGone();
       return;
     }
     res.writeHead(response.status, { ...response.headers, [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
-    const body = response.body;
-    if (body === undefined) {
-      res.end();
-      response.delivered(undefined);
-      return;
-    }
-    pipeline(body, res, (err) => response.delivered(err ?? undefined));
+    response.send(res);
   });
 
   app.get('/v1/fetches/:id', async (request): Promise<FetchRecord> => {
