@@ -60,7 +60,9 @@ describe('fetch through the real daemon', () => {
     }
     expect(size).toBe(256 * MiB);
     expect(hash.digest('hex')).toBe(sha256);
-    expect(await daemon.client.fetchOutcome(result.requestId)).toMatchObject({ outcome: 'ok', bytes: 256 * MiB });
+    expect(await daemon.client.fetchOutcome(result.requestId)).toMatchObject({ outcome: 'ok', bytes: 256 * MiB, cache: 'miss' });
+    // Verified, so it went into the cache (status shows it).
+    expect((await daemon.client.status()).cache).toMatchObject({ entries: 1, bytes: 256 * MiB });
   });
 
   it('fetch -o with a corrupted body leaves no file, no part file, and exits 6', async () => {
@@ -137,6 +139,39 @@ describe('fetch through the real daemon', () => {
     expect(refused.stderr).toContain('BROKER_URL_NOT_ALLOWED');
     expect(af.requestsTo('/artifactory/swtools/restricted/')).toHaveLength(0);
     expect(af.requestsTo('/ui/')).toHaveLength(0);
+  });
+});
+
+describe('fetch with the real token lifecycle', () => {
+  it('a set token goes to authenticated prefixes only; an upstream 401 marks it invalid and stops further requests', async () => {
+    const af = await startFakeArtifactory();
+    const daemon = await startTestDaemon({ config: { ...daemonConfig(af), secretStore: 'memory' } });
+    try {
+      const TOKEN = 'tok-e2e-7f3a9c';
+      af.addToken(TOKEN);
+      await daemon.client.setToken(TOKEN);
+      af.setFile('/artifactory/swtools/restricted/r.bin', 'restricted');
+      af.setFile('/artifactory/swtools/external/p.bin', 'public');
+      const read = async (url: string): Promise<string> => {
+        let text = '';
+        for await (const chunk of (await daemon.client.fetch(url)).body) text += String(chunk);
+        return text;
+      };
+      expect(await read(af.url('/artifactory/swtools/restricted/r.bin'))).toBe('restricted');
+      expect(await read(af.url('/artifactory/swtools/external/p.bin'))).toBe('public');
+      expect(af.requestsTo('/artifactory/swtools/restricted/r.bin')[0]?.headers.authorization).toBe(`Bearer ${TOKEN}`);
+      expect(af.requestsTo('/artifactory/swtools/external/p.bin')[0]?.headers.authorization).toBeUndefined();
+
+      af.revokeToken(TOKEN);
+      await expect(daemon.client.fetch(af.url('/artifactory/swtools/restricted/r.bin'))).rejects.toMatchObject({ code: 'BROKER_TOKEN_INVALID' });
+      expect((await daemon.client.token()).state).toBe('invalid');
+      await expect(daemon.client.fetch(af.url('/artifactory/swtools/restricted/r.bin'))).rejects.toMatchObject({ code: 'BROKER_TOKEN_INVALID' });
+      expect(af.requestsTo('/artifactory/swtools/restricted/r.bin')).toHaveLength(2);
+      expect(daemon.output()).not.toContain(TOKEN);
+    } finally {
+      await daemon.cleanup();
+      await af.close();
+    }
   });
 });
 

@@ -83,11 +83,12 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger });
   const fetchService = new FetchService({
     policy: policyOf(() => currentConfig),
     upstream,
     tokenAccess: tokens,
-    cache: createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger }),
+    cache: contentCache,
     events,
     clock: systemClock,
     logger,
@@ -102,7 +103,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
-    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) })],
+    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) }), async () => ({ cache: await contentCache.usage() })],
     fetchService,
   });
   await app.ready();
