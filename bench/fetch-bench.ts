@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Client } from 'undici';
 import { startFakeArtifactory } from '../tests/fixtures/fake-artifactory.js';
 import { percentile, rssOf, startBenchDaemon, type BenchRow } from './harness.js';
@@ -15,6 +15,12 @@ const SMALL_FILE = '/artifactory/swtools/external/bench/4-kib.bin';
  */
 async function resetPeak(pid: number): Promise<void> {
   await writeFile(`/proc/${pid}/clear_refs`, '5');
+}
+
+/** CPU time (user + system) a process has used, in ms (Linux, clock ticks of 10 ms). */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** Reads a whole body, counting bytes (no hashing: this measures transport only). */
@@ -64,9 +70,12 @@ export async function benchFetch(): Promise<BenchRow[]> {
     // The direct download asks for `bytes=0-` too, as the broker does upstream.
     const directMs: number[] = [];
     const brokerMs: number[] = [];
+    let daemonCpu = 0;
     for (let i = 0; i < 3; i++) {
       const d = await consume(direct, GIB_FILE, { range: 'bytes=0-' });
+      const cpu0 = await cpuMs(pid);
       const b = await consume(broker, viaBroker(GIB_FILE), local);
+      daemonCpu += (await cpuMs(pid)) - cpu0;
       if (d.bytes !== 1024 * MiB || b.bytes !== 1024 * MiB) throw new Error(`short body: direct ${d.bytes}, broker ${b.bytes}`);
       directMs.push(d.ms);
       brokerMs.push(b.ms);
@@ -78,8 +87,12 @@ export async function benchFetch(): Promise<BenchRow[]> {
     const ratio = bestDirect / bestBroker;
 
     // Verified: sha256 while streaming, last chunk withheld, body written to the cache.
+    let cpu0 = await cpuMs(pid);
     const verified = await consume(broker, viaBroker(GIB_FILE, `&sha256=${gibSha256}`), local);
+    const verifiedCpu = (await cpuMs(pid)) - cpu0;
+    cpu0 = await cpuMs(pid);
     const cached = await consume(broker, viaBroker(GIB_FILE, `&sha256=${gibSha256}`), local);
+    const cachedCpu = (await cpuMs(pid)) - cpu0;
     const afterVerified = await rssOf(pid);
 
     // Latency added to a small fetch: the same request direct and through the broker, interleaved.
@@ -103,13 +116,16 @@ export async function benchFetch(): Promise<BenchRow[]> {
       { name: '1 GiB direct undici download (best of 3)', value: mibPerSecond(bestDirect), unit: 'MiB/s' },
       { name: '1 GiB through the broker (best of 3)', value: mibPerSecond(bestBroker), unit: 'MiB/s' },
       { name: 'broker / direct throughput ratio', value: ratio, unit: 'x', target: '>= 0.90', ok: ratio >= 0.9 },
+      { name: 'daemon CPU per GiB relayed (load-independent)', value: daemonCpu / 3, unit: 'ms' },
       { name: 'daemon RSS, warmed up and idle', value: settled.rssMb, unit: 'MB' },
       { name: 'daemon peak RSS streaming 64 MiB', value: after64.peakMb, unit: 'MB', target: '< 100 MB', ok: after64.peakMb < 100 },
       { name: 'daemon peak RSS streaming 3 x 1 GiB', value: after1g.peakMb, unit: 'MB', target: '< 100 MB', ok: after1g.peakMb < 100 },
       { name: 'peak RSS growth 64 MiB -> 1 GiB', value: growth, unit: 'MB', target: '<= 5 MB (flat)', ok: growth <= 5 },
       { name: 'daemon lifetime peak RSS (VmHWM before the first reset)', value: settled.peakMb, unit: 'MB' },
       { name: '1 GiB verified (sha256) + cache write', value: mibPerSecond(verified.ms), unit: 'MiB/s' },
+      { name: '  daemon CPU for it (sha1 + sha256 + write)', value: verifiedCpu, unit: 'ms' },
       { name: '1 GiB verified, served from the cache', value: mibPerSecond(cached.ms), unit: 'MiB/s' },
+      { name: '  daemon CPU for it (read + sha256)', value: cachedCpu, unit: 'ms' },
       { name: 'daemon peak RSS streaming verified + cached 1 GiB', value: afterVerified.peakMb, unit: 'MB', target: '< 100 MB', ok: afterVerified.peakMb < 100 },
       { name: '4 KiB fetch p50 direct', value: percentile(smallDirect, 50), unit: 'ms' },
       { name: '4 KiB fetch p50 through the broker', value: percentile(smallBroker, 50), unit: 'ms' },

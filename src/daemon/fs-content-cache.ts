@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { constants, mkdir, open, readdir, readFile, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { constants, mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { CacheWriter, CachedContent, CachedContentInfo, ContentCache, DomainLogger } from '../broker/fetch-ports.js';
@@ -24,6 +24,8 @@ export interface FsContentCache extends ContentCache {
 const MAX_URLS = 32;
 const SHA256 = /^[0-9a-f]{64}$/;
 const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+/** Bytes a cache write may queue before the download waits for the disk. */
+const WRITE_BUFFER = 1024 * 1024;
 
 const MetaSchema = z.object({
   version: z.literal(1),
@@ -167,26 +169,44 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
     if (max === 0 || (expectedSize !== undefined && expectedSize > max)) return undefined;
     await load();
     const temp = path.join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
-    let handle: FileHandle | undefined = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+    // A write stream batches queued chunks into one writev: the download never waits for the disk
+    // chunk by chunk, only when more than WRITE_BUFFER is queued (then backpressure, memory flat).
+    const out = createWriteStream('', { fd: handle, highWaterMark: WRITE_BUFFER });
+    let failure: Error | undefined;
+    out.on('error', (err) => {
+      failure ??= err;
+    });
     let written = 0;
     let done = false;
 
-    const closeHandle = async (): Promise<void> => {
-      const h = handle;
-      handle = undefined;
-      await h?.close();
-    };
+    const closeHandle = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        if (out.destroyed) {
+          if (failure !== undefined) reject(failure);
+          else resolve();
+          return;
+        }
+        out.end(() => (failure === undefined ? resolve() : reject(failure)));
+      });
 
     return {
       async write(chunk: Buffer): Promise<void> {
-        if (handle === undefined) throw new Error('cache writer is closed');
+        if (failure !== undefined) throw failure;
+        if (done) throw new Error('cache writer is closed');
         written += chunk.length;
         if (written > max) throw new Error(`the body is larger than the cache (${max} bytes)`);
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-          offset += bytesWritten;
-        }
+        if (out.write(chunk)) return;
+        await new Promise<void>((resolve, reject) => {
+          const settle = (): void => {
+            out.off('drain', settle);
+            out.off('close', settle);
+            if (failure !== undefined) reject(failure);
+            else resolve();
+          };
+          out.on('drain', settle);
+          out.on('close', settle);
+        });
       },
       async commit(info: CachedContentInfo & { url: string }): Promise<void> {
         if (done) return;
@@ -220,7 +240,8 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
       async abort(): Promise<void> {
         if (done) return;
         done = true;
-        await closeHandle().catch(() => undefined);
+        out.destroy();
+        await new Promise<void>((resolve) => (out.closed ? resolve() : out.once('close', () => resolve())));
         await unlink(temp).catch(() => undefined);
       },
     };
