@@ -363,6 +363,13 @@ describe('GET /v1/fetch', () => {
       }
     });
 
+    it('HEAD /v1/fetch is not a route (it would fetch the whole body upstream for nothing)', async () => {
+      af.setFile(PUBLIC, 'p');
+      const res = await h.app.inject({ method: 'HEAD', url: fetchUrl(af.url(PUBLIC)) });
+      expect(res.statusCode).toBe(404);
+      expect(af.requests).toHaveLength(0);
+    });
+
     it('GET /v1/fetches/:id of an unknown id is BROKER_NOT_FOUND', async () => {
       const res = await h.app.inject({ method: 'GET', url: '/v1/fetches/0000-unknown' });
       expect(res.statusCode).toBe(404);

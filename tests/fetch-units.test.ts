@@ -5,6 +5,12 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BodyRelay } from '../src/broker/body-relay.js';
+import { EventBus } from '../src/broker/event-bus.js';
+import type { ContentCache } from '../src/broker/fetch-ports.js';
+import { FetchService, type FetchResponse } from '../src/broker/fetch-service.js';
+import { createTokenPolicy } from '../src/broker/policy.js';
+import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
+import type { TokenAccess } from '../src/broker/token-access.js';
 import { FetchLedger } from '../src/broker/fetch-ledger.js';
 import { createFsContentCache, type FsContentCache } from '../src/daemon/fs-content-cache.js';
 import { createLogger } from '../src/daemon/logger.js';
@@ -183,5 +189,55 @@ describe('progress bar', () => {
     bar.done(1000, 1000, 500);
     expect(out.startsWith('\r[##--]  60%  600 B / 1000 B  100 B/s  ETA 0:04')).toBe(true);
     expect(out.endsWith('\n')).toBe(true);
+  });
+});
+
+describe('FetchService with in-memory ports', () => {
+  const url = 'https://files.example/artifactory/swtools/external/a.bin';
+  const body = Buffer.from('in-memory upstream body');
+
+  function makeService(cache: ContentCache, requests: UpstreamRequest[]): FetchService {
+    const clock = new FakeClock();
+    const upstream: Upstream = {
+      request: async (request) => {
+        requests.push(request);
+        return { status: 206, headers: { 'content-range': `bytes 0-${body.length - 1}/${body.length}`, 'content-length': String(body.length), 'set-cookie': 'x=y' }, body: Readable.from([body]) };
+      },
+    };
+    const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'] };
+    const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
+    const tokens: TokenAccess = { tokenFor: () => 'tok', rejected: () => undefined };
+    return new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: new EventBus(clock), clock, logger: createLogger({ level: 'silent' }), userAgent: 'test' });
+  }
+
+  async function collect(response: FetchResponse): Promise<Buffer> {
+    const sink = new PassThrough();
+    const chunks: Buffer[] = [];
+    sink.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise((resolve) => sink.once('end', resolve));
+    response.send(sink);
+    await ended;
+    return Buffer.concat(chunks);
+  }
+
+  it('a cache that fails is bypassed: the body comes from upstream', async () => {
+    const broken: ContentCache = {
+      lookup: async () => {
+        throw new Error('EIO: cache disk gone');
+      },
+      begin: async () => {
+        throw new Error('ENOSPC');
+      },
+      remove: async () => undefined,
+    };
+    const requests: UpstreamRequest[] = [];
+    const service = makeService(broken, requests);
+    const response = await service.fetch({ requestId: 'r1', url, sha256: sha256(body), headers: {}, signal: new AbortController().signal });
+    expect(response.status).toBe(200);
+    expect(response.headers).toEqual({ 'content-length': String(body.length) });
+    expect(await collect(response)).toEqual(body);
+    expect(requests[0]).toMatchObject({ method: 'GET', url, headers: { range: 'bytes=0-', 'accept-encoding': 'identity' } });
+    expect(requests[0]?.headers.authorization).toBeUndefined();
+    await expect.poll(() => service.ledger.get('r1')).toMatchObject({ outcome: 'ok', bytes: body.length, cache: 'miss' });
   });
 });

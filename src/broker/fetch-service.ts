@@ -106,7 +106,11 @@ export class FetchService {
     const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;
     const cacheable = verifying && !conditional;
     if (cacheable) {
-      const hit = await this.deps.cache.lookup({ url: classified.url, sha1: input.sha1, sha256: input.sha256 });
+      const hit = await this.deps.cache.lookup({ url: classified.url, sha1: input.sha1, sha256: input.sha256 }).catch((err: unknown) => {
+        // The cache is an optimisation: a broken one means going upstream, not failing.
+        this.deps.logger.warn({ requestId: input.requestId, err: errorText(err) }, 'cache lookup failed; fetching upstream');
+        return undefined;
+      });
       if (hit !== undefined) return this.fromCache(input, hit, expected, startedAt);
     }
 
@@ -232,7 +236,13 @@ export class FetchService {
     }
 
     const size = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
-    const writer = context.cacheable && status === 200 ? await this.deps.cache.begin(size) : undefined;
+    const writer =
+      context.cacheable && status === 200
+        ? await this.deps.cache.begin(size).catch((err: unknown) => {
+            this.deps.logger.warn({ requestId: input.requestId, err: errorText(err) }, 'cannot start a cache entry; serving uncached');
+            return undefined;
+          })
+        : undefined;
     const cacheWrite = writer === undefined ? undefined : new SafeCacheWrite(writer, this.deps.logger, input.requestId);
     const verifying = context.expected.sha1 !== undefined || context.expected.sha256 !== undefined;
     const relay =
@@ -414,7 +424,7 @@ class SafeCacheWrite {
 
   private fail(err: unknown, step: string): void {
     this.failed = true;
-    this.logger.warn({ requestId: this.requestId, step, err: err instanceof Error ? err.message : String(err) }, 'caching a verified body failed; serving it uncached');
+    this.logger.warn({ requestId: this.requestId, step, err: errorText(err) }, 'caching a verified body failed; serving it uncached');
     void this.abort();
   }
 }
@@ -443,6 +453,10 @@ function headerMismatch(headers: Record<string, string>, expected: Digests): Che
     }
   }
   return undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function outcomeOfError(error: BrokerError): FinalOutcome {

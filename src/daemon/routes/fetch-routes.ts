@@ -12,7 +12,8 @@ import { parseRequestPart } from '../validate.js';
  * first byte go through the server's error handler as envelopes; after it, the connection is cut.
  */
 export function registerFetchRoutes(app: FastifyInstance, service: FetchService): void {
-  app.get('/v1/fetch', async (request, reply) => {
+  // No automatic HEAD route: it would run the whole GET upstream and throw the body away.
+  app.get('/v1/fetch', { exposeHeadRoute: false }, async (request, reply) => {
     const requestId = randomUUID();
     void reply.header(REQUEST_ID_HEADER, requestId);
     const query = parseRequestPart(FetchQuerySchema, request.query, 'query', 'Call GET /v1/fetch?url=<absolute URL>[&sha256=<hex>|&sha1=<hex>].');
@@ -52,7 +53,7 @@ export function registerFetchRoutes(app: FastifyInstance, service: FetchService)
     response.send(res);
   });
 
-  app.get('/v1/fetches/:id', async (request): Promise<FetchRecord> => {
+  app.get('/v1/fetches/:id', { exposeHeadRoute: false }, async (request): Promise<FetchRecord> => {
     const { id } = parseRequestPart(FetchIdParamsSchema, request.params, 'params');
     const record = service.ledger.get(id);
     if (record === undefined) {
