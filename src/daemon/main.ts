@@ -21,6 +21,9 @@ import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from './undici-upstream.js';
+import { ClientTokenService } from '../broker/client-tokens.js';
+import { localUserName } from './local-user.js';
+import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -79,6 +82,10 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
+  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
+  await clientTokens.start();
+  // Opened after the main socket; status reads whatever is open by then.
+  let extraListeners: ExtraListener[] = [];
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -88,7 +95,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
-    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) })],
+    clientTokens,
+    statusSections: [
+      () => ({ secretStore: secretStoreStatus(secretStore) }),
+      () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
+    ],
   });
   await app.ready();
   const server = rawServer(app);
@@ -104,6 +115,17 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
     throw err;
   }
+  try {
+    // The daemon's own even under socket activation: systemd only hands over the main socket.
+    extraListeners = await openExtraListeners(server, config.listeners, socket.socketPath, logger);
+  } catch (err) {
+    tokens.stop();
+    await app.close();
+    await upstream.close();
+    await socket.removeSocket();
+    if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
+    throw err;
+  }
   logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
 
@@ -116,10 +138,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       events.emit('daemon.stopping', { signal });
       closeEventStreams(app);
       tokens.stop();
+      for (const listener of extraListeners) listener.stopAccepting();
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
         .then(() => upstream.close())
         .then(() => socket.removeSocket())
+        .then(() => Promise.all(extraListeners.map((listener) => listener.removeSocket())))
+        .then(() => clientTokens.stop())
         .then(
           () => {
             logger.info('stopped');

@@ -9,6 +9,9 @@ import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
+import type { ClientTokenService } from '../broker/client-tokens.js';
+import { installListenerAuth, type ExtraListenerTag } from './listener-auth.js';
+import { registerClientTokenRoutes } from './routes/client-token-routes.js';
 import { registerEventsRoutes } from './routes/events-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
@@ -33,6 +36,10 @@ export interface ServerDeps {
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
   events: EventBus;
+  /** Scoped client tokens for extra listeners (DESIGN section 8). */
+  clientTokens: ClientTokenService;
+  /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
+  listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -66,6 +73,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     void reply.header(VERSION_HEADER, VERSION);
     refuseBrowserRequests(request);
   });
+  // Before any route: it records every route (route table test) and guards extra listeners.
+  installListenerAuth(app, { clientTokens: deps.clientTokens, listenerOf: deps.listenerOf });
 
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -89,6 +98,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
+  registerClientTokenRoutes(app, deps);
   return app;
 }
 

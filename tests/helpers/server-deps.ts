@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { EventBus } from '../../src/broker/event-bus.js';
 import type { SecretStore, Upstream } from '../../src/broker/ports.js';
 import { TokenService } from '../../src/broker/token-service.js';
+import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -22,6 +23,7 @@ export interface TestServerDeps extends ServerDeps {
   clock: FakeClock;
   state: MemoryStateStore;
   store: SecretStore;
+  clientTokens: ClientTokenService;
 }
 
 /** Server deps for inject() tests: in-memory log, fake clock, memory stores, offline upstream. */
@@ -42,6 +44,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const tokens =
     overrides.tokens ??
     new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
+  const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   return {
     logger,
     getConfig: () => config,
@@ -57,6 +60,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     ...overrides,
     tokens,
     events,
+    clientTokens,
     clock,
     state,
     store,
