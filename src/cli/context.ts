@@ -24,7 +24,11 @@ export function createContext(io: IO, globals: () => GlobalOptions, makeClient?:
     globals,
     client() {
       const socket = globals().socket;
-      client ??= makeClient ? makeClient(socket) : new TokenBrokerClient(socket === undefined ? {} : { socketPath: socket });
+      // On an extra listener (a shared socket) the CLI needs a client token: from the environment, never argv.
+      const clientToken = io.env.TOKENBROKER_CLIENT_TOKEN;
+      client ??= makeClient
+        ? makeClient(socket)
+        : new TokenBrokerClient({ ...(socket === undefined ? {} : { socketPath: socket }), ...(clientToken === undefined || clientToken === '' ? {} : { clientToken }) });
       return client;
     },
     async closeClient() {

@@ -5,3 +5,12 @@ export type { Status } from '../protocol/status.js';
 export type { TokenView, TokenRemoved, TokenState, SecretStoreStatus } from '../protocol/token.js';
 export type { BrokerEvent, EventType } from '../protocol/events.js';
 export { VERSION } from '../protocol/version.js';
+export {
+  CLIENT_SCOPES,
+  type ClientScope,
+  type ClientTokenScope,
+  type ClientTokenView,
+  type CreateClientTokenBody,
+  type CreatedClientToken,
+  type RevokedClientToken,
+} from '../protocol/client-tokens.js';
