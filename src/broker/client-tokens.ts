@@ -225,10 +225,9 @@ export class ClientTokenService {
 
   /** Writes are chained, each saving the state as it is when it runs, so the last write wins with the newest state. */
   private persist(): Promise<void> {
-    const run = this.writeChain.then(() => {
-      this.lastUsedDirty = false;
-      return this.deps.state.write(CLIENT_TOKENS_DOCUMENT, { version: 1, tokens: [...this.tokens.values()] });
-    });
+    // Whatever is in memory when the write runs is saved, including lastUsedAt times.
+    this.lastUsedDirty = false;
+    const run = this.writeChain.then(() => this.deps.state.write(CLIENT_TOKENS_DOCUMENT, { version: 1, tokens: [...this.tokens.values()] }));
     this.writeChain = run.catch(() => {
       this.lastUsedDirty = true;
     });
