@@ -68,6 +68,7 @@ describe('extra listeners (real daemon)', () => {
       expect((await lstat(path.dirname(listenerPath))).mode & 0o777).toBe(0o710);
       expect((await lstat(daemon.socketPath)).mode & 0o777).toBe(0o600);
       expect((await daemon.client.status()).listeners).toEqual([{ path: listenerPath, mode: '0660' }]);
+      expect((await runCli(['status'], { env: daemon.env })).stdout).toContain(`extra listener: ${listenerPath} (mode 0660, client token required)`);
 
       // Without a token nothing is served, not even status.
       expect((await errorOf(on().status())).code).toBe('BROKER_UNAUTHORIZED');

@@ -160,6 +160,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     };
     const reload = (): void => {
       void reloadConfig(paths, logger).then((next) => {
+        if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
+          logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
+        }
         if (next !== undefined) currentConfig = next;
       });
     };
