@@ -87,10 +87,13 @@ describe('client token API on the owner socket', () => {
     expect(error.hint).toMatch(/description/);
   });
 
-  it('ignores Authorization from local clients on the owner socket (even a bogus one)', async () => {
+  it('ignores Authorization from local clients on the owner socket (even a bogus one); no handler ever sees it', async () => {
     const { app } = await build();
+    app.get('/v1/echo-authorization', async (request) => ({ authorization: request.headers.authorization ?? null, raw: request.raw.headers.authorization ?? null }));
     const res = await app.inject({ method: 'GET', url: '/v1/status', headers: { authorization: 'Bearer tbk_nonsense' } });
     expect(res.statusCode).toBe(200);
+    const echoed = await app.inject({ method: 'GET', url: '/v1/echo-authorization', headers: { authorization: 'Bearer secret-from-client' } });
+    expect(echoed.json()).toEqual({ authorization: null, raw: null });
   });
 });
 

@@ -18,7 +18,7 @@ function bufferIO(): IO & { out: () => string; err: () => string } {
 describe('client-token CLI', () => {
   it('turns flags into the API body: default scope user, repeatable and comma-separated scopes', () => {
     expect(parseCreateOptions({ description: 'ci', scope: [], json: false })).toEqual({ description: 'ci', scope: 'user' });
-    expect(parseCreateOptions({ description: 'ci', scope: ['fetch,status:read', 'fetch'], expiresInDays: '30', json: false })).toEqual({ description: 'ci', scope: ['status:read', 'fetch'], expiresInDays: 30 });
+    expect(parseCreateOptions({ description: 'ci', scope: ['fetch,status:read', 'fetch'], expiresInDays: '30', json: false })).toEqual({ description: 'ci', scope: ['fetch', 'status:read'], expiresInDays: 30 });
     expect(parseCreateOptions({ description: 'ci', scope: ['user'], json: false }).scope).toBe('user');
   });
 

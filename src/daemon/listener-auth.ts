@@ -60,16 +60,16 @@ export function installListenerAuth(app: FastifyInstance, deps: ListenerAuthDeps
   const listenerOf = deps.listenerOf ?? extraListenerOf;
   app.addHook('onRequest', async (request, reply) => {
     const listener = listenerOf(request.raw);
-    if (listener === undefined) return;
-    authorizeOnExtraListener(request, reply, deps.clientTokens);
+    if (listener !== undefined) authorizeOnExtraListener(request, reply, deps.clientTokens);
+    // Checked (extra listener) or meaningless (owner's socket): no handler or log line needs it,
+    // and nothing can pass a client's Authorization on upstream by mistake (DESIGN section 4).
+    delete request.headers.authorization;
+    delete request.raw.headers.authorization;
   });
 }
 
 function authorizeOnExtraListener(request: FastifyRequest, reply: FastifyReply, clientTokens: ClientTokenService): void {
   const grant = clientTokens.authenticate(request.headers.authorization);
-  // The token is checked; nothing after this point (handlers, logs) needs to see it.
-  delete request.headers.authorization;
-  delete request.raw.headers.authorization;
   if (grant === undefined) {
     void reply.header('www-authenticate', 'Bearer realm="tokenbroker"');
     throw new BrokerError('BROKER_UNAUTHORIZED');

@@ -32,14 +32,14 @@ export const ClientTokenDescriptionSchema = z
 
 export const ClientScopeSchema = z.enum(CLIENT_SCOPES);
 
-/** `"user"` or a non-empty list of scopes; the list is deduplicated and put in the canonical order. */
+/** `"user"` or a non-empty list of scopes; duplicates are dropped, the caller's order is kept. */
 export const ClientTokenScopeSchema = z.union(
   [
     z.literal('user'),
     z
       .array(ClientScopeSchema)
       .min(1, 'must list at least one scope, or be "user"')
-      .transform((scopes) => CLIENT_SCOPES.filter((scope) => scopes.includes(scope))),
+      .transform((scopes) => [...new Set(scopes)]),
   ],
   { error: `must be "user" or a list of scopes from ${CLIENT_SCOPES.map((s) => `"${s}"`).join(', ')}` },
 );
