@@ -5,6 +5,8 @@
 import os from 'node:os';
 import { printRows } from './harness.js';
 import { benchStatus } from './status-bench.js';
+import { benchClientTokens } from './client-token-bench.js';
 
 console.log(`# tokenbroker bench — node ${process.version}, ${os.cpus().length} cpu, ${os.cpus()[0]?.model ?? 'unknown cpu'}`);
 printRows('daemon basics', await benchStatus());
+printRows('client tokens on an extra listener', await benchClientTokens());
