@@ -168,8 +168,24 @@ describe('extra listeners (real daemon)', () => {
     }
   }, 60_000);
 
+  it('a listener beside the owner socket works too (same user, or a bind-mounted socket file); the owner directory stays 0700', async () => {
+    const home = await tempHome();
+    const listenerPath = path.join(home, 'run', 'container.sock');
+    const daemon = await startTestDaemon({ home, config: { listeners: [{ path: listenerPath, mode: '0660' }] } });
+    const client = new TokenBrokerClient({ socketPath: listenerPath, onVersionMismatch: () => undefined, clientToken: (await daemon.client.createClientToken({ description: 'box', scope: ['status:read'] })).token });
+    try {
+      expect((await lstat(listenerPath)).mode & 0o777).toBe(0o660);
+      expect((await lstat(path.join(home, 'run'))).mode & 0o777).toBe(0o700);
+      expect((await client.status()).pid).toBe(daemon.pid);
+      expect(daemon.output()).toMatch(/the group cannot reach the socket/);
+    } finally {
+      await client.close();
+      await daemon.cleanup();
+    }
+  });
+
   it.each([
-    ['in the owner socket directory', (home: string) => ({ listeners: [{ path: path.join(home, 'run', 'shared.sock'), mode: '0660' }] }), /extra listener .* is in the owner's private socket directory/],
+    ['at the owner socket path', (home: string) => ({ listeners: [{ path: path.join(home, 'run', 'broker.sock'), mode: '0660' }] }), /extra listener .* is the owner's socket/],
     ['listed twice', (home: string) => ({ listeners: [{ path: path.join(home, 's', 'a.sock') }, { path: path.join(home, 's', 'a.sock') }] }), /is listed twice/],
     ['a relative path', () => ({ listeners: [{ path: 'shared.sock' }] }), /listeners\[0\]\.path" must be an absolute socket path/],
     ['a bad mode', (home: string) => ({ listeners: [{ path: path.join(home, 's', 'a.sock'), mode: '0999' }] }), /listeners\[0\]\.mode" must be an octal file mode/],

@@ -3,7 +3,6 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server as NetServer } from 'node:net';
 import path from 'node:path';
 import type { Config } from '../protocol/config-schema.js';
-import { isWindowsPipe } from '../protocol/paths.js';
 import { tagExtraListener } from './listener-auth.js';
 import { ListenError, openSocketPath, type SocketHandle } from './listen.js';
 import type { Logger } from './logger.js';
@@ -131,23 +130,18 @@ async function openExtraListener(target: HttpServer, listener: ListenerConfig, l
 }
 
 /**
- * Refused before anything is bound: duplicates, and sockets in the owner's socket directory
- * (that directory stays 0700 and private; a shared socket needs a directory of its own).
+ * Refused before anything is bound: duplicates, and the owner's own socket path. A listener may
+ * sit in the owner's socket directory (reachable by the same user, or through a bind mount of the
+ * socket file into a container); that directory stays 0700, so sharing with a group needs a
+ * directory of its own, which the start-up warning says.
  */
 function checkListenerPaths(listeners: readonly ListenerConfig[], ownerSocketPath: string): void {
   const seen = new Set<string>();
   for (const listener of listeners) {
     if (seen.has(listener.path)) throw new ListenError(`extra listener ${listener.path} is listed twice in "listeners"`, 'Remove the duplicate from config.json.');
     seen.add(listener.path);
-    if (isWindowsPipe(listener.path) || isWindowsPipe(ownerSocketPath)) continue;
     if (listener.path === ownerSocketPath) {
       throw new ListenError(`extra listener ${listener.path} is the owner's socket`, 'Give the shared socket a path of its own, in a directory of its own.');
-    }
-    if (path.dirname(listener.path) === path.dirname(ownerSocketPath)) {
-      throw new ListenError(
-        `extra listener ${listener.path} is in the owner's private socket directory`,
-        `Put shared sockets in a directory of their own, e.g. ${path.join(path.dirname(path.dirname(ownerSocketPath)), 'tokenbroker-shared', path.basename(listener.path))}.`,
-      );
     }
   }
 }
