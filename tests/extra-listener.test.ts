@@ -1,3 +1,4 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +8,7 @@ import { TokenBrokerClient } from '../src/client/client.js';
 import { ensureListenerDir, listenerDirMode } from '../src/daemon/extra-listeners.js';
 import { PrivateDirError } from '../src/daemon/private-dir.js';
 import { BrokerError } from '../src/protocol/errors.js';
-import { isolatedEnv, makeTempHome, runCli, startTestDaemon } from './helpers/test-daemon.js';
+import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon } from './helpers/test-daemon.js';
 
 const homes: string[] = [];
 afterAll(async () => {
@@ -208,6 +209,55 @@ describe('extra listeners (real daemon)', () => {
     const result = await runCli(['daemon'], { env: isolatedEnv(home) });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/extra listener .*: listener directory .* is writable by group or others \(mode 0770\)/);
+  });
+});
+
+const hasActivator = spawnSync('sh', ['-c', 'command -v systemd-socket-activate'], { encoding: 'utf8' }).status === 0;
+
+describe('extra listeners under socket activation', () => {
+  // Locally a missing systemd skips this; in CI (CI=true) it must run (scripts/setup.sh installs systemd).
+  it.runIf(hasActivator || process.env.CI === 'true')('the daemon opens and removes its extra listeners itself; the activated socket is left to its owner', async () => {
+    const home = await tempHome();
+    await mkdir(path.join(home, 'run'), { mode: 0o700 });
+    const mainSocket = path.join(home, 'run', 'broker.sock');
+    const listenerPath = path.join(home, 'shared', 'tb.sock');
+    await writeFile(path.join(home, 'config.json'), JSON.stringify({ listeners: [{ path: listenerPath, mode: '0660' }] }));
+    // systemd's own test activator binds the main socket and execs the daemon (same PID) on the first connection.
+    const activator = spawn('systemd-socket-activate', ['-l', mainSocket, '-E', 'TOKENBROKER_HOME', '-E', 'TOKENBROKER_NO_AUTOSTART', process.execPath, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    activator.stderr?.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+    const exitedWith = new Promise<number | null>((resolve) => activator.once('exit', (code) => resolve(code)));
+    const owner = new TokenBrokerClient({ socketPath: mainSocket, onVersionMismatch: () => undefined });
+    let shared: TokenBrokerClient | undefined;
+    try {
+      for (let i = 0; ; i++) {
+        if ((await lstat(mainSocket).catch(() => undefined))?.isSocket()) break;
+        if (activator.exitCode !== null || i > 500) throw new Error(`the activator did not bind ${mainSocket}:\n${log}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // The first request (which made the activator exec the daemon) may be served while the
+      // extra listeners are still being opened: ask until they are.
+      let status = await owner.status();
+      for (let i = 0; (status.listeners as unknown[]).length === 0 && i < 250; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        status = await owner.status();
+      }
+      expect(status.socket.activated).toBe(true);
+      expect(status.listeners).toEqual([{ path: listenerPath, mode: '0660' }]);
+      expect((await lstat(listenerPath)).mode & 0o777).toBe(0o660);
+      shared = new TokenBrokerClient({ socketPath: listenerPath, onVersionMismatch: () => undefined, clientToken: (await owner.createClientToken({ description: 'activated', scope: ['status:read'] })).token });
+      expect((await shared.status()).pid).toBe(status.pid);
+      await owner.close();
+      await shared.close();
+      activator.kill('SIGTERM');
+      expect(await exitedWith, log).toBe(0);
+      await expect(lstat(listenerPath)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect((await lstat(mainSocket)).isSocket()).toBe(true);
+    } finally {
+      await owner.close();
+      await shared?.close();
+      if (activator.exitCode === null && activator.signalCode === null) activator.kill('SIGKILL');
+    }
   });
 });
 
