@@ -4,6 +4,7 @@ import { VERSION } from '../protocol/version.js';
 import { registerDaemonCommand } from './commands/daemon-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
+import { registerServiceCommand } from './commands/service-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
 import { processIO, type IO } from './io.js';
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerDaemonCommand(program, ctx);
   registerStatusCommand(program, ctx);
   registerTokenCommand(program, ctx);
+  registerServiceCommand(program, ctx);
   applyExitOverride(program);
   return program;
 }
