@@ -14,6 +14,8 @@ export interface MainOptions {
   io?: IO;
   /** Tests inject a client factory; the default talks to the real socket. */
   makeClient?: (socket: string | undefined) => TokenBrokerClient;
+  /** Start a daemon when none answers (default: on for the real process, i.e. when no `io` is injected). */
+  autostart?: boolean;
 }
 
 export function buildProgram(ctx: CliContext): Command {
@@ -51,7 +53,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
   // The context reads global options lazily: commander fills them in while parsing.
   const holder: { program?: Command } = {};
   const globals = (): GlobalOptions => holder.program?.opts<GlobalOptions>() ?? {};
-  const ctx = createContext(io, globals, options.makeClient);
+  const ctx = createContext(io, globals, options.makeClient, options.autostart ?? options.io === undefined);
   const program = buildProgram(ctx);
   holder.program = program;
   try {
