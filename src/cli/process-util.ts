@@ -1,10 +1,27 @@
-/** Whether a process exists (signal 0 checks without signalling; EPERM means it exists but is not ours). */
+import { readFileSync } from 'node:fs';
+
+/**
+ * Whether a process exists (signal 0 checks without signalling; EPERM means it exists but is not
+ * ours). A zombie counts as gone: in a container whose init does not reap, an exited daemon that
+ * was not our child stays a zombie for ever.
+ */
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return !isZombie(pid);
+}
+
+function isZombie(pid: number): boolean {
+  if (process.platform !== 'linux') return false;
+  try {
+    // "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
 
