@@ -5,6 +5,7 @@ import { registerDaemonCommand } from './commands/daemon-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
 import { registerServiceCommand } from './commands/service-command.js';
+import { registerDiagnoseCommand } from './commands/diagnose-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
 import { processIO, type IO } from './io.js';
@@ -35,6 +36,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerStatusCommand(program, ctx);
   registerTokenCommand(program, ctx);
   registerServiceCommand(program, ctx);
+  registerDiagnoseCommand(program, ctx);
   applyExitOverride(program);
   return program;
 }
