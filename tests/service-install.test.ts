@@ -280,3 +280,47 @@ describe('service install/uninstall with a user manager (stand-in systemctl)', (
     }
   });
 });
+
+describe('launchd agent (stand-in launchctl: there is no launchd on Linux)', () => {
+  it('bootstraps, reports loaded/running, is idempotent, reloads a changed plist, uninstall boots it out', async () => {
+    const { home, env } = await tempLogin();
+    const calls: string[] = [];
+    let loaded = false;
+    const run = async (file: string, args: readonly string[]): Promise<CommandResult> => {
+      calls.push([file, ...args].join(' '));
+      if (args[0] === 'print') return loaded ? { code: 0, stdout: 'gui/501/com.nordicsemi.tokenbroker = {\n\tstate = running\n\tpid = 4242\n}\n', stderr: '' } : { code: 113, stdout: '', stderr: 'Could not find service "com.nordicsemi.tokenbroker" in domain for port' };
+      if (args[0] === 'bootstrap') loaded = true;
+      if (args[0] === 'bootout') loaded = false;
+      return { code: 0, stdout: '', stderr: '' };
+    };
+    const host = hostFor(env, home, run, { platform: 'darwin', uid: 501 });
+    const plist = path.join(home, 'Library', 'LaunchAgents', 'com.nordicsemi.tokenbroker.plist');
+    const bootstrap = `launchctl bootstrap gui/501 ${plist}`;
+    const bootout = 'launchctl bootout gui/501/com.nordicsemi.tokenbroker';
+
+    await runServiceInstall({ dryRun: false, json: false }, context(env), { host });
+    expect(calls.filter((c) => c.includes('bootstrap') || c.includes('bootout'))).toEqual([bootstrap]);
+    expect(await readFile(plist, 'utf8')).toContain(`<string>${CLI_ENTRY}</string>`);
+    // launchd does not create the log directory; a missing one makes the agent fail to start.
+    expect((await lstat(path.join(home, 'Library', 'Logs', 'tokenbroker'))).isDirectory()).toBe(true);
+
+    const status = context(env);
+    await runServiceStatus({ json: true }, status, { host });
+    expect(JSON.parse(status.io.out())).toMatchObject({ manager: 'launchd', installed: true, upToDate: true, enabled: true, active: true, pid: 4242 });
+
+    calls.length = 0;
+    const again = context(env);
+    await runServiceInstall({ dryRun: false, json: false }, again, { host });
+    expect(again.io.out()).toContain('tokenbroker service is already installed (launchd agent, files unchanged):');
+    expect(calls.filter((c) => c.includes('bootstrap') || c.includes('bootout'))).toEqual([]);
+
+    calls.length = 0;
+    await runServiceInstall({ dryRun: false, json: false }, context(env), { host: { ...host, node: '/usr/local/bin/node' } });
+    expect(calls.filter((c) => c.includes('bootstrap') || c.includes('bootout'))).toEqual([bootout, bootstrap]);
+
+    calls.length = 0;
+    await runServiceUninstall({ dryRun: false, json: false }, context(env), { host });
+    expect(calls.filter((c) => c.includes('bootstrap') || c.includes('bootout'))).toEqual([bootout]);
+    await expect(lstat(plist)).rejects.toThrow(/ENOENT/);
+  });
+});

@@ -67,7 +67,7 @@ export async function ensureDaemon(original: DaemonUnavailableError, options: Au
   if (service !== undefined && service.socketPath === socketPath) {
     throw new AutostartError(
       socketPath,
-      original.message.includes('no socket') ? 'no socket' : 'nobody is listening',
+      (original.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? 'no socket' : 'nobody is listening',
       `The tokenbroker service is installed (${service.manager}) but not running: start it with \`${service.startCommand}\`${service.manager === 'systemd' ? ' (where no user systemd runs, run `tokenbroker daemon` instead)' : ''}.`,
       original,
     );

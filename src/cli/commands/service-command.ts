@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { TokenBrokerClient } from '../../client/client.js';
-import { currentPathInputs, resolvePaths } from '../../protocol/paths.js';
+import { resolvePaths } from '../../protocol/paths.js';
 import type { CliContext } from '../context.js';
 import { writeJson, writeLine } from '../io.js';
 import { currentServiceHost, type ServiceHost, type ServiceLayout } from '../service/service-host.js';
@@ -47,7 +47,7 @@ export function registerServiceCommand(program: Command, ctx: CliContext): void 
 export async function runServiceInstall(options: ServiceActionCommandOptions, ctx: CliContext, deps: ServiceDeps = {}): Promise<void> {
   const host = deps.host ?? currentServiceHost(ctx.io.env);
   const report = await installService(host, { dryRun: options.dryRun, beforeStart: (layout) => stopUnmanagedDaemon(host, layout) });
-  report.notes.push(...socketMismatchNotes(ctx, report.socketPath));
+  report.notes.push(...socketMismatchNotes(ctx, host, report.socketPath));
   printAction(report, options, ctx);
 }
 
@@ -64,7 +64,7 @@ export async function runServiceStatus(options: ServiceStatusCommandOptions, ctx
     return;
   }
   for (const line of formatServiceStatus(status)) writeLine(ctx.io.stdout, line);
-  for (const note of socketMismatchNotes(ctx, status.socketPath)) writeLine(ctx.io.stdout, `note: ${note}`);
+  for (const note of socketMismatchNotes(ctx, host, status.socketPath)) writeLine(ctx.io.stdout, `note: ${note}`);
 }
 
 function printAction(report: ServiceActionReport, options: ServiceActionCommandOptions, ctx: CliContext): void {
@@ -151,8 +151,8 @@ export function formatServiceStatus(status: ServiceStatusReport): string[] {
 }
 
 /** A shell that points the CLI elsewhere (TOKENBROKER_HOME/SOCKET, --socket) will not see the service's daemon. */
-function socketMismatchNotes(ctx: CliContext, serviceSocket: string): string[] {
-  const paths = resolvePaths({ ...currentPathInputs(ctx.globals().socket), env: ctx.io.env });
+function socketMismatchNotes(ctx: CliContext, host: ServiceHost, serviceSocket: string): string[] {
+  const paths = resolvePaths({ env: host.env, platform: host.platform, homedir: host.homedir, uid: host.uid, username: host.username, socketFlag: ctx.globals().socket });
   if (paths.socketPath === serviceSocket) return [];
   const why: Record<string, string> = {
     flag: 'drop --socket to use the service',
