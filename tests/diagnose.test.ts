@@ -91,8 +91,8 @@ describe('tokenbroker diagnose against the fake Artifactory', () => {
     await writeFile(path.join(home, 'config.json'), JSON.stringify(configFor(af)));
     const result = await runCli(['diagnose'], { env: isolatedEnv(home) });
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/^ {2}FAIL {2}daemon {7}The tokenbroker daemon is not reachable/m);
-    expect(result.stdout).toMatch(/^ {21}hint: Start it with `tokenbroker daemon`/m);
+    expect(result.stdout).toMatch(/^ {2}FAIL {2}daemon {8}The tokenbroker daemon is not reachable/m);
+    expect(result.stdout).toMatch(/^ {22}hint: Start it with `tokenbroker daemon`/m);
     expect(result.stdout).toMatch(/^server nordic$/m);
     expect(result.stdout).toMatch(/^ {2}ok {4}ping/m);
     expect(result.stdout).toMatch(/\d+ ok, \d+ warnings?, 1 failure$/m);

@@ -48,7 +48,7 @@ export function formatDiagnose(report: DiagnoseReport): string[] {
 }
 
 function formatCheck(c: Check): string[] {
-  const lines = [`  ${LABELS[c.status]}  ${c.id.padEnd(12)} ${c.message}`];
-  if (c.hint !== undefined && c.status !== 'ok') lines.push(`${' '.repeat(21)}hint: ${c.hint}`);
+  const lines = [`  ${LABELS[c.status]}  ${c.id.padEnd(13)} ${c.message}`];
+  if (c.hint !== undefined && c.status !== 'ok') lines.push(`${' '.repeat(22)}hint: ${c.hint}`);
   return lines;
 }

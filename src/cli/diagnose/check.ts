@@ -33,3 +33,8 @@ export function summarise(checks: Check[]): Record<CheckStatus, number> {
   for (const c of checks) summary[c.status] += 1;
   return summary;
 }
+
+/** The same check, attributed to a server (key order kept stable for --json). */
+export function forServer(c: Check, server: string): Check {
+  return { id: c.id, server, status: c.status, message: c.message, ...(c.hint === undefined ? {} : { hint: c.hint }) };
+}

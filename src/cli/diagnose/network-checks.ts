@@ -6,7 +6,7 @@ import { artifactoryMessage, readBodyCapped } from '../../broker/read-body.js';
 import { createUndiciUpstream } from '../../daemon/undici-upstream.js';
 import type { Config, ServerConfig } from '../../protocol/config-schema.js';
 import { BrokerError } from '../../protocol/errors.js';
-import { check, type Check } from './check.js';
+import { check, forServer, type Check } from './check.js';
 import { proxyFor, type ProxyInEffect } from './proxy.js';
 
 /** Token expiry and `daysLeft` are judged by the local clock; more skew than this is worth a warning. */
@@ -53,7 +53,7 @@ export async function serverChecks(options: ServerCheckOptions): Promise<Check[]
   if (directTls !== undefined) checks.push(directTls);
   else if (url.protocol === 'https:') checks.push(tlsThroughProxy(pinged));
   checks.push(pinged.check, clockCheck(pinged));
-  return checks.map((c) => ({ ...c, server: server.name }));
+  return checks.map((c) => forServer(c, server.name));
 }
 
 function proxyCheck(proxy: ProxyInEffect | null, origin: string): Check {

@@ -2,7 +2,7 @@ import { TokenBrokerClient } from '../../client/client.js';
 import { ConfigError, loadConfig } from '../../daemon/config.js';
 import type { Config } from '../../protocol/config-schema.js';
 import { VERSION } from '../../protocol/version.js';
-import { check, summarise, type Check, type DiagnoseReport } from './check.js';
+import { check, forServer, summarise, type Check, type DiagnoseReport } from './check.js';
 import { daemonChecks, tokenCheck } from './daemon-checks.js';
 import { socketChecks } from './local-checks.js';
 import { serverChecks } from './network-checks.js';
@@ -42,7 +42,7 @@ export async function runDiagnoseChecks(inputs: DiagnoseInputs): Promise<Diagnos
       config.servers.map(async (server) => {
         const token = tokenCheck(daemon.tokens.get(server.name));
         const network = await serverChecks({ server, config, env: inputs.env });
-        return [...(token === undefined ? [] : [{ ...token, server: server.name }]), ...network];
+        return [...(token === undefined ? [] : [forServer(token, server.name)]), ...network];
       }),
     );
     checks.push(...perServer.flat());
