@@ -4,12 +4,14 @@ import type { Logger } from 'pino';
 import fastifyWebsocket from '@fastify/websocket';
 import type { EventBus } from '../broker/event-bus.js';
 import type { Clock } from '../broker/ports.js';
+import type { SourceService } from '../broker/source-service.js';
 import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
 import { registerEventsRoutes } from './routes/events-routes.js';
+import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 
@@ -33,6 +35,8 @@ export interface ServerDeps {
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
   events: EventBus;
+  /** App sources, their refresh and the app index. */
+  sources: SourceService;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -89,6 +93,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
+  registerSourceRoutes(app, deps);
   return app;
 }
 
