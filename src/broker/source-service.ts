@@ -325,7 +325,9 @@ export class SourceService {
     }
 
     if (proceed) {
-      let sourceDoc = previous.source;
+      // Only a source.json that answered (200 valid, or 304) leads on to the app documents: while
+      // it fails, everything stays as last good and the outage costs one request per attempt.
+      let sourceDoc: SourceJson | undefined;
       try {
         const result = options.prefetched?.result ?? (await this.limiter.run(() => fetchDocument(fetchDeps, { url: runtime.url, etag: previous.source === undefined ? undefined : previous.sourceEtag, maxBytes: SOURCE_JSON_MAX_BYTES })));
         if (result.status === 'ok') {
@@ -338,11 +340,13 @@ export class SourceService {
           } else {
             problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(runtime.url)}: ${parsed.message}` }), runtime.url, parsed.field);
           }
+        } else if (result.status === 'not-modified') {
+          sourceDoc = previous.source;
         }
       } catch (err) {
         problem(err, runtime.url);
       }
-      if (sourceDoc !== undefined && !attempt.tokenProblem) {
+      if (sourceDoc !== undefined) {
         await this.refreshAppDocuments(runtime, sourceDoc, previous, next, attempt, fetchDeps);
       }
     }
