@@ -1,6 +1,9 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
+import type { IO } from '../src/cli/io.js';
 import type { AppView, SourceView } from '../src/protocol/sources.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, type PublishedSource } from './helpers/app-sources.js';
@@ -20,6 +23,14 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 
 function configFor(af: FakeArtifactory, official: PublishedSource): Record<string, unknown> {
   return { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl };
+}
+
+/** In-process CLI IO that claims to be a terminal. */
+function terminalIO(): IO & { out: () => string } {
+  const stdout = new PassThrough();
+  let out = '';
+  stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  return { stdout, stderr: new PassThrough(), stdin: new PassThrough(), stdoutIsTTY: true, stderrIsTTY: true, stdinIsTTY: false, env: {}, out: () => out };
 }
 
 async function sourceNamed(daemon: TestDaemon, name: string): Promise<SourceView | undefined> {
@@ -61,6 +72,17 @@ describe('sources and apps end to end', () => {
       ['pc-nrfconnect-ppk', false],
     ]);
     expect(parsed[0]).toMatchObject({ source: 'official', latestVersion: '1.2.0', versions: ['1.2.0', '1.0.0'] });
+    const io = terminalIO();
+    expect(await main(['--socket', daemon.socketPath, 'apps', 'list', '--source', 'official'], { io })).toBe(0);
+    expect(io.out().split('\n')).toEqual([
+      'SOURCE    NAME               LATEST  DISPLAY NAME',
+      'official  pc-nrfconnect-ble  1.2.0   Display pc-nrfconnect-ble',
+      'official  pc-nrfconnect-old  1.2.0   Display pc-nrfconnect-old (withdrawn)',
+      'official  pc-nrfconnect-ppk  1.2.0   Display pc-nrfconnect-ppk',
+      '',
+      '3 apps',
+      '',
+    ]);
     const unknown = await cli(['apps', 'list', '--source', 'nope']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no source named "nope"/);

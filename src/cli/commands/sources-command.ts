@@ -100,8 +100,10 @@ export function formatSources(sources: readonly SourceView[]): string[] {
 /** The last attempt's problems, with the field path where there is one. */
 export function problemLines(source: SourceView): string[] {
   if (source.errors.length === 0) return [];
-  const lines = source.errors.slice(0, 5).map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
-  if (source.errorCount > 5) lines.push(`  ... and ${source.errorCount - 5} more problem${source.errorCount - 5 === 1 ? '' : 's'} (see --json)`);
+  const shown = source.errors.slice(0, 5);
+  const lines = shown.map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
+  const more = source.errorCount - shown.length;
+  if (more > 0) lines.push(`  ... and ${more} more problem${more === 1 ? '' : 's'}${source.errors.length > shown.length ? ' (see --json)' : ''}`);
   if (source.state === 'needs-token') lines.push('  This source is restricted: set your identity token with `tokenbroker token set`; it refreshes as soon as the token is usable.');
   else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. The last good index is still served.`);
   return lines;
