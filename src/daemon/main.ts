@@ -22,7 +22,6 @@ import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from './undici-upstream.js';
-import { removeStaleTempFiles } from './stale-temp-files.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -121,8 +120,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
   sources.start();
-  // Only now that this daemon owns the socket: no other daemon can be mid-write in the state dir.
-  void removeStaleTempFiles(paths.stateDir, logger);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
