@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../src/daemon/config.js';
 import { buildServer } from '../src/daemon/server.js';
 import { ERRORS, isErrorCode } from '../src/protocol/errors.js';
+import { recordFigure } from './helpers/figures.js';
 import { testServerDeps } from './helpers/server-deps.js';
 
 /**
@@ -109,6 +110,7 @@ describe('fuzzing', () => {
         }),
         { numRuns: RUNS },
       );
+      recordFigure('fuzz: API requests (random route, method, path, query, body)', RUNS, 'cases, 0 crashes, 0 BROKER_INTERNAL');
     },
     TIMEOUT,
   );
@@ -137,6 +139,7 @@ describe('fuzzing', () => {
         }),
         { numRuns: RUNS * 5 },
       );
+      recordFigure('fuzz: config documents', RUNS * 5, 'cases, all accepted or one-line ConfigError');
     },
     TIMEOUT,
   );

@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { recordFigure } from './helpers/figures.js';
 import { startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 
 /**
@@ -75,6 +76,12 @@ describe('load', () => {
       await expect.poll(() => fdCount(daemon.pid), { timeout: 10_000, interval: 200 }).toBeLessThanOrEqual(baselineFds + 2);
       const rss = await rssMb(daemon.pid);
       expect(rss).toBeLessThan(400);
+      const fdsAfter = await fdCount(daemon.pid);
+      recordFigure('load: concurrent clients x requests each', `${CLIENTS} x ${REQUESTS}`);
+      recordFigure('load: requests completed / errors', `${done} / ${errors.length}`);
+      recordFigure('load: throughput', Math.round(done / seconds), 'req/s');
+      recordFigure('load: daemon open descriptors before -> after', `${baselineFds} -> ${fdsAfter}`);
+      recordFigure('load: daemon RSS after the run', rss.toFixed(0), 'MB');
       console.log(`load: ${done} requests in ${seconds.toFixed(1)} s (${Math.round(done / seconds)} req/s), daemon RSS ${rss.toFixed(0)} MB, fds ${baselineFds} -> ${await fdCount(daemon.pid)}`);
     },
     180_000,

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../src/daemon/atomic-file.js';
+import { sweepTempFiles, writeFileAtomic } from '../src/daemon/atomic-file.js';
 import { createFsStateStore } from '../src/daemon/fs-state-store.js';
 import { makeTempHome, REPO_ROOT } from './helpers/test-daemon.js';
 
@@ -68,5 +68,8 @@ describe('state store', () => {
       expect(doc.apps).toHaveLength(20000);
       expect(doc.apps.every((a) => a.v === doc.version)).toBe(true);
     }
+    // Temp files of killed writers are swept (as the daemon does at start); the document stays.
+    await sweepTempFiles(dir);
+    expect(await readdir(dir)).toEqual(['big.json']);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { constants, type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** O_NOFOLLOW where the platform has it: never write through a planted symlink. */
@@ -36,4 +36,32 @@ export async function syncDir(dir: string): Promise<void> {
   if (handle === undefined) return;
   await handle.sync().catch(() => undefined);
   await handle.close().catch(() => undefined);
+}
+
+const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+
+/**
+ * Removes temp files that a writer killed mid-write (SIGKILL, power loss) left behind in `dir`:
+ * only ones whose writer process is gone, so a live writer is never disturbed.
+ */
+export async function sweepTempFiles(dir: string): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    const match = TEMP_NAME.exec(entry.name);
+    if (!entry.isFile() || match === null || isAlive(Number(match[1]))) continue;
+    await unlink(path.join(entry.parentPath, entry.name)).then(
+      () => removed++,
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -17,6 +17,7 @@ import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
+import { sweepTempFiles } from './atomic-file.js';
 import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
@@ -63,6 +64,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 
   let currentConfig = config;
   const startedAt = systemClock.now();
+  const swept = await sweepTempFiles(paths.stateDir);
+  if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
   const secretStore = await openSecretStore(config.secretStore, paths, logger);
   const events = new EventBus(systemClock);
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
