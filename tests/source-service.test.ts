@@ -338,6 +338,20 @@ describe('source refresh', () => {
     expect(built.service.get('official').nextRefreshAt).toBeNull();
   });
 
+  it('stop() aborts a refresh waiting on the upstream and keeps the saved index as it was', async () => {
+    const built = await started();
+    const saved = built.state.documents.get(indexDocumentName('official'));
+    af.setFault(official.sourcePath, { kind: 'hang' });
+    const arrived = af.nextRequest(official.sourcePath);
+    const pending = built.service.refresh('official');
+    await arrived;
+    built.service.stop();
+    const [result] = await pending;
+    expect(result?.outcome).toBe('failed');
+    expect(built.state.documents.get(indexDocumentName('official'))).toBe(saved);
+    expect(built.service.get('official')).toMatchObject({ state: 'ok', appCount: 4, lastError: null });
+  });
+
   it('the index survives a restart: served offline, then refreshed with the stored ETags', async () => {
     const first = await started();
     first.service.stop();

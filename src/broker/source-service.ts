@@ -104,6 +104,8 @@ export class SourceService {
   private userSourcesPersisting: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  /** Aborted by stop(): shutdown never waits for a slow upstream. */
+  private aborter = new AbortController();
 
   constructor(private readonly deps: SourceServiceDeps) {
     this.random = deps.random ?? Math.random;
@@ -132,6 +134,7 @@ export class SourceService {
   /** Refreshes every source now, then on the schedule; refreshes a needs-token source when a token is set. */
   start(): void {
     this.stopped = false;
+    if (this.aborter.signal.aborted) this.aborter = new AbortController();
     this.unsubscribe = this.deps.events.subscribe((event) => {
       if (event.type !== 'token.set' || typeof event.server !== 'string') return;
       for (const runtime of this.sources.values()) {
@@ -141,9 +144,10 @@ export class SourceService {
     this.scheduler.start([...this.sources.values()].map((runtime) => runtime.name));
   }
 
-  /** Cancels every timer; refreshes still running finish but schedule nothing. */
+  /** Cancels every timer and aborts refresh requests in flight; their results are not saved. */
   stop(): void {
     this.stopped = true;
+    this.aborter.abort();
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.scheduler.stop();
@@ -195,7 +199,7 @@ export class SourceService {
     const url = classified.url;
     this.assertUrlFree(url);
     if (classified.needsToken) this.deps.tokens.tokenFor(classified.server.name);
-    const result = await fetchDocument({ upstream: this.deps.upstream, policy, tokens: this.deps.tokens }, { url, maxBytes: SOURCE_JSON_MAX_BYTES });
+    const result = await fetchDocument({ upstream: this.deps.upstream, policy, tokens: this.deps.tokens }, { url, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal });
     if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(url)} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
     if (!parsed.ok) {
@@ -307,6 +311,7 @@ export class SourceService {
     const next: SourceIndex = { ...previous, apps: { ...previous.apps }, withdrawn: [...previous.withdrawn], problems: [], problemCount: 0, lastAttemptAt: now };
     const policy = this.deps.policy();
     const fetchDeps = { upstream: this.deps.upstream, policy, tokens: this.deps.tokens };
+    const signal = this.aborter.signal;
     const problem = (err: unknown, url: string, field?: string): void => this.record(attempt, err, url, now, field);
 
     const classified = policy.classify(runtime.url);
@@ -329,7 +334,7 @@ export class SourceService {
       // it fails, everything stays as last good and the outage costs one request per attempt.
       let sourceDoc: SourceJson | undefined;
       try {
-        const result = options.prefetched?.result ?? (await this.limiter.run(() => fetchDocument(fetchDeps, { url: runtime.url, etag: previous.source === undefined ? undefined : previous.sourceEtag, maxBytes: SOURCE_JSON_MAX_BYTES })));
+        const result = options.prefetched?.result ?? (await this.limiter.run(() => fetchDocument(fetchDeps, { url: runtime.url, etag: previous.source === undefined ? undefined : previous.sourceEtag, maxBytes: SOURCE_JSON_MAX_BYTES, signal })));
         if (result.status === 'ok') {
           const parsed = options.prefetched?.doc === undefined ? parseDocument(result.text, SourceJsonSchema, 'source.json') : ({ ok: true, value: options.prefetched.doc } as const);
           if (parsed.ok) {
@@ -347,7 +352,7 @@ export class SourceService {
         problem(err, runtime.url);
       }
       if (sourceDoc !== undefined) {
-        await this.refreshAppDocuments(runtime, sourceDoc, previous, next, attempt, fetchDeps);
+        await this.refreshAppDocuments(runtime, sourceDoc, previous, next, attempt, fetchDeps, signal);
       }
     }
 
@@ -355,7 +360,8 @@ export class SourceService {
     next.problemCount = attempt.problemCount;
     if (attempt.problemCount === 0) next.lastRefreshAt = now;
     const outcome: RefreshOutcome = attempt.tokenProblem ? 'needs-token' : attempt.problemCount > 0 ? 'failed' : attempt.changed ? 'updated' : 'unchanged';
-    if (runtime.removed) return { ...this.view(runtime), outcome };
+    // Removed meanwhile, or aborted by shutdown: the last saved index stays as it is.
+    if (runtime.removed || signal.aborted) return { ...this.view(runtime), outcome };
     runtime.index = next;
     await this.persistIndex(runtime);
     this.reschedule(runtime, outcome, attempt.retryAfterMs);
@@ -372,6 +378,7 @@ export class SourceService {
     next: SourceIndex,
     attempt: AttemptState,
     fetchDeps: Parameters<typeof fetchDocument>[0],
+    signal: AbortSignal,
   ): Promise<void> {
     const now = next.lastAttemptAt ?? this.deps.clock.now();
     const withdrawnUrl = new URL('withdrawn.json', runtime.url).href;
@@ -380,7 +387,7 @@ export class SourceService {
     const fetchWithdrawn = async (): Promise<void> => {
       try {
         const result = await this.limiter.run(() =>
-          fetchDocument(fetchDeps, { url: withdrawnUrl, etag: previous.withdrawnEtag, maxBytes: WITHDRAWN_JSON_MAX_BYTES, optional: true }),
+          fetchDocument(fetchDeps, { url: withdrawnUrl, etag: previous.withdrawnEtag, maxBytes: WITHDRAWN_JSON_MAX_BYTES, optional: true, signal }),
         );
         if (result.status === 'absent') {
           attempt.changed ||= previous.withdrawn.length > 0;
@@ -407,7 +414,7 @@ export class SourceService {
         if (before !== undefined) apps[url] = before;
       };
       try {
-        const result = await this.limiter.run(() => fetchDocument(fetchDeps, { url, etag: before?.info === undefined ? undefined : before.etag, maxBytes: APP_INFO_MAX_BYTES }));
+        const result = await this.limiter.run(() => fetchDocument(fetchDeps, { url, etag: before?.info === undefined ? undefined : before.etag, maxBytes: APP_INFO_MAX_BYTES, signal }));
         if (result.status === 'not-modified') {
           keep();
           return;
