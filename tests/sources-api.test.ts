@@ -173,6 +173,12 @@ describe('sources API', () => {
       expect(res.statusCode).toBe(400);
       expect(res.json<Envelope>().error.message).toContain('params.name');
     }
+    // The router's own refusals come in the envelope too.
+    for (const url of [`/v1/sources/${'a'.repeat(300)}`, '/v1/sources/%zz']) {
+      const res = await app.inject({ method: 'DELETE', url });
+      expect(res.statusCode).toBe(400);
+      expect(res.json<Envelope>().error.code).toBe('BROKER_BAD_REQUEST');
+    }
     // A dot-dot segment is resolved away before routing: it never reaches a route at all.
     expect((await app.inject({ method: 'DELETE', url: '/v1/sources/%2E%2E' })).statusCode).toBe(404);
     const badQuery = await app.inject({ method: 'GET', url: '/v1/apps?source=../x' });

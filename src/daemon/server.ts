@@ -64,6 +64,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
     serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
+    // The router's own refusals (a path parameter over maxParamLength, a malformed escape in one)
+    // would otherwise bypass the error handler and answer without the envelope.
+    frameworkErrors: (error, _request, reply) => {
+      const refused = new BrokerError('BROKER_BAD_REQUEST', {
+        message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The request path is not valid.',
+        hint: 'Path parameters are short names (sources: 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-").',
+        details: { reason: error.code },
+      });
+      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
+    },
   });
 
   app.addHook('onRequest', async (request, reply) => {
