@@ -262,19 +262,20 @@ export class SourceService {
   }
 
   statusSection(): { sources: SourcesStatus } {
+    // Cheap on purpose (status is polled): states only, no app views.
     const runtimes = this.ordered();
-    const views = runtimes.map((runtime) => this.view(runtime));
+    const states = runtimes.map((runtime) => ({ name: runtime.name, state: this.stateOf(runtime) }));
     const last = Math.max(...runtimes.map((runtime) => runtime.index.lastRefreshAt ?? -Infinity));
     const next = Math.min(...runtimes.map((runtime) => this.scheduler.nextAt(runtime.name) ?? Infinity));
-    const failing = views.filter((view) => view.state === 'failing').map((view) => view.name);
+    const failing = states.filter((entry) => entry.state === 'failing').map((entry) => entry.name);
     return {
       sources: {
-        count: views.length,
+        count: runtimes.length,
         lastRefreshAt: Number.isFinite(last) ? new Date(last).toISOString() : null,
         nextRefreshAt: Number.isFinite(next) ? new Date(next).toISOString() : null,
         failing: failing.length,
         failingSources: failing,
-        needsToken: views.filter((view) => view.state === 'needs-token').map((view) => view.name),
+        needsToken: states.filter((entry) => entry.state === 'needs-token').map((entry) => entry.name),
       },
     };
   }
