@@ -224,6 +224,23 @@ describe('source refresh', () => {
     expect(Date.parse(built.service.get('official').nextRefreshAt ?? '')).toBe(built.clock.now() + 1.1 * HOUR);
   });
 
+  it('an outage repeating the same problem saves the index once, not on every attempt', async () => {
+    const built = await started();
+    const writes: string[] = [];
+    const write = built.state.write.bind(built.state);
+    built.state.write = async (name, value) => {
+      writes.push(name);
+      await write(name, value);
+    };
+    af.setFault(official.sourcePath, { kind: 'status', status: 503 });
+    for (let i = 0; i < 4; i++) await built.service.refresh('official');
+    expect(writes).toEqual([indexDocumentName('official')]);
+    af.clearFaults();
+    await built.service.refresh('official');
+    expect(writes).toHaveLength(2);
+    expect(built.service.get('official').state).toBe('ok');
+  });
+
   it('a source.json of the wrong shape is refused naming the field; the last good copy stays', async () => {
     const built = await started();
     af.setJson(official.sourcePath, { name: 'official', apps: 'everything' });

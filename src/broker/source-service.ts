@@ -364,7 +364,9 @@ export class SourceService {
     // Removed meanwhile, or aborted by shutdown: the last saved index stays as it is.
     if (runtime.removed || signal.aborted) return { ...this.view(runtime), outcome };
     runtime.index = next;
-    await this.persistIndex(runtime);
+    // An outage repeating the same problems on every backoff attempt rewrites nothing.
+    const worthSaving = attempt.changed || next.lastRefreshAt !== previous.lastRefreshAt || next.sourceEtag !== previous.sourceEtag || !sameProblems(previous, next);
+    if (worthSaving) await this.persistIndex(runtime);
     this.reschedule(runtime, outcome, attempt.retryAfterMs);
     const view = this.view(runtime);
     this.announce(runtime, view, outcome, wasState);
@@ -651,6 +653,11 @@ export class SourceService {
     this.userSourcesPersisting = write.catch(() => undefined);
     await write;
   }
+}
+
+function sameProblems(a: SourceIndex, b: SourceIndex): boolean {
+  const key = (index: SourceIndex): string => JSON.stringify([index.problemCount, index.problems.map((p) => [p.code, p.message, p.url, p.field, p.status])]);
+  return key(a) === key(b);
 }
 
 function errorText(err: unknown): string {
