@@ -365,11 +365,12 @@ export class SourceService {
     if (runtime.removed || signal.aborted) return { ...this.view(runtime), outcome };
     runtime.index = next;
     // An outage repeating the same problems on every backoff attempt rewrites nothing.
-    const worthSaving = attempt.changed || next.lastRefreshAt !== previous.lastRefreshAt || next.sourceEtag !== previous.sourceEtag || !sameProblems(previous, next);
+    const repeated = sameProblems(previous, next);
+    const worthSaving = attempt.changed || next.lastRefreshAt !== previous.lastRefreshAt || next.sourceEtag !== previous.sourceEtag || !repeated;
     if (worthSaving) await this.persistIndex(runtime);
     this.reschedule(runtime, outcome, attempt.retryAfterMs);
     const view = this.view(runtime);
-    this.announce(runtime, view, outcome, wasState);
+    this.announce(runtime, view, outcome, wasState, repeated);
     return { ...view, outcome };
   }
 
@@ -475,7 +476,7 @@ export class SourceService {
     else this.scheduler.succeeded(runtime.name);
   }
 
-  private announce(runtime: Runtime, view: SourceView, outcome: RefreshOutcome, wasState: SourceState): void {
+  private announce(runtime: Runtime, view: SourceView, outcome: RefreshOutcome, wasState: SourceState, repeated: boolean): void {
     if (outcome === 'failed' || (outcome === 'needs-token' && wasState !== 'needs-token')) {
       const error = view.lastError;
       this.deps.events.emit('source.failed', {
@@ -485,7 +486,9 @@ export class SourceService {
         errorCount: view.errorCount,
         nextRefreshAt: view.nextRefreshAt,
       });
-      this.deps.log.warn({ source: runtime.name, state: view.state, code: error?.code, error: error?.message, errors: view.errorCount, nextRefreshAt: view.nextRefreshAt }, 'source refresh failed');
+      // The same problem again (an outage being retried) is not news for the log.
+      const log = repeated ? this.deps.log.debug.bind(this.deps.log) : this.deps.log.warn.bind(this.deps.log);
+      log({ source: runtime.name, state: view.state, code: error?.code, error: error?.message, errors: view.errorCount, nextRefreshAt: view.nextRefreshAt }, 'source refresh failed');
     }
   }
 
