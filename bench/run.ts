@@ -4,7 +4,9 @@
  */
 import os from 'node:os';
 import { printRows } from './harness.js';
+import { benchSources } from './sources-bench.js';
 import { benchStatus } from './status-bench.js';
 
 console.log(`# tokenbroker bench — node ${process.version}, ${os.cpus().length} cpu, ${os.cpus()[0]?.model ?? 'unknown cpu'}`);
 printRows('daemon basics', await benchStatus());
+printRows('app sources', await benchSources());

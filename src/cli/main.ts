@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
+import { registerAppsCommand } from './commands/apps-command.js';
 import { registerDaemonCommand } from './commands/daemon-command.js';
+import { registerSourcesCommand } from './commands/sources-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
 import { registerServiceCommand } from './commands/service-command.js';
@@ -35,6 +37,8 @@ export function buildProgram(ctx: CliContext): Command {
   registerDaemonCommand(program, ctx);
   registerStatusCommand(program, ctx);
   registerTokenCommand(program, ctx);
+  registerSourcesCommand(program, ctx);
+  registerAppsCommand(program, ctx);
   registerServiceCommand(program, ctx);
   registerDiagnoseCommand(program, ctx);
   applyExitOverride(program);

@@ -12,6 +12,8 @@ import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
 import { EventBus } from '../broker/event-bus.js';
+import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
+import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
@@ -79,6 +81,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
+  const policy = policyFollowing(() => currentConfig);
+  const sources = new SourceService({
+    config: () => currentConfig,
+    policy,
+    tokens,
+    upstream,
+    state: createFsStateStore(paths.stateDir),
+    clock: systemClock,
+    events,
+    log: logger,
+  });
+  await sources.load();
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -88,7 +102,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
-    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) })],
+    sources,
+    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) }), () => sources.statusSection()],
   });
   await app.ready();
   const server = rawServer(app);
@@ -99,6 +114,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socket = await openMainSocket(server, paths.socketPath);
   } catch (err) {
     tokens.stop();
+    sources.stop();
     await app.close();
     await upstream.close();
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
@@ -106,6 +122,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   }
   logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
+  sources.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -116,6 +133,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       events.emit('daemon.stopping', { signal });
       closeEventStreams(app);
       tokens.stop();
+      sources.stop();
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
         .then(() => upstream.close())
@@ -142,6 +160,16 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
   });
+}
+
+/** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
+function policyFollowing(config: () => Readonly<Config>): () => TokenPolicy {
+  let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
+  return () => {
+    const current = config();
+    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback }) };
+    return built.policy;
+  };
 }
 
 /** SIGHUP: an invalid new config is logged and the old one kept. */
