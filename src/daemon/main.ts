@@ -109,6 +109,14 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const server = rawServer(app);
   const inFlight = trackInFlight(server);
 
+  // Installed before the socket opens: `systemctl reload` right after start must not kill us
+  // (SIGHUP's default action is to terminate).
+  process.on('SIGHUP', () => {
+    void reloadConfig(paths, logger).then((next) => {
+      if (next !== undefined) currentConfig = next;
+    });
+  });
+
   let socket: SocketHandle;
   try {
     socket = await openMainSocket(server, paths.socketPath);
@@ -151,14 +159,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
           },
         );
     };
-    const reload = (): void => {
-      void reloadConfig(paths, logger).then((next) => {
-        if (next !== undefined) currentConfig = next;
-      });
-    };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', reload);
   });
 }
 
