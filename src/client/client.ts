@@ -3,6 +3,17 @@ import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import { BrokerEventSchema, type BrokerEvent } from '../protocol/events.js';
+import {
+  AppListSchema,
+  SourceListSchema,
+  SourceRefreshResultListSchema,
+  SourceRemovedSchema,
+  SourceViewSchema,
+  type AppView,
+  type SourceRefreshResult,
+  type SourceRemoved,
+  type SourceView,
+} from '../protocol/sources.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import {
   ClientTokenListSchema,
@@ -102,6 +113,32 @@ export class TokenBrokerClient {
   /** Removes the token from the daemon and the keychain; the answer lists the consequences. */
   async removeToken(options: { server?: string; signal?: AbortSignal } = {}): Promise<TokenRemoved> {
     return this.request('DELETE', '/v1/token', { schema: TokenRemovedSchema, query: { server: options.server }, ...signalOf(options) });
+  }
+
+  /** Every app source with its state, app count, last refresh and last error. */
+  async sources(options: { signal?: AbortSignal } = {}): Promise<SourceView[]> {
+    return this.request('GET', '/v1/sources', { schema: SourceListSchema, ...signalOf(options) });
+  }
+
+  /** Adds a source by the URL of its source.json (fetched and validated by the daemon). */
+  async addSource(url: string, options: { signal?: AbortSignal } = {}): Promise<SourceView> {
+    return this.request('POST', '/v1/sources', { schema: SourceViewSchema, body: { url }, ...signalOf(options) });
+  }
+
+  /** Removes a user source (the official source cannot be removed). */
+  async removeSource(name: string, options: { signal?: AbortSignal } = {}): Promise<SourceRemoved> {
+    return this.request('DELETE', `/v1/sources/${encodeURIComponent(name)}`, { schema: SourceRemovedSchema, ...signalOf(options) });
+  }
+
+  /** Refreshes one source (or all) now; resolves with each source's result. */
+  async refreshSources(options: { name?: string; signal?: AbortSignal } = {}): Promise<SourceRefreshResult[]> {
+    const body = options.name === undefined ? {} : { name: options.name };
+    return this.request('POST', '/v1/sources/refresh', { schema: SourceRefreshResultListSchema, body, ...signalOf(options) });
+  }
+
+  /** The app index: every app of every source, or of one source. */
+  async apps(options: { source?: string; signal?: AbortSignal } = {}): Promise<AppView[]> {
+    return this.request('GET', '/v1/apps', { schema: AppListSchema, query: { source: options.source }, ...signalOf(options) });
   }
 
   /**

@@ -12,6 +12,8 @@ import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
 import { EventBus } from '../broker/event-bus.js';
+import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
+import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
@@ -82,6 +84,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
+  const policy = policyFollowing(() => currentConfig);
+  const sources = new SourceService({
+    config: () => currentConfig,
+    policy,
+    tokens,
+    upstream,
+    state: createFsStateStore(paths.stateDir),
+    clock: systemClock,
+    events,
+    log: logger,
+  });
+  await sources.load();
   const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
@@ -95,9 +109,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
+    sources,
     clientTokens,
     statusSections: [
       () => ({ secretStore: secretStoreStatus(secretStore) }),
+      () => sources.statusSection(),
       () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
     ],
   });
@@ -105,11 +121,23 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const server = rawServer(app);
   const inFlight = trackInFlight(server);
 
+  // Installed before the socket opens: `systemctl reload` right after start must not kill us
+  // (SIGHUP's default action is to terminate).
+  process.on('SIGHUP', () => {
+    void reloadConfig(paths, logger).then((next) => {
+      if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
+        logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
+      }
+      if (next !== undefined) currentConfig = next;
+    });
+  });
+
   let socket: SocketHandle;
   try {
     socket = await openMainSocket(server, paths.socketPath);
   } catch (err) {
     tokens.stop();
+    sources.stop();
     await app.close();
     await upstream.close();
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
@@ -120,6 +148,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     extraListeners = await openExtraListeners(server, config.listeners, socket.socketPath, logger);
   } catch (err) {
     tokens.stop();
+    sources.stop();
     await app.close();
     await upstream.close();
     await socket.removeSocket();
@@ -128,6 +157,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   }
   logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
+  sources.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -138,6 +168,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       events.emit('daemon.stopping', { signal });
       closeEventStreams(app);
       tokens.stop();
+      sources.stop();
       for (const listener of extraListeners) listener.stopAccepting();
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
@@ -158,18 +189,19 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
           },
         );
     };
-    const reload = (): void => {
-      void reloadConfig(paths, logger).then((next) => {
-        if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
-          logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
-        }
-        if (next !== undefined) currentConfig = next;
-      });
-    };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', reload);
   });
+}
+
+/** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
+function policyFollowing(config: () => Readonly<Config>): () => TokenPolicy {
+  let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
+  return () => {
+    const current = config();
+    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback }) };
+    return built.policy;
+  };
 }
 
 /** SIGHUP: an invalid new config is logged and the old one kept. */

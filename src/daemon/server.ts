@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import fastifyWebsocket from '@fastify/websocket';
 import type { EventBus } from '../broker/event-bus.js';
 import type { Clock } from '../broker/ports.js';
+import type { SourceService } from '../broker/source-service.js';
 import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
@@ -13,6 +14,7 @@ import type { ClientTokenService } from '../broker/client-tokens.js';
 import { installListenerAuth, type ExtraListenerTag } from './listener-auth.js';
 import { registerClientTokenRoutes } from './routes/client-token-routes.js';
 import { registerEventsRoutes } from './routes/events-routes.js';
+import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 
@@ -36,6 +38,8 @@ export interface ServerDeps {
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
   events: EventBus;
+  /** App sources, their refresh and the app index. */
+  sources: SourceService;
   /** Scoped client tokens for extra listeners (DESIGN section 8). */
   clientTokens: ClientTokenService;
   /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
@@ -67,6 +71,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
     serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
+    // The router's own refusals (a path parameter over maxParamLength, a malformed escape in one)
+    // would otherwise bypass the error handler and answer without the envelope.
+    frameworkErrors: (error, _request, reply) => {
+      const refused = new BrokerError('BROKER_BAD_REQUEST', {
+        message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The request path is not valid.',
+        hint: 'Path parameters are short names (sources: 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-").',
+        details: { reason: error.code },
+      });
+      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
+    },
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -98,6 +112,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
+  registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;
 }

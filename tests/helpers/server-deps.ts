@@ -1,6 +1,8 @@
 import { Writable } from 'node:stream';
 import { EventBus } from '../../src/broker/event-bus.js';
+import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { SecretStore, Upstream } from '../../src/broker/ports.js';
+import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { createLogger } from '../../src/daemon/logger.js';
@@ -44,6 +46,10 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const tokens =
     overrides.tokens ??
     new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
+  const sources =
+    overrides.sources ??
+    new SourceService({ config: () => config, policy: () => policy, tokens, upstream: overrides.upstream ?? offlineUpstream, state, clock, events, log: logger });
   const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   return {
     logger,
@@ -60,6 +66,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     ...overrides,
     tokens,
     events,
+    sources,
     clientTokens,
     clock,
     state,
