@@ -152,7 +152,7 @@ describe('extra listeners (real daemon)', () => {
       expect(await daemon.stop('SIGTERM')).toBe(0);
       await events.closed;
       await events.close();
-      expect(events.messages.map((m) => (JSON.parse(m) as { type: string }).type)).toEqual(['daemon.stopping']);
+      expect(events.messages.map((m) => (JSON.parse(m) as { type: string }).type).filter((type) => type !== 'source.failed')).toEqual(['daemon.stopping']);
       await expect(lstat(listenerPath)).rejects.toMatchObject({ code: 'ENOENT' });
       await expect(lstat(daemon.socketPath)).rejects.toMatchObject({ code: 'ENOENT' });
 
