@@ -114,7 +114,10 @@ describe('daemon on its socket', () => {
     await new Promise((r) => setTimeout(r, 300));
     daemon.process.kill('SIGTERM');
     await stream;
-    expect(types).toEqual(['daemon.stopping']);
+    // With the default config the official source cannot be refreshed here (no network): a
+    // source.failed may come first; daemon.stopping is the last event, sent once.
+    expect(types.filter((type) => type !== 'source.failed')).toEqual(['daemon.stopping']);
+    expect(types.at(-1)).toBe('daemon.stopping');
     const code = await new Promise<number | null>((resolve) => (daemon.process.exitCode !== null ? resolve(daemon.process.exitCode) : daemon.process.once('exit', resolve)));
     expect(code).toBe(0);
   });

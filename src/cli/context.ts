@@ -1,5 +1,7 @@
 import { TokenBrokerClient } from '../client/client.js';
-import type { IO } from './io.js';
+import { AutostartClient } from './autostart-client.js';
+import { writeLine, type IO } from './io.js';
+import { currentServiceHost } from './service/service-host.js';
 
 export interface GlobalOptions {
   socket?: string;
@@ -17,18 +19,37 @@ export interface CliContext {
   closeClient(): Promise<void>;
 }
 
-export function createContext(io: IO, globals: () => GlobalOptions, makeClient?: (socket: string | undefined) => TokenBrokerClient): CliContext {
+/**
+ * `autostart`: the default client starts a daemon when none answers (DESIGN section 7, see
+ * autostart.ts). The real CLI process turns it on; an embedded main() (tests) opts in.
+ */
+export function createContext(io: IO, globals: () => GlobalOptions, makeClient?: (socket: string | undefined) => TokenBrokerClient, autostart = false): CliContext {
   let client: TokenBrokerClient | undefined;
   return {
     io,
     globals,
     client() {
       const socket = globals().socket;
-      client ??= makeClient ? makeClient(socket) : new TokenBrokerClient(socket === undefined ? {} : { socketPath: socket });
+      // On an extra listener (a shared socket) the CLI sends a client token, from the environment
+      // (never argv). That socket is somebody's running daemon: never autostart one there.
+      const clientToken = io.env.TOKENBROKER_CLIENT_TOKEN;
+      if (makeClient) client ??= makeClient(socket);
+      else if (clientToken !== undefined && clientToken !== '') client ??= new TokenBrokerClient({ ...(socket === undefined ? {} : { socketPath: socket }), clientToken });
+      else client ??= autostart ? autostartClient(io, socket) : new TokenBrokerClient(socket === undefined ? {} : { socketPath: socket });
       return client;
     },
     async closeClient() {
       await client?.close();
     },
   };
+}
+
+function autostartClient(io: IO, socket: string | undefined): TokenBrokerClient {
+  return new AutostartClient(socket === undefined ? {} : { socketPath: socket }, {
+    env: io.env,
+    host: currentServiceHost(io.env),
+    onStarted: (pid, logFile) => {
+      if (io.stderrIsTTY) writeLine(io.stderr, `tokenbroker: started the daemon in the background (pid ${pid}, log ${logFile})`);
+    },
+  });
 }

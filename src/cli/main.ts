@@ -1,10 +1,15 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
+import { registerAppsCommand } from './commands/apps-command.js';
 import { registerDaemonCommand } from './commands/daemon-command.js';
+import { registerSourcesCommand } from './commands/sources-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerFetchCommand } from './commands/fetch-command.js';
 import { registerTokenCommand } from './commands/token-command.js';
+import { registerServiceCommand } from './commands/service-command.js';
+import { registerDiagnoseCommand } from './commands/diagnose-command.js';
+import { registerClientTokenCommand } from './commands/client-token-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
 import { processIO, type IO } from './io.js';
@@ -14,6 +19,8 @@ export interface MainOptions {
   io?: IO;
   /** Tests inject a client factory; the default talks to the real socket. */
   makeClient?: (socket: string | undefined) => TokenBrokerClient;
+  /** Start a daemon when none answers (default: on for the real process, i.e. when no `io` is injected). */
+  autostart?: boolean;
 }
 
 export function buildProgram(ctx: CliContext): Command {
@@ -33,6 +40,11 @@ export function buildProgram(ctx: CliContext): Command {
   registerStatusCommand(program, ctx);
   registerTokenCommand(program, ctx);
   registerFetchCommand(program, ctx);
+  registerSourcesCommand(program, ctx);
+  registerAppsCommand(program, ctx);
+  registerServiceCommand(program, ctx);
+  registerDiagnoseCommand(program, ctx);
+  registerClientTokenCommand(program, ctx);
   applyExitOverride(program);
   return program;
 }
@@ -51,7 +63,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
   // The context reads global options lazily: commander fills them in while parsing.
   const holder: { program?: Command } = {};
   const globals = (): GlobalOptions => holder.program?.opts<GlobalOptions>() ?? {};
-  const ctx = createContext(io, globals, options.makeClient);
+  const ctx = createContext(io, globals, options.makeClient, options.autostart ?? options.io === undefined);
   const program = buildProgram(ctx);
   holder.program = program;
   try {

@@ -4,9 +4,29 @@ import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import { BrokerEventSchema, type BrokerEvent } from '../protocol/events.js';
+import {
+  AppListSchema,
+  SourceListSchema,
+  SourceRefreshResultListSchema,
+  SourceRemovedSchema,
+  SourceViewSchema,
+  type AppView,
+  type SourceRefreshResult,
+  type SourceRemoved,
+  type SourceView,
+} from '../protocol/sources.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
 import { downloadFile, typedBody, type DownloadOptions, type DownloadResult, type FetchOptions, type FetchResult } from './fetch.js';
+import {
+  ClientTokenListSchema,
+  CreatedClientTokenSchema,
+  RevokedClientTokenSchema,
+  type ClientTokenView,
+  type CreateClientTokenBody,
+  type CreatedClientToken,
+  type RevokedClientToken,
+} from '../protocol/client-tokens.js';
 import { TokenRemovedSchema, TokenViewSchema, type TokenRemoved, type TokenView } from '../protocol/token.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 
@@ -17,6 +37,11 @@ export interface TokenBrokerClientOptions {
   timeoutMs?: number;
   /** Called once when the daemon's version differs from this library's; default: a process warning. */
   onVersionMismatch?: (daemonVersion: string, clientVersion: string) => void;
+  /**
+   * A scoped client token (`tbk_...`) for an extra listener, sent as `Authorization: Bearer`. The
+   * owner's own socket needs none (and ignores it).
+   */
+  clientToken?: string;
 }
 
 /** The daemon cannot be reached: not running, or the socket is not ours to use. */
@@ -59,10 +84,12 @@ export class TokenBrokerClient {
   private versionChecked = false;
   // A pool: a streaming fetch holds its connection, and other calls must not queue behind it.
   private dispatcher: Pool | undefined;
+  private readonly authHeaders: Record<string, string>;
 
   constructor(options: TokenBrokerClientOptions = {}) {
     this.socketPath = options.socketPath ?? resolvePaths(currentPathInputs()).socketPath;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.authHeaders = options.clientToken === undefined ? {} : { authorization: `Bearer ${options.clientToken}` };
     this.onVersionMismatch =
       options.onVersionMismatch ??
       ((daemon, client) => process.emitWarning(`tokenbroker daemon is version ${daemon} but this client is ${client}; restart the daemon after upgrading.`, 'TokenBrokerVersionWarning'));
@@ -131,13 +158,39 @@ export class TokenBrokerClient {
     return this.request('DELETE', '/v1/token', { schema: TokenRemovedSchema, query: { server: options.server }, ...signalOf(options) });
   }
 
+  /** Every app source with its state, app count, last refresh and last error. */
+  async sources(options: { signal?: AbortSignal } = {}): Promise<SourceView[]> {
+    return this.request('GET', '/v1/sources', { schema: SourceListSchema, ...signalOf(options) });
+  }
+
+  /** Adds a source by the URL of its source.json (fetched and validated by the daemon). */
+  async addSource(url: string, options: { signal?: AbortSignal } = {}): Promise<SourceView> {
+    return this.request('POST', '/v1/sources', { schema: SourceViewSchema, body: { url }, ...signalOf(options) });
+  }
+
+  /** Removes a user source (the official source cannot be removed). */
+  async removeSource(name: string, options: { signal?: AbortSignal } = {}): Promise<SourceRemoved> {
+    return this.request('DELETE', `/v1/sources/${encodeURIComponent(name)}`, { schema: SourceRemovedSchema, ...signalOf(options) });
+  }
+
+  /** Refreshes one source (or all) now; resolves with each source's result. */
+  async refreshSources(options: { name?: string; signal?: AbortSignal } = {}): Promise<SourceRefreshResult[]> {
+    const body = options.name === undefined ? {} : { name: options.name };
+    return this.request('POST', '/v1/sources/refresh', { schema: SourceRefreshResultListSchema, body, ...signalOf(options) });
+  }
+
+  /** The app index: every app of every source, or of one source. */
+  async apps(options: { source?: string; signal?: AbortSignal } = {}): Promise<AppView[]> {
+    return this.request('GET', '/v1/apps', { schema: AppListSchema, query: { source: options.source }, ...signalOf(options) });
+  }
+
   /**
    * The daemon's events (`token.expiring`, `sources.refreshed`, ...) as an async iterator. Ends
    * when the daemon closes the stream (e.g. `daemon.stopping`) or `signal` aborts.
    */
   async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<BrokerEvent, void, undefined> {
     const dispatcher = new Agent({ connect: { socketPath: this.socketPath } });
-    const socket = new WebSocket('ws://localhost/v1/events', { dispatcher });
+    const socket = new WebSocket('ws://localhost/v1/events', { dispatcher, headers: this.authHeaders });
     const queue: BrokerEvent[] = [];
     let wake: (() => void) | undefined;
     let ended = false;
@@ -184,6 +237,24 @@ export class TokenBrokerClient {
     }
   }
 
+  /**
+   * Creates a scoped client token for an extra listener (owner's socket only). The answer is the
+   * only time the token is ever shown: the daemon keeps just its hash.
+   */
+  async createClientToken(body: CreateClientTokenBody, options: { signal?: AbortSignal } = {}): Promise<CreatedClientToken> {
+    return this.request('POST', '/v1/client-tokens', { schema: CreatedClientTokenSchema, body, ...signalOf(options) });
+  }
+
+  /** Every client token: ID, description, subject, dates, scope, last use. Never the token. */
+  async listClientTokens(options: { signal?: AbortSignal } = {}): Promise<ClientTokenView[]> {
+    return this.request('GET', '/v1/client-tokens', { schema: ClientTokenListSchema, ...signalOf(options) });
+  }
+
+  /** Revokes a client token at once; BROKER_NOT_FOUND for an unknown ID. */
+  async revokeClientToken(id: string, options: { signal?: AbortSignal } = {}): Promise<RevokedClientToken> {
+    return this.request('DELETE', `/v1/client-tokens/${encodeURIComponent(id)}`, { schema: RevokedClientTokenSchema, ...signalOf(options) });
+  }
+
   /** Closes the connection to the daemon; the client can still be used afterwards (it reconnects). */
   async close(): Promise<void> {
     const dispatcher = this.dispatcher;
@@ -221,7 +292,7 @@ export class TokenBrokerClient {
     const search = new URLSearchParams();
     for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) search.set(key, value);
     const fullPath = search.size > 0 ? `${path}?${search.toString()}` : path;
-    const headers: Record<string, string> = { host: 'localhost', ...options.headers };
+    const headers: Record<string, string> = { host: 'localhost', ...this.authHeaders, ...options.headers };
     let body: string | undefined;
     if (options.body !== undefined) {
       body = JSON.stringify(options.body);

@@ -1,5 +1,6 @@
 import { lstat, unlink } from 'node:fs/promises';
 import { get as httpGet, type Server } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import path from 'node:path';
 import { isWindowsPipe, MAX_SOCKET_PATH_BYTES } from '../protocol/paths.js';
 import { ensurePrivateDir } from './private-dir.js';
@@ -105,8 +106,20 @@ export async function openMainSocket(server: Server, socketPath: string, env: No
   return openSocketPath(server, socketPath, 0o600);
 }
 
-/** Listens on a socket path with the given mode, applied through the umask at bind time. */
-export async function openSocketPath(server: Server, socketPath: string, mode: number): Promise<SocketHandle> {
+export interface OpenSocketOptions {
+  /**
+   * Checks (and creates) the socket's directory. Default: ensurePrivateDir (0700, ours, not a
+   * symlink). Extra listeners pass a check that allows a group- or world-searchable directory.
+   */
+  ensureDir?: (dir: string) => Promise<void>;
+}
+
+/**
+ * Listens on a socket path with the given mode, applied through the umask at bind time. Any
+ * net.Server works: the main socket is fastify's http.Server, extra listeners are plain net
+ * servers that hand their connections to it.
+ */
+export async function openSocketPath(server: NetServer, socketPath: string, mode: number, options: OpenSocketOptions = {}): Promise<SocketHandle> {
   if (isWindowsPipe(socketPath)) {
     await listenOnce(server, { path: socketPath });
     return { socketPath, activated: false, removeSocket: async () => undefined };
@@ -114,7 +127,7 @@ export async function openSocketPath(server: Server, socketPath: string, mode: n
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
     throw new ListenError(`socket path is too long (${Buffer.byteLength(socketPath)} bytes, the limit is ${MAX_SOCKET_PATH_BYTES}): ${socketPath}`, 'Choose a shorter path with --socket or TOKENBROKER_SOCKET.');
   }
-  await ensurePrivateDir(path.dirname(socketPath), 'socket');
+  await (options.ensureDir ?? ((dir: string) => ensurePrivateDir(dir, 'socket')))(path.dirname(socketPath));
   await clearStaleSocket(socketPath);
   try {
     await bindWithUmask(server, socketPath, mode);
@@ -167,7 +180,7 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
  * Node binds a Unix socket synchronously inside listen(), so the umask is in force exactly for
  * the bind and restored before anything else in the process can run (no await in between).
  */
-function bindWithUmask(server: Server, socketPath: string, mode: number): Promise<void> {
+function bindWithUmask(server: NetServer, socketPath: string, mode: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       server.off('listening', onListening);
@@ -188,7 +201,7 @@ function bindWithUmask(server: Server, socketPath: string, mode: number): Promis
   });
 }
 
-function listenOnce(server: Server, options: { fd: number } | { path: string }): Promise<void> {
+function listenOnce(server: NetServer, options: { fd: number } | { path: string }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options, () => {

@@ -12,6 +12,8 @@ import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
 import { EventBus } from '../broker/event-bus.js';
+import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
+import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
@@ -22,9 +24,11 @@ import { createKeychainStore, type KeychainStore } from './secret-store/keychain
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from './undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
-import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
+import { ClientTokenService } from '../broker/client-tokens.js';
+import { localUserName } from './local-user.js';
+import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -83,9 +87,25 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
+  const policy = policyFollowing(() => currentConfig);
+  const sources = new SourceService({
+    config: () => currentConfig,
+    policy,
+    tokens,
+    upstream,
+    state: createFsStateStore(paths.stateDir),
+    clock: systemClock,
+    events,
+    log: logger,
+  });
+  await sources.load();
+  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
+  await clientTokens.start();
+  // Opened after the main socket; status reads whatever is open by then.
+  let extraListeners: ExtraListener[] = [];
   const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger });
   const fetchService = new FetchService({
-    policy: policyOf(() => currentConfig),
+    policy,
     upstream,
     tokenAccess: tokens,
     cache: contentCache,
@@ -103,25 +123,57 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     socketActivated: socketActivationFd(process.env, process.pid) !== undefined,
     tokens,
     events,
-    statusSections: [() => ({ secretStore: secretStoreStatus(secretStore) }), async () => ({ cache: await contentCache.usage() })],
+    sources,
+    clientTokens,
     fetchService,
+    statusSections: [
+      () => ({ secretStore: secretStoreStatus(secretStore) }),
+      () => sources.statusSection(),
+      () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
+      async () => ({ cache: await contentCache.usage() }),
+    ],
   });
   await app.ready();
   const server = rawServer(app);
   const inFlight = trackInFlight(server);
+
+  // Installed before the socket opens: `systemctl reload` right after start must not kill us
+  // (SIGHUP's default action is to terminate).
+  process.on('SIGHUP', () => {
+    void reloadConfig(paths, logger).then((next) => {
+      if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
+        logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
+      }
+      if (next !== undefined) currentConfig = next;
+    });
+  });
 
   let socket: SocketHandle;
   try {
     socket = await openMainSocket(server, paths.socketPath);
   } catch (err) {
     tokens.stop();
+    sources.stop();
     await app.close();
     await upstream.close();
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
     throw err;
   }
+  try {
+    // The daemon's own even under socket activation: systemd only hands over the main socket.
+    extraListeners = await openExtraListeners(server, config.listeners, socket.socketPath, logger);
+  } catch (err) {
+    tokens.stop();
+    sources.stop();
+    await app.close();
+    await upstream.close();
+    await socket.removeSocket();
+    if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
+    throw err;
+  }
   logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
+  sources.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -132,10 +184,14 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       events.emit('daemon.stopping', { signal });
       closeEventStreams(app);
       tokens.stop();
+      sources.stop();
+      for (const listener of extraListeners) listener.stopAccepting();
       void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
         .then(() => app.close())
         .then(() => upstream.close())
         .then(() => socket.removeSocket())
+        .then(() => Promise.all(extraListeners.map((listener) => listener.removeSocket())))
+        .then(() => clientTokens.stop())
         .then(
           () => {
             logger.info('stopped');
@@ -149,23 +205,17 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
           },
         );
     };
-    const reload = (): void => {
-      void reloadConfig(paths, logger).then((next) => {
-        if (next !== undefined) currentConfig = next;
-      });
-    };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', reload);
   });
 }
 
-/** The token policy of the current config, rebuilt only when a reload changed the config. */
-function policyOf(getConfig: () => Readonly<Config>): () => TokenPolicy {
+/** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
+function policyFollowing(config: () => Readonly<Config>): () => TokenPolicy {
   let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
   return () => {
-    const config = getConfig();
-    if (built?.config !== config) built = { config, policy: createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback }) };
+    const current = config();
+    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback }) };
     return built.policy;
   };
 }

@@ -4,12 +4,17 @@ import type { Logger } from 'pino';
 import fastifyWebsocket from '@fastify/websocket';
 import type { EventBus } from '../broker/event-bus.js';
 import type { Clock } from '../broker/ports.js';
+import type { SourceService } from '../broker/source-service.js';
 import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
+import type { ClientTokenService } from '../broker/client-tokens.js';
+import { installListenerAuth, type ExtraListenerTag } from './listener-auth.js';
+import { registerClientTokenRoutes } from './routes/client-token-routes.js';
 import { registerEventsRoutes } from './routes/events-routes.js';
+import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
@@ -37,6 +42,12 @@ export interface ServerDeps {
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
   events: EventBus;
+  /** App sources, their refresh and the app index. */
+  sources: SourceService;
+  /** Scoped client tokens for extra listeners (DESIGN section 8). */
+  clientTokens: ClientTokenService;
+  /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
+  listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
 
 /** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
@@ -64,12 +75,24 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
     serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
+    // The router's own refusals (a path parameter over maxParamLength, a malformed escape in one)
+    // would otherwise bypass the error handler and answer without the envelope.
+    frameworkErrors: (error, _request, reply) => {
+      const refused = new BrokerError('BROKER_BAD_REQUEST', {
+        message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The request path is not valid.',
+        hint: 'Path parameters are short names (sources: 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-").',
+        details: { reason: error.code },
+      });
+      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
+    },
   });
 
   app.addHook('onRequest', async (request, reply) => {
     void reply.header(VERSION_HEADER, VERSION);
     refuseBrowserRequests(request);
   });
+  // Before any route: it records every route (route table test) and guards extra listeners.
+  installListenerAuth(app, { clientTokens: deps.clientTokens, listenerOf: deps.listenerOf });
 
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -94,6 +117,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
   if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
+  registerSourceRoutes(app, deps);
+  registerClientTokenRoutes(app, deps);
   return app;
 }
 

@@ -61,7 +61,11 @@ export const ProxySchema = z.strictObject({
 });
 
 export const ListenerSchema = z.strictObject({
-  path: z.string().min(1, 'must be a socket path'),
+  // Absolute: a service manager starts the daemon in an arbitrary working directory.
+  path: z
+    .string()
+    .min(1, 'must be a socket path')
+    .refine((p) => p.startsWith('/') || p.startsWith('\\\\.\\pipe\\'), 'must be an absolute socket path such as "/srv/tokenbroker/shared.sock" (or a \\\\.\\pipe\\ name on Windows)'),
   mode: z
     .string()
     .regex(/^0?[0-7]{3}$/, 'must be an octal file mode such as "0660"')

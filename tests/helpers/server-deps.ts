@@ -1,7 +1,10 @@
 import { Writable } from 'node:stream';
 import { EventBus } from '../../src/broker/event-bus.js';
+import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { SecretStore, Upstream } from '../../src/broker/ports.js';
+import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
+import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -22,6 +25,7 @@ export interface TestServerDeps extends ServerDeps {
   clock: FakeClock;
   state: MemoryStateStore;
   store: SecretStore;
+  clientTokens: ClientTokenService;
 }
 
 /** Server deps for inject() tests: in-memory log, fake clock, memory stores, offline upstream. */
@@ -42,6 +46,11 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const tokens =
     overrides.tokens ??
     new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
+  const sources =
+    overrides.sources ??
+    new SourceService({ config: () => config, policy: () => policy, tokens, upstream: overrides.upstream ?? offlineUpstream, state, clock, events, log: logger });
+  const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   return {
     logger,
     getConfig: () => config,
@@ -57,6 +66,8 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     ...overrides,
     tokens,
     events,
+    sources,
+    clientTokens,
     clock,
     state,
     store,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { z } from 'zod';
 import type { Status } from '../../protocol/status.js';
 import { SecretStoreStatusSchema, TokenViewSchema } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
@@ -46,8 +47,14 @@ export function formatStatus(status: Status): string[] {
       lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
     }
   }
+  const listeners = ListenersStatusSchema.safeParse(status.listeners);
+  if (listeners.success) {
+    for (const l of listeners.data) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);
+  }
   return lines;
 }
+
+const ListenersStatusSchema = z.array(z.looseObject({ path: z.string(), mode: z.string() }));
 
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds}s`;

@@ -1,0 +1,134 @@
+import type { Command } from 'commander';
+import { ERRORS, ExitCode, isErrorCode, type ExitCodeValue } from '../../protocol/errors.js';
+import type { SourceRefreshResult, SourceView } from '../../protocol/sources.js';
+import type { CliContext } from '../context.js';
+import { SilentExit } from '../errors.js';
+import { writeJson, writeLine } from '../io.js';
+import { formatTable, formatWhen } from '../table.js';
+
+export interface SourcesListOptions {
+  json: boolean;
+}
+
+export interface SourcesAddOptions {
+  json: boolean;
+}
+
+export interface SourcesRefreshOptions {
+  name?: string;
+  json: boolean;
+}
+
+export function registerSourcesCommand(program: Command, ctx: CliContext): void {
+  const sources = program.command('sources').description('list, add, remove or refresh app sources');
+  sources
+    .command('list')
+    .description('list the sources with their state, app count, last refresh and last error')
+    .option('--json', 'machine-readable output', false)
+    .action(async (options: SourcesListOptions) => runSourcesList(options, ctx));
+  sources
+    .command('add')
+    .description('add a source by the URL of its source.json')
+    .argument('<url>', 'URL of the source.json')
+    .option('--json', 'machine-readable output', false)
+    .action(async (url: string, options: SourcesAddOptions) => runSourcesAdd(url, options, ctx));
+  sources
+    .command('remove')
+    .description('remove a source (the official source cannot be removed)')
+    .argument('<name>', 'source name, as in `tokenbroker sources list`')
+    .action(async (name: string) => runSourcesRemove(name, ctx));
+  sources
+    .command('refresh')
+    .description('refresh one source, or all, now')
+    .argument('[name]', 'source name (default: every source)')
+    .option('--json', 'machine-readable output', false)
+    .action(async (name: string | undefined, options: { json: boolean }) => runSourcesRefresh({ ...options, ...(name === undefined ? {} : { name }) }, ctx));
+}
+
+export async function runSourcesList(options: SourcesListOptions, ctx: CliContext): Promise<void> {
+  const sources = await ctx.client().sources();
+  if (options.json) {
+    writeJson(ctx.io.stdout, sources);
+    return;
+  }
+  for (const line of formatSources(sources)) writeLine(ctx.io.stdout, line);
+}
+
+export async function runSourcesAdd(url: string, options: SourcesAddOptions, ctx: CliContext): Promise<void> {
+  const view = await ctx.client().addSource(url);
+  if (options.json) {
+    writeJson(ctx.io.stdout, view);
+    return;
+  }
+  writeLine(ctx.io.stdout, `Added source "${view.name}" (${view.appCount} app${view.appCount === 1 ? '' : 's'}, ${view.state}${view.restricted ? ', restricted' : ''}).`);
+  for (const line of problemLines(view)) writeLine(ctx.io.stderr, line);
+}
+
+export async function runSourcesRemove(name: string, ctx: CliContext): Promise<void> {
+  const removed = await ctx.client().removeSource(name);
+  writeLine(ctx.io.stdout, `Removed source "${removed.name}".`);
+}
+
+/** Exit 0 when every source refreshed; otherwise the exit code of the first problem (4 token, 5 upstream, ...). */
+export async function runSourcesRefresh(options: SourcesRefreshOptions, ctx: CliContext): Promise<void> {
+  const results = await ctx.client().refreshSources(options.name === undefined ? {} : { name: options.name });
+  if (options.json) writeJson(ctx.io.stdout, results);
+  else for (const line of formatRefresh(results)) writeLine(ctx.io.stdout, line);
+  const failed = results.find((result) => result.outcome === 'failed' || result.outcome === 'needs-token');
+  if (failed !== undefined) throw new SilentExit(exitCodeOf(failed));
+}
+
+function exitCodeOf(result: SourceRefreshResult): ExitCodeValue {
+  const code = result.lastError?.code;
+  return code !== undefined && isErrorCode(code) ? ERRORS[code].exit : result.outcome === 'needs-token' ? ExitCode.token : ExitCode.error;
+}
+
+export function formatSources(sources: readonly SourceView[]): string[] {
+  const table = formatTable(
+    ['NAME', 'STATE', 'APPS', 'LAST REFRESH', 'URL'],
+    sources.map((source) => [source.name + (source.official ? ' *' : ''), source.state, String(source.appCount), formatWhen(source.lastRefreshAt), source.url]),
+  );
+  const lines = [...table];
+  for (const source of sources) {
+    const problems = problemLines(source);
+    if (problems.length > 0) lines.push('', `${source.name}:`, ...problems);
+  }
+  lines.push('', '* the official source (always present)');
+  return lines;
+}
+
+/** The last attempt's problems, with the field path where there is one. */
+export function problemLines(source: SourceView): string[] {
+  if (source.errors.length === 0) return [];
+  const shown = source.errors.slice(0, 5);
+  const lines = shown.map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
+  const more = source.errorCount - shown.length;
+  if (more > 0) lines.push(`  ... and ${more} more problem${more === 1 ? '' : 's'}${source.errors.length > shown.length ? ' (see --json)' : ''}`);
+  if (source.state === 'needs-token') lines.push('  This source is restricted: set your identity token with `tokenbroker token set`; it refreshes as soon as the token is usable.');
+  else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. The last good index is still served.`);
+  return lines;
+}
+
+export function formatRefresh(results: readonly SourceRefreshResult[]): string[] {
+  const lines: string[] = [];
+  for (const result of results) {
+    const apps = `${result.appCount} app${result.appCount === 1 ? '' : 's'}`;
+    switch (result.outcome) {
+      case 'updated':
+        lines.push(`${result.name}: updated (${apps})`);
+        break;
+      case 'unchanged':
+        lines.push(`${result.name}: up to date (${apps})`);
+        break;
+      case 'needs-token':
+        lines.push(`${result.name}: needs a token (${apps} from the last good index)`);
+        lines.push(...problemLines(result));
+        break;
+      case 'failed':
+        lines.push(`${result.name}: failed (${apps} from the last good index)`);
+        lines.push(...problemLines(result));
+        break;
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,236 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EventBus } from '../src/broker/event-bus.js';
+import { silentLog } from '../src/broker/log.js';
+import { createTokenPolicy } from '../src/broker/policy.js';
+import { SourceService } from '../src/broker/source-service.js';
+import { indexDocumentName } from '../src/broker/source-index.js';
+import { buildServer } from '../src/daemon/server.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { ConfigSchema } from '../src/protocol/config-schema.js';
+import type { SourceView } from '../src/protocol/sources.js';
+import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess } from './helpers/app-sources.js';
+import { FakeClock } from './helpers/fake-clock.js';
+import { MemoryStateStore } from './helpers/memory-state-store.js';
+import { testServerDeps } from './helpers/server-deps.js';
+
+const USER_BASE = '/artifactory/swtools/external/ncd/apps/community';
+
+let af: FakeArtifactory;
+let upstream: UndiciUpstream;
+let closedOrigin: string;
+let app: FastifyInstance | undefined;
+
+beforeAll(async () => {
+  af = await startFakeArtifactory({ tokens: { tok: {} } });
+  upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  closedOrigin = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
+  await new Promise((resolve) => probe.close(resolve));
+});
+afterAll(async () => {
+  await upstream.close();
+  await af.close();
+});
+beforeEach(() => {
+  af.clearFaults();
+  publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk'] });
+  publishSource(af, USER_BASE, { name: 'Community', apps: ['community-app'] });
+  publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
+  af.clearRequests();
+});
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+async function build() {
+  const config = ConfigSchema.parse({
+    allowInsecureLoopback: true,
+    servers: [
+      { name: 'nordic', origin: af.origin },
+      { name: 'dead', origin: closedOrigin, authenticatedPrefixes: [], publicPrefixes: ['/dead/'] },
+    ],
+    officialSource: af.url(`${OFFICIAL_BASE}/source.json`),
+  });
+  const clock = new FakeClock(Date.now());
+  const state = new MemoryStateStore();
+  const tokens = new TestTokenAccess();
+  const events = new EventBus(clock);
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
+  const sources = new SourceService({ config: () => config, policy: () => policy, tokens, upstream, state, clock, events, log: silentLog });
+  await sources.load();
+  const deps = testServerDeps({ config, clock, events, sources, statusSections: [() => sources.statusSection()] });
+  app = await buildServer(deps);
+  return { app, sources, state, tokens, clock };
+}
+
+type Envelope = { error: { code: string; message: string; hint: string; details?: Record<string, unknown> } };
+
+describe('sources API', () => {
+  it('lists the official source, adds a user source under its own name, lists its apps', async () => {
+    const { app } = await build();
+    const initial = await app.inject({ method: 'GET', url: '/v1/sources' });
+    expect(initial.statusCode).toBe(200);
+    expect(initial.json()).toEqual([
+      expect.objectContaining({ name: 'official', url: af.url(`${OFFICIAL_BASE}/source.json`), official: true, restricted: false, state: 'stale', appCount: 0, lastRefreshAt: null, lastError: null }),
+    ]);
+
+    const added = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } });
+    expect(added.statusCode).toBe(201);
+    expect(added.json<SourceView>()).toMatchObject({ name: 'Community', official: false, restricted: false, state: 'ok', appCount: 1, lastError: null, description: 'Community apps' });
+
+    const listed = await app.inject({ method: 'GET', url: '/v1/sources' });
+    expect(listed.json<SourceView[]>().map((s) => s.name)).toEqual(['official', 'Community']);
+
+    await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: {} });
+    const apps = await app.inject({ method: 'GET', url: '/v1/apps' });
+    expect(apps.json<{ source: string; name: string }[]>().map((a) => `${a.source}/${a.name}`)).toEqual(['official/pc-nrfconnect-ble', 'official/pc-nrfconnect-ppk', 'Community/community-app']);
+    const one = await app.inject({ method: 'GET', url: '/v1/apps?source=community' });
+    expect(one.json()).toEqual([
+      { source: 'Community', name: 'community-app', displayName: 'Display community-app', description: 'The community-app app', latestVersion: '1.2.0', versions: ['1.2.0', '1.0.0'], withdrawn: false, homepage: 'https://example.com/app', iconUrl: af.url(`${USER_BASE}/community-app.svg`), releaseNotesUrl: af.url(`${USER_BASE}/community-app-Changelog.md`) },
+    ]);
+  });
+
+  it('refuses duplicates and the official source: BROKER_SOURCE_EXISTS, BROKER_SOURCE_OFFICIAL', async () => {
+    const { app } = await build();
+    expect((await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } })).statusCode).toBe(201);
+    const again = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } });
+    expect(again.statusCode).toBe(409);
+    expect(again.json<Envelope>().error.code).toBe('BROKER_SOURCE_EXISTS');
+
+    // Another URL whose source.json uses the same name (in another case).
+    af.setJson(`${USER_BASE}/mirror/source.json`, { name: 'COMMUNITY', apps: [] });
+    const sameName = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/mirror/source.json`) } });
+    expect(sameName.statusCode).toBe(409);
+    expect(sameName.json<Envelope>().error).toMatchObject({ code: 'BROKER_SOURCE_EXISTS', details: { name: 'Community' } });
+
+    const official = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${OFFICIAL_BASE}/source.json`) } });
+    expect(official.statusCode).toBe(409);
+    expect(official.json<Envelope>().error.code).toBe('BROKER_SOURCE_OFFICIAL');
+
+    af.setJson(`${USER_BASE}/impostor/source.json`, { name: 'Official', apps: [] });
+    const impostor = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/impostor/source.json`) } });
+    expect(impostor.json<Envelope>().error.code).toBe('BROKER_SOURCE_OFFICIAL');
+  });
+
+  it('an invalid source.json is a 422 naming the field; nothing is added', async () => {
+    const { app, state } = await build();
+    af.setJson(`${USER_BASE}/bad/source.json`, { name: 'bad', apps: ['https://x', 5] });
+    const res = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/bad/source.json`) } });
+    expect(res.statusCode).toBe(422);
+    const error = res.json<Envelope>().error;
+    expect(error.code).toBe('BROKER_SOURCE_INVALID');
+    expect(error.details).toMatchObject({ field: 'apps[1]' });
+    expect(error.message).toMatch(/"apps\[1\]" has the wrong type/);
+    af.setFault(`${USER_BASE}/bad/source.json`, { kind: 'malformedJson' });
+    const malformed = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/bad/source.json`) } });
+    expect(malformed.json<Envelope>().error.message).toMatch(/not valid JSON/);
+    expect((await app.inject({ method: 'GET', url: '/v1/sources' })).json<SourceView[]>()).toHaveLength(1);
+    expect(state.documents.has('sources.json')).toBe(false);
+  });
+
+  it.each([
+    ['outside every prefix', () => af.url('/other/source.json'), 403, 'BROKER_URL_NOT_ALLOWED'],
+    ['a file: URL', () => 'file:///etc/passwd', 403, 'BROKER_URL_NOT_ALLOWED'],
+    ['a foreign origin', () => 'https://example.com/source.json', 403, 'BROKER_URL_NOT_ALLOWED'],
+    ['a server that does not answer', () => `${closedOrigin}/dead/source.json`, 502, 'BROKER_UPSTREAM_UNREACHABLE'],
+    ['a missing source.json', () => af.url(`${USER_BASE}/missing/source.json`), 404, 'BROKER_UPSTREAM_NOT_FOUND'],
+  ])('adding %s fails with the right code', async (_name, url, status, code) => {
+    const { app } = await build();
+    const res = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: url() } });
+    expect(res.statusCode).toBe(status);
+    expect(res.json<Envelope>().error.code).toBe(code);
+  });
+
+  it('a restricted URL needs a usable token: BROKER_TOKEN_MISSING without any request, then it is added', async () => {
+    const { app, tokens } = await build();
+    const url = af.url(`${RESTRICTED_BASE}/source.json`);
+    const refused = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url } });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json<Envelope>().error.code).toBe('BROKER_TOKEN_MISSING');
+    expect(af.requestsTo(RESTRICTED_BASE)).toEqual([]);
+    tokens.set('tok');
+    const added = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url } });
+    expect(added.statusCode).toBe(201);
+    expect(added.json<SourceView>()).toMatchObject({ name: 'restricted', restricted: true, state: 'ok', appCount: 1 });
+    expect(added.body).not.toContain('tok"');
+  });
+
+  it('malformed bodies and names are 400s naming the field', async () => {
+    const { app } = await build();
+    const noUrl = await app.inject({ method: 'POST', url: '/v1/sources', payload: {} });
+    expect(noUrl.statusCode).toBe(400);
+    expect(noUrl.json<Envelope>().error.message).toContain('body.url');
+    const extra = await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { nmae: 'x' } });
+    expect(extra.json<Envelope>().error.message).toContain('nmae');
+    for (const name of ['..%2F..%2Fetc', '.hidden', 'a%20b', 'x%2Fy']) {
+      const res = await app.inject({ method: 'DELETE', url: `/v1/sources/${name}` });
+      expect(res.statusCode).toBe(400);
+      expect(res.json<Envelope>().error.message).toContain('params.name');
+    }
+    // The router's own refusals come in the envelope too.
+    for (const url of [`/v1/sources/${'a'.repeat(300)}`, '/v1/sources/%zz']) {
+      const res = await app.inject({ method: 'DELETE', url });
+      expect(res.statusCode).toBe(400);
+      expect(res.json<Envelope>().error.code).toBe('BROKER_BAD_REQUEST');
+    }
+    // A dot-dot segment is resolved away before routing: it never reaches a route at all.
+    expect((await app.inject({ method: 'DELETE', url: '/v1/sources/%2E%2E' })).statusCode).toBe(404);
+    const badQuery = await app.inject({ method: 'GET', url: '/v1/apps?source=../x' });
+    expect(badQuery.statusCode).toBe(400);
+  });
+
+  it('removes user sources (index and all), never the official one', async () => {
+    const { app, state } = await build();
+    await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } });
+    expect(state.documents.has(indexDocumentName('Community'))).toBe(true);
+
+    const official = await app.inject({ method: 'DELETE', url: '/v1/sources/official' });
+    expect(official.statusCode).toBe(409);
+    expect(official.json<Envelope>().error.code).toBe('BROKER_SOURCE_OFFICIAL');
+    const unknown = await app.inject({ method: 'DELETE', url: '/v1/sources/nope' });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json<Envelope>().error.code).toBe('BROKER_NOT_FOUND');
+
+    const removed = await app.inject({ method: 'DELETE', url: '/v1/sources/community' });
+    expect(removed.statusCode).toBe(200);
+    expect(removed.json()).toEqual({ name: 'Community', removed: true });
+    expect(state.documents.has(indexDocumentName('Community'))).toBe(false);
+    expect(JSON.parse(state.documents.get('sources.json') ?? '{}')).toEqual({ version: 1, sources: [] });
+    expect((await app.inject({ method: 'GET', url: '/v1/apps?source=Community' })).statusCode).toBe(404);
+  });
+
+  it('refresh answers per source; status carries the source summary', async () => {
+    const { app, tokens, clock } = await build();
+    tokens.set('tok');
+    await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${RESTRICTED_BASE}/source.json`) } });
+    tokens.token = undefined;
+    af.setFault(`${OFFICIAL_BASE}/source.json`, { kind: 'status', status: 503 });
+    const res = await app.inject({ method: 'POST', url: '/v1/sources/refresh' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual([
+      expect.objectContaining({ name: 'official', outcome: 'failed', state: 'failing', lastError: expect.objectContaining({ code: 'BROKER_UPSTREAM_ERROR', status: 503 }) }),
+      expect.objectContaining({ name: 'restricted', outcome: 'needs-token', state: 'needs-token', appCount: 1 }),
+    ]);
+    const one = await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { name: 'nope' } });
+    expect(one.statusCode).toBe(404);
+
+    af.clearFaults();
+    tokens.set('tok');
+    await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { name: 'official' } });
+    const status = await app.inject({ method: 'GET', url: '/v1/status' });
+    expect(status.json<{ sources: unknown }>().sources).toEqual({
+      count: 2,
+      lastRefreshAt: new Date(clock.now()).toISOString(),
+      nextRefreshAt: null,
+      failing: 0,
+      failingSources: [],
+      needsToken: ['restricted'],
+    });
+  });
+});
