@@ -5,6 +5,8 @@ import type { SecretStore, Upstream } from '../../src/broker/ports.js';
 import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
+import { FetchService } from '../../src/broker/fetch-service.js';
+import type { ContentCache } from '../../src/broker/fetch-ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -18,6 +20,13 @@ export const offlineUpstream: Upstream = {
   request: async () => {
     throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { details: { reason: 'network' } });
   },
+};
+
+/** A content cache that holds nothing (inject tests that need a real one build their own). */
+export const noContentCache: ContentCache = {
+  lookup: async () => undefined,
+  begin: async () => undefined,
+  remove: async () => undefined,
 };
 
 export interface TestServerDeps extends ServerDeps {
@@ -51,6 +60,9 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     overrides.sources ??
     new SourceService({ config: () => config, policy: () => policy, tokens, upstream: overrides.upstream ?? offlineUpstream, state, clock, events, log: logger });
   const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
+  const fetchService =
+    overrides.fetchService ??
+    new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
   return {
     logger,
     getConfig: () => config,
@@ -68,6 +80,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     events,
     sources,
     clientTokens,
+    fetchService,
     clock,
     state,
     store,
