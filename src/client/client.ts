@@ -1,15 +1,18 @@
 import { Agent, Pool, WebSocket, errors as undiciErrors } from 'undici';
+import { join as joinPath } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import { BrokerEventSchema, type BrokerEvent } from '../protocol/events.js';
 import {
+  AppDetailSchema,
   AppListSchema,
   SourceListSchema,
   SourceRefreshResultListSchema,
   SourceRemovedSchema,
   SourceViewSchema,
+  type AppDetail,
   type AppView,
   type SourceRefreshResult,
   type SourceRemoved,
@@ -137,6 +140,27 @@ export class TokenBrokerClient {
    */
   async download(url: string, dest: string, options: DownloadOptions = {}): Promise<DownloadResult> {
     return downloadFile(this, url, dest, options);
+  }
+
+  /** One app and the tarball of `version` (default: the latest): URL, shasum, file name. */
+  async app(source: string, name: string, options: { version?: string; signal?: AbortSignal } = {}): Promise<AppDetail> {
+    return this.request('GET', `/v1/apps/${encodeURIComponent(source)}/${encodeURIComponent(name)}`, { schema: AppDetailSchema, query: { version: options.version }, ...signalOf(options) });
+  }
+
+  /**
+   * Downloads an app's tarball into `dir` under the tarball URL's file name (e.g.
+   * `pc-nrfconnect-ble-4.0.4.tgz`), verified against the index's sha1, resumable like `download`.
+   */
+  async downloadApp(source: string, name: string, dir: string, options: Omit<DownloadOptions, 'sha1' | 'sha256'> & { version?: string } = {}): Promise<DownloadResult & { app: AppDetail; path: string }> {
+    const { version, ...download } = options;
+    const app = await this.app(source, name, { ...(version === undefined ? {} : { version }), ...(download.signal === undefined ? {} : { signal: download.signal }) });
+    // The daemon names the file; still never let a name step out of `dir`.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(app.tarball.fileName)) {
+      throw new BrokerError('BROKER_INTERNAL', { message: `The daemon proposed an unsafe file name for ${source}/${name}.` });
+    }
+    const dest = joinPath(dir, app.tarball.fileName);
+    const result = await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, sha1: app.tarball.shasum });
+    return { ...result, app, path: dest };
   }
 
   /** Token metadata for a server (default: the first configured) — never the token itself. */

@@ -33,6 +33,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'DELETE /v1/sources/:': 'sources:write',
   'POST /v1/sources/refresh': 'sources:write',
   'GET /v1/apps': 'sources:read',
+  'GET /v1/apps/:/:': 'sources:read',
   'GET /v1/apps/:/:/tarball': 'fetch',
   'GET /v1/fetch': 'fetch',
   'GET /v1/fetches/:': 'fetch',

@@ -18,6 +18,7 @@ import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
+import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
@@ -117,6 +118,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
   if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
+  registerAppRoutes(app, deps.sources, deps.fetchService);
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;

@@ -123,3 +123,34 @@ export const SourceParamsSchema = z.strictObject({
 export const AppsQuerySchema = z.strictObject({
   source: SourceNameSchema.optional(),
 });
+
+export const AppParamsSchema = z.strictObject({
+  source: SourceNameSchema,
+  name: AppNameSchema,
+});
+
+export const AppVersionQuerySchema = z.strictObject({
+  version: z
+    .string()
+    .min(1, 'must be a version such as "4.0.4"')
+    .max(256, 'is longer than 256 characters')
+    .optional(),
+});
+
+/** One version's tarball of an app: where it is, what it must hash to, what to save it as. */
+export const AppTarballSchema = z.looseObject({
+  source: z.string(),
+  name: z.string(),
+  version: z.string(),
+  tarballUrl: z.string(),
+  /** sha1 hex from the app info document; the download is verified against it. */
+  shasum: z.string(),
+  /** The last segment of tarballUrl, e.g. `pc-nrfconnect-ble-4.0.4.tgz`. */
+  fileName: z.string(),
+  withdrawn: z.boolean(),
+});
+export type AppTarball = z.output<typeof AppTarballSchema>;
+
+/** `GET /v1/apps/:source/:name?version=`: the app and the tarball of that (or the latest) version. */
+export const AppDetailSchema = AppViewSchema.extend({ tarball: AppTarballSchema });
+export type AppDetail = z.output<typeof AppDetailSchema>;

@@ -48,22 +48,7 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
   const bar = io.stderrIsTTY ? new ProgressBar(io.stderr) : undefined;
 
   if (options.output !== undefined) {
-    const dest = path.resolve(options.output);
-    let last = { received: 0, total: undefined as number | undefined, resumedFrom: 0 };
-    try {
-      const result = await ctx.client().download(url, dest, {
-        ...digests,
-        onProgress: (p) => {
-          last = p;
-          bar?.update(p.received, p.total, p.resumedFrom);
-        },
-      });
-      bar?.done(result.size, last.total ?? result.size, last.resumedFrom);
-      if (io.stderrIsTTY) writeLine(io.stderr, `saved ${options.output} (${formatBytes(result.size)}${result.resumed ? ', resumed' : ''}, sha256 ${result.sha256})`);
-    } catch (err) {
-      bar?.abandon();
-      throw err;
-    }
+    await downloadWithProgress(ctx, options.output, (onProgress) => ctx.client().download(url, path.resolve(options.output as string), { ...digests, onProgress }));
     return;
   }
 
@@ -84,6 +69,32 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
     // stdout is not ours to end: the process does that when it exits.
     await pipeline(result.body, counter, io.stdout, { end: false });
     bar?.done(received, total);
+  } catch (err) {
+    bar?.abandon();
+    throw err;
+  }
+}
+
+/**
+ * Runs a resumable download with the progress bar (bytes, rate, ETA) on stderr when it is a
+ * terminal, and a one-line summary there afterwards. Shared by `fetch -o` and `apps download`.
+ */
+export async function downloadWithProgress<R extends { size: number; resumed: boolean; sha256: string }>(
+  ctx: CliContext,
+  label: string,
+  run: (onProgress: (p: { received: number; total?: number | undefined; resumedFrom: number }) => void) => Promise<R>,
+): Promise<R> {
+  const { io } = ctx;
+  const bar = io.stderrIsTTY ? new ProgressBar(io.stderr) : undefined;
+  let last = { received: 0, total: undefined as number | undefined, resumedFrom: 0 };
+  try {
+    const result = await run((p) => {
+      last = { received: p.received, total: p.total, resumedFrom: p.resumedFrom };
+      bar?.update(p.received, p.total, p.resumedFrom);
+    });
+    bar?.done(result.size, last.total ?? result.size, last.resumedFrom);
+    if (io.stderrIsTTY) writeLine(io.stderr, `saved ${label} (${formatBytes(result.size)}${result.resumed ? ', resumed' : ''}, sha256 ${result.sha256})`);
+    return result;
   } catch (err) {
     bar?.abandon();
     throw err;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FetchService } from '../../broker/fetch-service.js';
 import { BrokerError, isBrokerError } from '../../protocol/errors.js';
 import { FetchIdParamsSchema, FetchQuerySchema, FetchRequestHeadersSchema, FORWARDED_REQUEST_HEADERS, REQUEST_ID_HEADER, type FetchRecord } from '../../protocol/fetch.js';
@@ -14,43 +14,8 @@ import { parseRequestPart } from '../validate.js';
 export function registerFetchRoutes(app: FastifyInstance, service: FetchService): void {
   // No automatic HEAD route: it would run the whole GET upstream and throw the body away.
   app.get('/v1/fetch', { exposeHeadRoute: false }, async (request, reply) => {
-    const requestId = randomUUID();
-    void reply.header(REQUEST_ID_HEADER, requestId);
     const query = parseRequestPart(FetchQuerySchema, request.query, 'query', 'Call GET /v1/fetch?url=<absolute URL>[&sha256=<hex>|&sha1=<hex>].');
-    const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
-
-    const res = reply.raw;
-    const controller = new AbortController();
-    // Set once the service answered: then it, not the abort signal, records the client leaving.
-    const listener: { clientGone?: () => void } = {};
-    // The RESPONSE's close: the request's fires as soon as its (empty) body is read.
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      listener.clientGone?.();
-      controller.abort();
-    });
-
-    let response;
-    try {
-      response = await service.fetch({ requestId, url: query.url, sha1: query.sha1, sha256: query.sha256, headers, signal: controller.signal });
-    } catch (err) {
-      if (controller.signal.aborted) {
-        // Nobody is left to answer.
-        reply.hijack();
-        res.destroy();
-        return;
-      }
-      if (isBrokerError(err) && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
-      throw err;
-    }
-    listener.clientGone = response.clientGone;
-    reply.hijack();
-    if (res.destroyed) {
-      response.clientGone();
-      return;
-    }
-    res.writeHead(response.status, { ...response.headers, [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
-    response.send(res);
+    await serveFetch(request, reply, service, query);
   });
 
   app.get('/v1/fetches/:id', { exposeHeadRoute: false }, async (request): Promise<FetchRecord> => {
@@ -64,6 +29,58 @@ export function registerFetchRoutes(app: FastifyInstance, service: FetchService)
     }
     return record;
   });
+}
+
+
+export interface FetchTarget {
+  url: string;
+  sha1?: string | undefined;
+  sha256?: string | undefined;
+  /** Added to a successful answer (e.g. Content-Disposition for app tarballs). */
+  extraHeaders?: Record<string, string>;
+}
+
+/**
+ * Answers one request with a fetch through the FetchService: shared by `/v1/fetch` and the app
+ * tarball route, so both get the same policy, token, verification, cache and abort handling.
+ */
+export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget): Promise<void> {
+  const requestId = randomUUID();
+  void reply.header(REQUEST_ID_HEADER, requestId);
+  const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
+
+  const res = reply.raw;
+  const controller = new AbortController();
+  // Set once the service answered: then it, not the abort signal, records the client leaving.
+  const listener: { clientGone?: () => void } = {};
+  // The RESPONSE's close: the request's fires as soon as its (empty) body is read.
+  res.once('close', () => {
+    if (res.writableFinished) return;
+    listener.clientGone?.();
+    controller.abort();
+  });
+
+  let response;
+  try {
+    response = await service.fetch({ requestId, url: target.url, sha1: target.sha1, sha256: target.sha256, headers, signal: controller.signal });
+  } catch (err) {
+    if (controller.signal.aborted) {
+      // Nobody is left to answer.
+      reply.hijack();
+      res.destroy();
+      return;
+    }
+    if (isBrokerError(err) && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
+    throw err;
+  }
+  listener.clientGone = response.clientGone;
+  reply.hijack();
+  if (res.destroyed) {
+    response.clientGone();
+    return;
+  }
+  res.writeHead(response.status, { ...response.headers, ...(response.status < 300 ? target.extraHeaders : {}), [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
+  response.send(res);
 }
 
 /** Only the headers that may go upstream; Authorization and Cookie from local clients never do. */

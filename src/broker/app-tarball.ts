@@ -1,0 +1,49 @@
+import { BrokerError } from '../protocol/errors.js';
+import type { AppTarball } from '../protocol/sources.js';
+import type { AppInfo } from './source-documents.js';
+
+/** What the source index knows about one app (SourceService.app). */
+export interface IndexedApp {
+  source: string;
+  info: AppInfo;
+  withdrawn: boolean;
+}
+
+/**
+ * Picks the version (the latest when none is asked for) and names the file it is saved as: the
+ * tarball URL's last path segment, when that is a plain file name, else `<name>-<version>.tgz`.
+ */
+export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
+  const chosen = version ?? app.info.latestVersion;
+  const entry = Object.hasOwn(app.info.versions, chosen) ? app.info.versions[chosen] : undefined;
+  if (entry === undefined) {
+    const known = Object.keys(app.info.versions).slice(0, 20).join(', ');
+    throw new BrokerError('BROKER_NOT_FOUND', {
+      message: `${app.source}/${app.info.name} has no version "${chosen.slice(0, 64)}".`,
+      hint: `Known versions: ${known}. Omit the version for the latest (${app.info.latestVersion}).`,
+    });
+  }
+  return {
+    source: app.source,
+    name: app.info.name,
+    version: chosen,
+    tarballUrl: entry.tarballUrl,
+    shasum: entry.shasum,
+    fileName: tarballFileName(entry.tarballUrl, app.info.name, chosen),
+    withdrawn: app.withdrawn,
+  };
+}
+
+const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
+
+export function tarballFileName(tarballUrl: string, name: string, version: string): string {
+  let last = '';
+  try {
+    last = decodeURIComponent(new URL(tarballUrl).pathname.split('/').pop() ?? '');
+  } catch {
+    last = '';
+  }
+  if (SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..') return last;
+  const fallback = `${name}-${version}.tgz`.replace(/[^A-Za-z0-9._+-]/g, '_');
+  return SAFE_FILE_NAME.test(fallback) ? fallback : 'app.tgz';
+}
