@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { OFFICIAL_BASE, publishSource } from './helpers/app-sources.js';
 import { recordFigure } from './helpers/figures.js';
 import { startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 
@@ -27,6 +28,8 @@ export function requestMix(af: FakeArtifactory): [string, number][] {
     ['/v1/status', 200],
     ['/v1/token', 200],
     [`/v1/fetch?url=${encodeURIComponent(af.url('/artifactory/swtools/external/small.bin'))}`, 200],
+    ['/v1/apps', 200],
+    ['/v1/sources', 200],
     ['/v1/nope', 404],
   ];
 }
@@ -37,7 +40,9 @@ describe('load', () => {
   beforeAll(async () => {
     af = await startFakeArtifactory();
     af.setFile('/artifactory/swtools/external/small.bin', Buffer.alloc(4096, 7));
-    daemon = await startTestDaemon({ config: { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }] } });
+    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk'] });
+    daemon = await startTestDaemon({ config: { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl } });
+    for (let i = 0; i < 400 && (await daemon.client.apps()).length < 2; i++) await new Promise((r) => setTimeout(r, 25));
   });
   afterAll(async () => {
     await daemon.cleanup();
@@ -48,7 +53,6 @@ describe('load', () => {
     `${CLIENTS} concurrent clients x ${REQUESTS} mixed requests: no errors, descriptors back to baseline, RSS bounded`,
     async () => {
       const mix = requestMix(af);
-      // Routes that do not exist yet answer 404 envelopes; only the listed statuses count as success.
       const baselineFds = await fdCount(daemon.pid);
       const errors: string[] = [];
       let done = 0;
@@ -61,7 +65,7 @@ describe('load', () => {
               const [path, expected] = mix[(c + i) % mix.length] as [string, number];
               const res = await client.request({ method: 'GET', path, headers: { host: 'localhost' } });
               const body = await res.body.arrayBuffer();
-              if (res.statusCode !== expected && !(res.statusCode === 404 && path.startsWith('/v1/fetch'))) errors.push(`${path} -> ${res.statusCode} ${Buffer.from(body).toString().slice(0, 200)}`);
+              if (res.statusCode !== expected) errors.push(`${path} -> ${res.statusCode} ${Buffer.from(body).toString().slice(0, 200)}`);
               done++;
             }
           } finally {

@@ -23,7 +23,7 @@ describe('route scope table', () => {
     expect(missing, 'add these routes to ROUTE_ACCESS in src/daemon/route-scopes.ts').toEqual([]);
   });
 
-  it('covers every route of the design (DESIGN section 5 and 8) with the decided scope', () => {
+  it('covers every route of the design (DESIGN section 5 and 8, plus the app detail route) with the decided scope', () => {
     expect(ROUTE_ACCESS).toEqual({
       'GET /v1/status': 'status:read',
       'GET /v1/token': 'status:read',
@@ -35,6 +35,7 @@ describe('route scope table', () => {
       'DELETE /v1/sources/:': 'sources:write',
       'POST /v1/sources/refresh': 'sources:write',
       'GET /v1/apps': 'sources:read',
+      'GET /v1/apps/:/:': 'sources:read',
       'GET /v1/apps/:/:/tarball': 'fetch',
       'GET /v1/fetch': 'fetch',
       'GET /v1/fetches/:': 'fetch',

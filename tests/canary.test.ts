@@ -1,0 +1,120 @@
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from 'undici';
+import type { BrokerEvent } from '../src/protocol/events.js';
+import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from './helpers/app-sources.js';
+import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+
+/**
+ * The canary: a token `tbk-canary-<random>` goes through every route, CLI command, event and error
+ * path of the real daemon (real keychain), and must appear zero times in any response, event, log
+ * line, state or cache file, or process argument list.
+ */
+const canary = `tbk-canary-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+const seen: { where: string; text: string }[] = [];
+const see = (where: string, text: string) => seen.push({ where, text });
+
+describe('canary token across everything', () => {
+  let af: FakeArtifactory;
+  let home: string;
+  let out: string;
+  let daemon: TestDaemon;
+  const events: BrokerEvent[] = [];
+  const controller = new AbortController();
+  let stream: Promise<void>;
+
+  const cli = async (args: string[], input?: string) => {
+    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
+    see(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
+    return result;
+  };
+  const raw = async (method: string, urlPath: string, body?: unknown) => {
+    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
+    try {
+      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json', authorization: `Bearer ${canary}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const text = await res.body.text().catch(() => '(aborted)');
+      see(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
+      return { status: res.statusCode, text };
+    } finally {
+      await client.close();
+    }
+  };
+
+  beforeAll(async () => {
+    af = await startFakeArtifactory();
+    af.addToken(canary, { token_id: 'tid-canary', description: 'canary', expiry: Math.floor(Date.now() / 1000) + 10 * 86400 });
+    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
+    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
+    af.setFile('/artifactory/internal/secret.bin', Buffer.alloc(50_000, 9));
+    home = await makeTempHome();
+    out = await makeTempHome('tb-canary-out-');
+    daemon = await startTestDaemon({
+      home,
+      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `canary-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
+    });
+    stream = (async () => {
+      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+  });
+  afterAll(async () => {
+    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
+    await daemon.cleanup();
+    await af.close();
+    await rm(home, { recursive: true, force: true });
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('exercises every route, command and error path with the canary set', async () => {
+    expect((await cli(['token', 'set'], `${canary}\n`)).code).toBe(0);
+    see('daemon cmdline', await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8'));
+    for (const args of [['status', '--json'], ['status'], ['token', 'show'], ['token', 'show', '--json'], ['sources', 'list'], ['apps', 'list', '--json'], ['diagnose', '--json'], ['client-token', 'list']]) await cli(args);
+    expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
+    await cli(['sources', 'refresh']);
+    expect((await cli(['apps', 'download', 'restricted/secret-app', '-o', out])).code).toBe(0);
+    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'secret.bin')])).code).toBe(0);
+    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '--sha256', '0'.repeat(64), '-o', path.join(out, 'bad.bin')])).code).toBe(6);
+    expect((await cli(['fetch', 'https://evil.example/x', '-o', path.join(out, 'x')])).code).not.toBe(0);
+    await cli(['client-token', 'create', '--description', 'canary check', '--scope', 'status:read']);
+    await cli(['token', 'replace'], `${canary} with-space\n`);
+
+    await raw('GET', '/v1/status');
+    await raw('GET', '/v1/token');
+    await raw('PUT', '/v1/token', { token: `${canary}\u0007` });
+    await raw('PUT', '/v1/token', { token: `${canary}-not-valid` });
+    await raw('GET', '/v1/sources');
+    await raw('GET', '/v1/apps');
+    await raw('GET', '/v1/apps/restricted/secret-app');
+    await raw('GET', '/v1/apps/restricted/secret-app/tarball');
+    const fetched = await raw('GET', `/v1/fetch?url=${encodeURIComponent(af.url('/artifactory/internal/secret.bin'))}`);
+    expect(fetched.status).toBe(200);
+    await raw('GET', `/v1/fetch?url=${encodeURIComponent(af.url('/artifactory/internal/missing.bin'))}`);
+    await raw('GET', '/v1/fetches/00000000-0000-0000-0000-000000000000');
+    await raw('POST', '/v1/sources/refresh', {});
+    await raw('GET', '/v1/nope');
+
+    // Finally the upstream rejects it: token.invalid, and the error paths that follow.
+    af.revokeToken(canary);
+    const rejected = await raw('GET', `/v1/fetch?url=${encodeURIComponent(af.url(`${RESTRICTED_BASE}/secret-app-1.0.0.tgz`))}`);
+    expect(rejected.status).toBe(409);
+    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'after.bin')])).code).toBe(4);
+    await cli(['token', 'show']);
+    await expect.poll(() => events.some((e) => e.type === 'token.invalid'), { timeout: 5000 }).toBe(true);
+  });
+
+  it('the canary appears nowhere', async () => {
+    controller.abort();
+    await stream;
+    see('events', JSON.stringify(events));
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
+    await daemon.stop();
+    see('daemon log', daemon.output());
+    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
+    expect(files.some((f) => f.parentPath.includes('cache'))).toBe(true);
+    for (const file of files) see(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    expect(seen.length).toBeGreaterThan(40);
+    expect(seen.filter((s) => s.text.includes(canary)).map((s) => s.where)).toEqual([]);
+  });
+});
