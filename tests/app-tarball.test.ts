@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { resolveTarball, tarballFileName } from '../src/broker/app-tarball.js';
+
+describe('tarball file names (download destinations)', () => {
+  it.each([
+    ['https://h/artifactory/x/pc-nrfconnect-ble-4.0.4.tgz', 'pc-nrfconnect-ble-4.0.4.tgz'],
+    ['https://h/artifactory/x/..', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/%2e%2e', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/..%2F..%2Fetc%2Fpasswd', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/a%5Cb.tgz', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/.hidden.tgz', 'app-1.0.0.tgz'],
+    ['https://h/artifactory/x/name%00.tgz', 'app-1.0.0.tgz'],
+    ['not a url', 'app-1.0.0.tgz'],
+  ])('%s -> %s', (url, expected) => {
+    expect(tarballFileName(url, 'app', '1.0.0')).toBe(expected);
+  });
+
+  it('a hostile app name or version never yields a path', () => {
+    expect(tarballFileName('https://h/x/', '../../etc', '1/2')).toMatch(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/);
+  });
+
+  it('an unknown version is BROKER_NOT_FOUND listing the known ones', () => {
+    const app = { source: 'official', withdrawn: false, info: { name: 'app', displayName: 'App', description: '', iconUrl: '', releaseNotesUrl: '', latestVersion: '1.0.0', versions: { '1.0.0': { shasum: 'a'.repeat(40), tarballUrl: 'https://h/x/app-1.0.0.tgz' } } } };
+    expect(resolveTarball(app).fileName).toBe('app-1.0.0.tgz');
+    expect(() => resolveTarball(app, '__proto__')).toThrow(expect.objectContaining({ code: 'BROKER_NOT_FOUND', hint: expect.stringContaining('1.0.0') as string }) as Error);
+  });
+});
