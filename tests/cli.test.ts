@@ -1,19 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PassThrough } from 'node:stream';
 import { main } from '../src/cli/main.js';
-import type { IO } from '../src/cli/io.js';
+import { bufferIO } from './helpers/buffer-io.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 
-function bufferIO(env: NodeJS.ProcessEnv = {}): IO & { out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { stdout, stderr, stdin: new PassThrough(), stdoutIsTTY: false, stderrIsTTY: false, stdinIsTTY: false, env, out: () => out, err: () => err };
-}
 
 describe('CLI', () => {
   let daemon: TestDaemon;

@@ -1,19 +1,9 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { formatClientTokenTable, parseCreateOptions } from '../src/cli/commands/client-token-command.js';
-import type { IO } from '../src/cli/io.js';
+import { bufferIO } from './helpers/buffer-io.js';
 import { main } from '../src/cli/main.js';
 import { UsageError } from '../src/cli/errors.js';
 
-function bufferIO(): IO & { out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { stdout, stderr, stdin: new PassThrough(), stdoutIsTTY: false, stderrIsTTY: false, stdinIsTTY: false, env: {}, out: () => out, err: () => err };
-}
 
 describe('client-token CLI', () => {
   it('turns flags into the API body: default scope user, repeatable and comma-separated scopes', () => {

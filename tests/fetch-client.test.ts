@@ -1,26 +1,16 @@
 import { createHash } from 'node:crypto';
 import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
-import type { IO } from '../src/cli/io.js';
 import { TokenBrokerClient } from '../src/client/index.js';
 import { startFetchHarness, type FetchHarness } from './helpers/fetch-harness.js';
+import { bufferIO } from './helpers/buffer-io.js';
 import { makeTempHome } from './helpers/test-daemon.js';
 
 const MiB = 1024 * 1024;
 const RESTRICTED = '/artifactory/swtools/restricted/tool-4m.zip';
 
-function ttyIO(flags: { stdout: boolean; stderr: boolean }): IO & { out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { stdout, stderr, stdin: new PassThrough(), stdoutIsTTY: flags.stdout, stderrIsTTY: flags.stderr, stdinIsTTY: false, env: {}, out: () => out, err: () => err };
-}
 
 describe('client.download and the fetch command', () => {
   let h: FetchHarness;
@@ -115,7 +105,7 @@ describe('client.download and the fetch command', () => {
   });
 
   it('fetch without -o refuses to write to a terminal (usage error with a hint)', async () => {
-    const io = ttyIO({ stdout: true, stderr: true });
+    const io = bufferIO({}, { stdout: true, stderr: true });
     const code = await main(['fetch', h.af.url(RESTRICTED)], { io, makeClient: () => new TokenBrokerClient({ socketPath: h.socketPath, onVersionMismatch: () => undefined }) });
     expect(code).toBe(2);
     expect(io.err()).toMatch(/terminal/);
@@ -125,19 +115,19 @@ describe('client.download and the fetch command', () => {
 
   it('fetch -o draws a progress bar on a terminal stderr, and nothing when stderr is not one', async () => {
     const client = (): TokenBrokerClient => new TokenBrokerClient({ socketPath: h.socketPath, onVersionMismatch: () => undefined });
-    const tty = ttyIO({ stdout: false, stderr: true });
+    const tty = bufferIO({}, { stdout: false, stderr: true });
     expect(await main(['fetch', h.af.url(RESTRICTED), '-o', path.join(work, 'bar.zip')], { io: tty, makeClient: client })).toBe(0);
     expect(tty.err()).toMatch(/\[#+\] 100% {2}4\.0 MiB \/ 4\.0 MiB {2}.*\/s {2}ETA/);
     expect(tty.err()).toMatch(/saved .*bar\.zip \(4\.0 MiB, sha256 [0-9a-f]{64}\)/);
 
-    const pipe = ttyIO({ stdout: false, stderr: false });
+    const pipe = bufferIO({}, { stdout: false, stderr: false });
     expect(await main(['fetch', h.af.url(RESTRICTED), '-o', path.join(work, 'quiet.zip')], { io: pipe, makeClient: client })).toBe(0);
     expect(pipe.err()).toBe('');
     expect(pipe.out()).toBe('');
   });
 
   it('fetch rejects a malformed digest as a usage error', async () => {
-    const io = ttyIO({ stdout: false, stderr: false });
+    const io = bufferIO({}, { stdout: false, stderr: false });
     expect(await main(['fetch', h.af.url(RESTRICTED), '--sha256', 'abc'], { io })).toBe(2);
     expect(io.err()).toMatch(/--sha256 must be 64 hexadecimal characters/);
   });
