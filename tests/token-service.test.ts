@@ -164,6 +164,20 @@ describe('token lifecycle', () => {
     expect(h.service.tokenFor('nordic')).toBe(fresh);
   });
 
+  it('a 401 for a token that was replaced meanwhile does not invalidate the new one', async () => {
+    const h = harness();
+    await h.service.start();
+    const old = newToken({ expiry: inDays(100) });
+    await h.service.set(undefined, old, { verify: true });
+    const fresh = newToken({ expiry: inDays(100) });
+    await h.service.set(undefined, fresh, { verify: true });
+    h.service.rejected('nordic', 'Bad credentials', old);
+    expect(h.service.view().state).toBe('valid');
+    expect(h.events.filter((e) => e.type === 'token.invalid')).toHaveLength(0);
+    h.service.rejected('nordic', 'Bad credentials', fresh);
+    expect(h.service.view().state).toBe('invalid');
+  });
+
   it('expiry with a fake clock: 15 d valid, 14 d expiring + one event, 3 d another, 0 d expired and never sent', async () => {
     const h = harness();
     await h.service.start();

@@ -46,11 +46,13 @@ export async function fetchDocument(deps: DocumentFetchDeps, request: DocumentRe
     throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `${classified.reason}.`, details: { url: safeUrl(request.url) } });
   }
   let hop: RequestHop = deps.policy.initialHop(classified);
+  let usedToken: string | undefined;
   for (;;) {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
     // tokenFor throws TOKEN_MISSING/INVALID/EXPIRED: then nothing is sent at all.
-    if (hop.sendAuthorization) headers.authorization = `Bearer ${deps.tokens.tokenFor(hop.server.name)}`;
+    usedToken = hop.sendAuthorization ? deps.tokens.tokenFor(hop.server.name) : undefined;
+    if (usedToken !== undefined) headers.authorization = `Bearer ${usedToken}`;
     const response = await deps.upstream.request({ method: 'GET', url: hop.url, headers, ...(request.signal === undefined ? {} : { signal: request.signal }) });
     const status = response.status;
 
@@ -86,17 +88,17 @@ export async function fetchDocument(deps: DocumentFetchDeps, request: DocumentRe
     const text = await readBodyCapped(response.body, SMALL_BODY_BYTES).then((b) => (b.tooLarge ? '' : b.text)).catch(() => '');
     const upstreamMessage = artifactoryMessage(text);
     if (status === 404 && request.optional === true) return { status: 'absent' };
-    throw upstreamStatusError(status, hop, request.url, upstreamMessage, response.headers['retry-after'], deps.tokens);
+    throw upstreamStatusError(status, hop, request.url, upstreamMessage, response.headers['retry-after'], deps.tokens, usedToken);
   }
 }
 
-function upstreamStatusError(status: number, hop: RequestHop, originalUrl: string, upstreamMessage: string | undefined, retryAfter: string | string[] | undefined, tokens: TokenAccess): BrokerError {
+function upstreamStatusError(status: number, hop: RequestHop, originalUrl: string, upstreamMessage: string | undefined, retryAfter: string | string[] | undefined, tokens: TokenAccess, usedToken: string | undefined): BrokerError {
   const where = describe(originalUrl);
   const details = { status, url: safeUrl(originalUrl) };
   if (status === 401) {
     if (hop.sendAuthorization) {
       // The token was sent and refused: the token lifecycle marks it invalid; no retry loop.
-      tokens.rejected(hop.server.name, upstreamMessage ?? 'Unauthorized');
+      tokens.rejected(hop.server.name, upstreamMessage ?? 'Unauthorized', usedToken);
       const expired = /expired/i.test(upstreamMessage ?? '');
       return new BrokerError(expired ? 'BROKER_TOKEN_EXPIRED' : 'BROKER_TOKEN_INVALID', {
         message: `${hop.server.origin} rejected the identity token for ${where} (${upstreamMessage ?? 'HTTP 401'}).`,

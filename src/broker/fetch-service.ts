@@ -126,7 +126,7 @@ export class FetchService {
       return this.bodiless(input, 304, headers, startedAt);
     }
     const text = await readErrorBody(response.body);
-    throw this.statusError(response, hop, upstreamMessage(text));
+    throw this.statusError(response, hop, upstreamMessage(text), token);
   }
 
   /**
@@ -183,11 +183,11 @@ export class FetchService {
     }
   }
 
-  private statusError(response: UpstreamResponse, hop: RequestHop, message: string): BrokerError {
+  private statusError(response: UpstreamResponse, hop: RequestHop, message: string, token: LazyToken): BrokerError {
     if (response.status === 401) {
       if (hop.sendAuthorization) {
         // The token was sent and refused: the lifecycle marks it invalid (no retry until replaced).
-        this.deps.tokenAccess.rejected(hop.server.name, message);
+        this.deps.tokenAccess.rejected(hop.server.name, message, token.peek());
         const expired = /expired/i.test(message);
         return new BrokerError(expired ? 'BROKER_TOKEN_EXPIRED' : 'BROKER_TOKEN_INVALID', {
           message: expired
@@ -384,6 +384,11 @@ class LazyToken {
 
   get(): string {
     this.value ??= this.access.tokenFor(this.server);
+    return this.value;
+  }
+
+  /** The token this request used, if it used one. */
+  peek(): string | undefined {
     return this.value;
   }
 }

@@ -9,6 +9,9 @@ export interface TokenAccess {
    * upstream said 401; no retry until replaced), BROKER_TOKEN_EXPIRED (never sent upstream).
    */
   tokenFor(server: string): string;
-  /** An upstream answered 401 to a request that carried the token: mark it invalid. */
-  rejected(server: string, upstreamMessage: string): void;
+  /**
+   * An upstream answered 401 to a request that carried the token: mark it invalid. `usedToken` is
+   * the token that request carried: a 401 for a token that was replaced meanwhile is ignored.
+   */
+  rejected(server: string, upstreamMessage: string, usedToken?: string): void;
 }

@@ -220,7 +220,9 @@ export class TokenService implements TokenAccess {
   }
 
   /** TokenAccess: an upstream said 401 to a request that carried the token. No retry loop. */
-  rejected(name: string, upstreamMessage: string): void {
+  rejected(name: string, upstreamMessage: string, usedToken?: string): void {
+    // A 401 that arrives after a replace was for the old token: the new one is not affected.
+    if (usedToken !== undefined && usedToken !== this.secrets.get(name)) return;
     const meta = this.meta.get(name);
     if (meta === undefined || !this.secrets.has(name) || meta.invalid !== undefined) return;
     meta.invalid = { at: this.deps.clock.now(), reason: upstreamMessage.slice(0, 300) };
@@ -370,7 +372,7 @@ export class TokenService implements TokenAccess {
     } catch (err) {
       if (generation !== this.generationOf(server)) return;
       if (isBrokerError(err, 'BROKER_TOKEN_INVALID') || isBrokerError(err, 'BROKER_TOKEN_EXPIRED')) {
-        this.rejected(server, err.message);
+        this.rejected(server, err.message, token);
         return;
       }
       this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot verify the identity token now; keeping the last known state and retrying');
