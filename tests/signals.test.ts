@@ -45,6 +45,12 @@ describe('signals', () => {
     // Still serving, still at debug: the previous config is in force.
     expect((await daemon.client.status()).pid).toBe(daemon.pid);
     await until(() => requestLines(daemon.output()) === 2, 'a second debug request line', daemon.output);
+
+    // Settings that are read at start only say so instead of silently doing nothing.
+    expect(daemon.output()).not.toContain('restart the daemon to apply them');
+    await writeFile(configFile, JSON.stringify({ secretStore: 'memory', logLevel: 'debug', timeouts: { connectMs: 5000 } }));
+    daemon.process.kill('SIGHUP');
+    await until(() => daemon.output().includes('restart the daemon to apply them'), 'the restart warning', daemon.output);
     expect(await daemon.stop()).toBe(0);
   });
 });

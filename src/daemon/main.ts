@@ -144,6 +144,10 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
         logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
       }
+      const upstreamSettings = (c: Readonly<Config>): string => JSON.stringify([c.proxy, c.caFile, c.timeouts]);
+      if (next !== undefined && upstreamSettings(next) !== upstreamSettings(currentConfig)) {
+        logger.warn('"proxy", "caFile" or "timeouts" changed; the upstream connection settings are read at start only: restart the daemon to apply them');
+      }
       if (next !== undefined) currentConfig = next;
     });
   });
