@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from './ports.js';
+import { retryAfterMs } from './upstream-errors.js';
 
 /**
  * When each source is refreshed next (DESIGN section 6): every `intervalMinutes` ± `jitterPercent`
@@ -35,14 +36,10 @@ export function intervalDelay(timing: RefreshTiming, random: () => number): numb
   return Math.max(BACKOFF_MIN_MS, Math.round(base + (random() * 2 - 1) * spread));
 }
 
-/** Retry-After as delta-seconds or an HTTP date (RFC 9110 10.2.3) -> ms from now; undefined when absent or unusable. */
+/** Retry-After -> ms from now, capped at RETRY_AFTER_MAX_MS; undefined when absent or unusable. */
 export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
-  if (value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d{1,10}$/.test(trimmed)) return Math.min(RETRY_AFTER_MAX_MS, Number(trimmed) * 1000);
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date) || !/[A-Za-z]/.test(trimmed)) return undefined;
-  return Math.min(RETRY_AFTER_MAX_MS, Math.max(0, date - now));
+  const ms = retryAfterMs(value, now);
+  return ms === undefined ? undefined : Math.min(RETRY_AFTER_MAX_MS, ms);
 }
 
 interface Entry {

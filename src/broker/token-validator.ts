@@ -4,6 +4,7 @@ import { BrokerError } from '../protocol/errors.js';
 import { describeIssue } from '../protocol/zod-issues.js';
 import type { Upstream } from './ports.js';
 import { artifactoryMessage, readBodyCapped } from './read-body.js';
+import { retryAfterSeconds } from './upstream-errors.js';
 
 /** `GET origin+tokenInfoPath` answer (times in unix seconds; unknown fields ignored). */
 const UpstreamTokenInfoSchema = z.looseObject({
@@ -58,7 +59,7 @@ export async function validateToken(upstream: Upstream, server: ServerConfig, to
     throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', {
       message: `${server.origin} could not validate the token right now (HTTP ${status}); nothing was stored.`,
       hint: 'Try again later, or store it without validation with `tokenbroker token set --no-verify`.',
-      details: { reason: 'status', status, ...retryAfter(response.headers['retry-after']) },
+      details: { reason: 'status', status, ...retryAfterDetail(response.headers['retry-after']) },
     });
   }
   if (status === 403) {
@@ -95,11 +96,7 @@ export async function validateToken(upstream: Upstream, server: ServerConfig, to
   };
 }
 
-/** `Retry-After` in seconds (delta or HTTP date), for error details. */
-export function retryAfter(header: string | string[] | undefined, now = Date.now()): { retryAfter?: number } {
-  const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined || value === '') return {};
-  if (/^\d+$/.test(value.trim())) return { retryAfter: Number(value.trim()) };
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? {} : { retryAfter: Math.max(0, Math.ceil((date - now) / 1000)) };
+function retryAfterDetail(header: string | string[] | undefined): { retryAfter?: number } {
+  const seconds = retryAfterSeconds(header, Date.now());
+  return seconds === undefined ? {} : { retryAfter: seconds };
 }

@@ -68,14 +68,25 @@ function clean(text: string): string {
   return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
 }
 
-/** `Retry-After` as seconds from now: delta-seconds or an HTTP date. */
-export function retryAfterSeconds(value: string | string[] | undefined, now: number): number | undefined {
+/**
+ * `Retry-After` (RFC 9110 10.2.3) as milliseconds from `now`: delta-seconds or an HTTP date;
+ * undefined when absent or unusable ("1.5", "-5", "soon"). The one parser: callers round or cap.
+ */
+export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return undefined;
   const trimmed = raw.trim();
-  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed);
+  if (/^\d{1,10}$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Date.parse accepts bare numbers like "1.5" as dates; an HTTP date always has a month name.
   const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+  if (Number.isNaN(at) || !/[A-Za-z]/.test(trimmed)) return undefined;
+  return Math.max(0, at - now);
+}
+
+/** `Retry-After` as whole seconds from now, for error details and the Retry-After header. */
+export function retryAfterSeconds(value: string | string[] | undefined, now: number): number | undefined {
+  const ms = retryAfterMs(value, now);
+  return ms === undefined ? undefined : Math.ceil(ms / 1000);
 }
 
 export interface UpstreamFailure {
