@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
+import { exited } from './helpers/process.js';
 import {
   LAUNCHD_LABEL,
   TEMPLATE_FILES,
@@ -306,20 +307,6 @@ describe('fillTemplate', () => {
   });
 });
 
-/** Resolves with the exit code (or the signal name) of a child process. */
-function exited(child: ChildProcess, timeoutMs: number): Promise<number | string> {
-  return new Promise((resolve, reject) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve(child.exitCode ?? String(child.signalCode));
-      return;
-    }
-    const timer = setTimeout(() => reject(new Error(`process ${child.pid} still running after ${timeoutMs} ms`)), timeoutMs);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? String(signal));
-    });
-  });
-}
 
 async function waitForSocket(socketPath: string, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { DaemonUnavailableError, TokenBrokerClient } from '../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
+import { exited } from './helpers/process.js';
 import { CLI_ENTRY, makeTempHome } from './helpers/test-daemon.js';
 import { itWithTools } from './helpers/tools.js';
 
@@ -12,19 +13,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
-function exited(child: ChildProcess, timeoutMs: number): Promise<number | string> {
-  return new Promise((resolve, reject) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve(child.exitCode ?? String(child.signalCode));
-      return;
-    }
-    const timer = setTimeout(() => reject(new Error(`process ${child.pid} still running after ${timeoutMs} ms`)), timeoutMs);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? String(signal));
-    });
-  });
-}
 
 async function waitForSocketFile(socketPath: string, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + 15_000;
