@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 
 const bundle = new URL('../dist/tokenbroker.mjs', import.meta.url);
-const plain = new URL('../dist/cli/run.js', import.meta.url);
+const plain = new URL('../dist/entry.js', import.meta.url);
 const entry = existsSync(bundle) ? bundle : plain;
 if (!existsSync(entry)) {
   process.stderr.write('tokenbroker: the compiled CLI is missing (dist/). Run `npm run build` in the package directory.\n');

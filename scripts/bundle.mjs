@@ -4,7 +4,7 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: ['dist/cli/run.js'],
+  entryPoints: ['dist/entry.js'],
   outfile: 'dist/tokenbroker.mjs',
   bundle: true,
   platform: 'node',

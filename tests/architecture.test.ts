@@ -45,4 +45,52 @@ describe('architecture', () => {
     }
     expect(offences).toEqual([]);
   });
+
+  /**
+   * Layers point inward: cli -> client -> protocol, daemon -> broker -> protocol. src/node holds
+   * the Node adapters both the daemon and the CLI need (config file, private dirs, atomic files,
+   * the socket probe, the undici upstream); src/entry.ts is the binary's entry and wires the CLI
+   * to the daemon runner.
+   */
+  const LAYERS: Record<string, readonly string[]> = {
+    protocol: ['protocol'],
+    broker: ['broker', 'protocol'],
+    client: ['client', 'protocol'],
+    node: ['node', 'broker', 'protocol'],
+    cli: ['cli', 'client', 'node', 'protocol'],
+    daemon: ['daemon', 'broker', 'node', 'protocol'],
+  };
+
+  const SRC = path.join(REPO_ROOT, 'src');
+
+  /** Relative imports of one file (path under src/) that leave the layers its layer may use. */
+  function importOffences(file: string, source: string): string[] {
+    const layer = file.split('/')[0] ?? '';
+    const allowed = LAYERS[layer] ?? [];
+    return importedModules(source)
+      .filter((spec) => spec.startsWith('.'))
+      .filter((spec) => !allowed.includes(path.relative(SRC, path.resolve(SRC, path.dirname(file), spec)).split(path.sep)[0] ?? ''))
+      .map((spec) => `src/${file} imports ${spec} (${layer} may use ${allowed.join(', ')})`);
+  }
+
+  async function layerOffences(layer: string): Promise<string[]> {
+    const offences: string[] = [];
+    for (const file of await sourceFiles(path.join(SRC, layer))) {
+      offences.push(...importOffences(path.relative(SRC, file).split(path.sep).join('/'), await readFile(file, 'utf8')));
+    }
+    return offences;
+  }
+
+  for (const layer of Object.keys(LAYERS)) {
+    it(`src/${layer} imports only ${(LAYERS[layer] ?? []).join(', ')}`, async () => {
+      expect(await layerOffences(layer)).toEqual([]);
+    });
+  }
+
+  it('the layer check catches a CLI import of src/daemon', () => {
+    expect(importOffences('cli/commands/probe.ts', "import { runDaemon } from '../../daemon/main.js';")).toEqual([
+      'src/cli/commands/probe.ts imports ../../daemon/main.js (cli may use cli, client, node, protocol)',
+    ]);
+    expect(importOffences('cli/commands/probe.ts', "import { x } from '../../node/config-file.js';")).toEqual([]);
+  });
 });

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/daemon/config.js';
+import { ConfigError, loadConfig } from '../src/node/config-file.js';
 import { DEFAULT_OFFICIAL_SOURCE } from '../src/protocol/config-schema.js';
 
 async function configFile(content: string | undefined): Promise<string> {

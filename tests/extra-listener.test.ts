@@ -6,7 +6,7 @@ import { Agent, WebSocket } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../src/client/client.js';
 import { ensureListenerDir, listenerDirMode } from '../src/daemon/extra-listeners.js';
-import { PrivateDirError } from '../src/daemon/private-dir.js';
+import { PrivateDirError } from '../src/node/private-dir.js';
 import { BrokerError } from '../src/protocol/errors.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon } from './helpers/test-daemon.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../src/daemon/config.js';
+import { ConfigError, parseConfig } from '../src/node/config-file.js';
 import { buildServer } from '../src/daemon/server.js';
 import { ERRORS, isErrorCode } from '../src/protocol/errors.js';
 import { recordFigure } from './helpers/figures.js';

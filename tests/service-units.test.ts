@@ -18,7 +18,7 @@ import {
   renderLaunchdPlist,
   renderSystemdUnits,
   type SystemdUnitTexts,
-} from '../src/daemon/service/unit-templates.js';
+} from '../src/cli/service/unit-templates.js';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 

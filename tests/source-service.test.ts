@@ -5,7 +5,7 @@ import { createTokenPolicy } from '../src/broker/policy.js';
 import type { Upstream } from '../src/broker/ports.js';
 import { SourceService } from '../src/broker/source-service.js';
 import { indexDocumentName } from '../src/broker/source-index.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema, type ConfigInput } from '../src/protocol/config-schema.js';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';

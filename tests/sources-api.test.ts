@@ -8,7 +8,7 @@ import { createTokenPolicy } from '../src/broker/policy.js';
 import { SourceService } from '../src/broker/source-service.js';
 import { indexDocumentName } from '../src/broker/source-index.js';
 import { buildServer } from '../src/daemon/server.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';
 import type { SourceView } from '../src/protocol/sources.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';

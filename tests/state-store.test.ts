@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sweepTempFiles, writeFileAtomic } from '../src/daemon/atomic-file.js';
+import { sweepTempFiles, writeFileAtomic } from '../src/node/atomic-file.js';
 import { createFsStateStore } from '../src/daemon/fs-state-store.js';
 import { makeTempHome, REPO_ROOT } from './helpers/test-daemon.js';
 

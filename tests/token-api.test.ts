@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../src/daemon/server.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { testServerDeps } from './helpers/server-deps.js';

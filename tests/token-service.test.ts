@@ -4,7 +4,7 @@ import { silentLog } from '../src/broker/log.js';
 import type { SecretStore } from '../src/broker/ports.js';
 import { DAY_MS, TokenService } from '../src/broker/token-service.js';
 import { createMemoryStore } from '../src/daemon/secret-store/memory-store.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';
 import { BrokerError } from '../src/protocol/errors.js';
 import type { BrokerEvent } from '../src/protocol/events.js';

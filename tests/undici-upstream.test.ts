@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUndiciUpstream, type UndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 
 const timeouts = { connectMs: 2_000, headersMs: 500, bodyIdleMs: 500 };

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUndiciUpstream } from '../src/daemon/undici-upstream.js';
+import { createUndiciUpstream } from '../src/node/undici-upstream.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { startForwardProxy, type ForwardProxy } from './fixtures/forward-proxy.js';
 import { makeTempHome } from './helpers/test-daemon.js';

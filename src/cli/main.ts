@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
 import { registerAppsCommand } from './commands/apps-command.js';
-import { registerDaemonCommand } from './commands/daemon-command.js';
+import { registerDaemonCommand, type DaemonRunner } from './commands/daemon-command.js';
 import { registerSourcesCommand } from './commands/sources-command.js';
 import { registerStatusCommand } from './commands/status-command.js';
 import { registerFetchCommand } from './commands/fetch-command.js';
@@ -21,9 +21,11 @@ export interface MainOptions {
   makeClient?: (socket: string | undefined) => TokenBrokerClient;
   /** Start a daemon when none answers (default: on for the real process, i.e. when no `io` is injected). */
   autostart?: boolean;
+  /** Runs `tokenbroker daemon` (the binary's entry passes the real one). */
+  runDaemon?: DaemonRunner;
 }
 
-export function buildProgram(ctx: CliContext): Command {
+export function buildProgram(ctx: CliContext, runDaemon?: DaemonRunner): Command {
   const program = new Command('tokenbroker')
     .description('Holds your Artifactory identity token and serves authenticated downloads to local programs.')
     .version(VERSION, '-V, --version')
@@ -36,7 +38,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
   // commander exits 1 on usage errors; the contract says 2, so errors are thrown and mapped here.
   program.exitOverride();
-  registerDaemonCommand(program, ctx);
+  registerDaemonCommand(program, ctx, runDaemon);
   registerStatusCommand(program, ctx);
   registerTokenCommand(program, ctx);
   registerFetchCommand(program, ctx);
@@ -64,7 +66,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
   const holder: { program?: Command } = {};
   const globals = (): GlobalOptions => holder.program?.opts<GlobalOptions>() ?? {};
   const ctx = createContext(io, globals, options.makeClient, options.autostart ?? options.io === undefined);
-  const program = buildProgram(ctx);
+  const program = buildProgram(ctx, options.runDaemon);
   holder.program = program;
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

@@ -6,7 +6,7 @@ import type { Config } from '../protocol/config-schema.js';
 import { tagExtraListener } from './listener-auth.js';
 import { ListenError, openSocketPath, type SocketHandle } from './listen.js';
 import type { Logger } from './logger.js';
-import { PrivateDirError } from './private-dir.js';
+import { PrivateDirError } from '../node/private-dir.js';
 
 type ListenerConfig = Config['listeners'][number];
 

@@ -4,7 +4,7 @@ import { constants, mkdir, open, readdir, readFile, rename, stat, unlink, utimes
 import path from 'node:path';
 import { z } from 'zod';
 import type { CacheWriter, CachedContent, CachedContentInfo, ContentCache, DomainLogger } from '../broker/fetch-ports.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../node/atomic-file.js';
 
 export interface FsContentCacheOptions {
   /** The daemon's cache dir (already checked private); bodies go into its `content/` subdir. */

@@ -2,7 +2,7 @@ import { mkdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from '../broker/ports.js';
 import { BrokerError } from '../protocol/errors.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../node/atomic-file.js';
 
 /** Document names: one optional sub-directory, no traversal, no hidden files. */
 const NAME = /^(?:[a-z0-9][a-z0-9_-]{0,63}\/)?[a-z0-9][a-z0-9._-]{0,127}\.json$/;

@@ -3,11 +3,11 @@
  * lifetime (signals, drain, socket removal) is handled.
  */
 import type { Config } from '../protocol/config-schema.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig } from '../node/config-file.js';
 import { ListenError, openMainSocket, socketActivationFd, type SocketHandle } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
 import { currentPathInputs, resolvePaths, type Paths } from '../protocol/paths.js';
-import { ensurePrivateDir, PrivateDirError } from './private-dir.js';
+import { ensurePrivateDir, PrivateDirError } from '../node/private-dir.js';
 import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
@@ -17,12 +17,12 @@ import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
-import { sweepTempFiles } from './atomic-file.js';
+import { sweepTempFiles } from '../node/atomic-file.js';
 import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
-import { createUndiciUpstream } from './undici-upstream.js';
+import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';

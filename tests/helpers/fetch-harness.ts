@@ -9,7 +9,7 @@ import { TokenBrokerClient } from '../../src/client/client.js';
 import { createFsContentCache, type FsContentCache } from '../../src/daemon/fs-content-cache.js';
 import { buildServer } from '../../src/daemon/server.js';
 import { systemClock } from '../../src/daemon/system-clock.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/daemon/undici-upstream.js';
+import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import type { ConfigInput } from '../../src/protocol/config-schema.js';

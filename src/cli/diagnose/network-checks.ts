@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import { artifactoryMessage, readBodyCapped } from '../../broker/read-body.js';
-import { createUndiciUpstream } from '../../daemon/undici-upstream.js';
+import { createUndiciUpstream } from '../../node/undici-upstream.js';
 import type { Config, ServerConfig } from '../../protocol/config-schema.js';
 import { BrokerError } from '../../protocol/errors.js';
 import { check, forServer, type Check } from './check.js';

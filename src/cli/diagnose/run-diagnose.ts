@@ -1,5 +1,5 @@
 import { TokenBrokerClient } from '../../client/client.js';
-import { ConfigError, loadConfig } from '../../daemon/config.js';
+import { ConfigError, loadConfig } from '../../node/config-file.js';
 import type { Config } from '../../protocol/config-schema.js';
 import { VERSION } from '../../protocol/version.js';
 import { check, forServer, summarise, type Check, type DiagnoseReport } from './check.js';

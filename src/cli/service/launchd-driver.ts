@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { LAUNCHD_LABEL } from '../../daemon/service/unit-templates.js';
+import { LAUNCHD_LABEL } from './unit-templates.js';
 import { formatCommand, type CommandResult, type CommandRunner } from './command-runner.js';
 import type { PlannedFile } from './service-files.js';
 import { ServiceError } from './service-host.js';

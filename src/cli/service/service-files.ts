@@ -1,7 +1,7 @@
 import { mkdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../../daemon/atomic-file.js';
-import { renderLaunchdPlist, renderSystemdUnits, TemplateError } from '../../daemon/service/unit-templates.js';
+import { writeFileAtomic } from '../../node/atomic-file.js';
+import { renderLaunchdPlist, renderSystemdUnits, TemplateError } from './unit-templates.js';
 import { ServiceError, type ServiceHost, type ServiceLayout } from './service-host.js';
 
 /** Unit files and plists hold no secrets; 0644 is what systemd and launchd expect. */

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { resolvePaths } from '../../protocol/paths.js';
-import { LAUNCHD_LABEL, LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT, TEMPLATE_FILES } from '../../daemon/service/unit-templates.js';
+import { LAUNCHD_LABEL, LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT, TEMPLATE_FILES } from './unit-templates.js';
 import { cliEntry, packageRoot } from '../package-root.js';
 import { systemCommandRunner, type CommandRunner } from './command-runner.js';
 

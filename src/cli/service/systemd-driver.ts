@@ -1,4 +1,4 @@
-import { SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT } from '../../daemon/service/unit-templates.js';
+import { SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT } from './unit-templates.js';
 import { formatCommand, type CommandResult, type CommandRunner } from './command-runner.js';
 import type { PlannedFile } from './service-files.js';
 import { ServiceError } from './service-host.js';

@@ -4,8 +4,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SecretStore } from '../../broker/ports.js';
 import { BrokerError } from '../../protocol/errors.js';
-import { writeFileAtomic } from '../atomic-file.js';
-import { PrivateDirError, ensurePrivateDir } from '../private-dir.js';
+import { writeFileAtomic } from '../../node/atomic-file.js';
+import { PrivateDirError, ensurePrivateDir } from '../../node/private-dir.js';
 
 export const SECRETS_FILE = 'secrets.json';
 
