@@ -52,7 +52,7 @@ describe('state store', () => {
     const file = path.join(dir, 'big.json');
     // A writer that rewrites a ~2 MB document as fast as it can, each version internally consistent.
     const script = `
-      const { writeFileAtomic } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/daemon/atomic-file.js'))});
+      const { writeFileAtomic } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/node/atomic-file.js'))});
       for (let v = 1; ; v++) {
         const doc = { version: v, apps: Array.from({ length: 20000 }, (_, i) => ({ i, v, name: 'app-' + i })) };
         await writeFileAtomic(${JSON.stringify(file)}, JSON.stringify(doc));
