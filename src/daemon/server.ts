@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import fastifyWebsocket from '@fastify/websocket';
@@ -132,7 +133,34 @@ export const HEADERS_TIMEOUT_MS = 10_000;
  * (downloads can take long); slow-header clients are cut off, checked every second.
  */
 export function createLocalHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
-  return createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
+  server.on('clientError', answerParserError);
+  return server;
+}
+
+/**
+ * Node's HTTP parser refuses some requests before fastify sees them (headers over the limit, a
+ * garbage request line). Node's default answer is a bare `400 Bad Request`; every refusal of the
+ * API carries the envelope instead (DESIGN section 5), so it is written here by hand.
+ */
+export function answerParserError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? 431 : timedOut ? 408 : 400;
+  const refused = new BrokerError('BROKER_BAD_REQUEST', {
+    message: tooLarge ? 'The request headers are too large.' : timedOut ? 'The request headers did not arrive in time.' : 'The request is not valid HTTP/1.1.',
+    hint: tooLarge ? 'Local clients send a few short headers; the tokenbroker client library does this for you.' : 'Speak HTTP/1.1 to the socket; the tokenbroker client library does this for you.',
+    details: { reason: error.code ?? 'parse_error', status },
+  });
+  const body = JSON.stringify(refused.toEnvelope());
+  const reason = tooLarge ? 'Request Header Fields Too Large' : timedOut ? 'Request Timeout' : 'Bad Request';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${VERSION_HEADER}: ${VERSION}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** The raw server fastify built through serverFactory, for `listen.ts`. */
@@ -145,10 +173,22 @@ export function rawServer(app: FastifyInstance): Server {
  * but it cannot hide its Origin, and a rebinding attack carries a foreign Host.
  */
 function refuseBrowserRequests(request: FastifyRequest): void {
+  // Node keeps only the first of several Host headers; a proxy in between may have used the other.
+  if (countRawHeaders(request.raw.rawHeaders, 'host') > 1) {
+    throw new BrokerError('BROKER_BAD_REQUEST', { message: 'The request has more than one Host header.', hint: 'Send exactly one "Host: localhost".' });
+  }
   if (request.headers.origin !== undefined) {
     throw new BrokerError('BROKER_FORBIDDEN', {
       message: 'Requests with an Origin header are refused.',
       hint: 'Browsers cannot use tokenbroker; call it from a local program without an Origin header.',
+    });
+  }
+  // A browser marks every request it sends; only what the user typed or the same origin is local.
+  const site = request.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'none' && site !== 'same-origin') {
+    throw new BrokerError('BROKER_FORBIDDEN', {
+      message: `Requests from a web page are refused (Sec-Fetch-Site: ${JSON.stringify(String(site).slice(0, 40))}).`,
+      hint: 'Browsers cannot use tokenbroker; call it from a local program.',
     });
   }
   const host = request.headers.host;
@@ -158,6 +198,12 @@ function refuseBrowserRequests(request: FastifyRequest): void {
       hint: 'Local clients send "Host: localhost"; the tokenbroker client library does this for you.',
     });
   }
+}
+
+function countRawHeaders(rawHeaders: readonly string[], name: string): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count += 1;
+  return count;
 }
 
 function toBrokerError(error: FastifyError | Error): BrokerError {
