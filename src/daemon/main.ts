@@ -56,7 +56,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   try {
     config = await loadConfig(paths.configFile);
   } catch (err) {
-    if (err instanceof ConfigError) throw new StartupError(err.message, 'Fix the file, or remove it to use the defaults.');
+    if (err instanceof ConfigError) throw new StartupError(err.message, err.hint ?? 'Fix the file, or remove it to use the defaults.');
     throw err;
   }
   const logger = createLogger({ level: config.logLevel });
