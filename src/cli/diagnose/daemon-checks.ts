@@ -1,4 +1,5 @@
 import { DaemonUnavailableError, type TokenBrokerClient } from '../../client/client.js';
+import { isUntrustedSocket } from '../../client/socket-trust.js';
 import { BrokerError } from '../../protocol/errors.js';
 import type { Status } from '../../protocol/status.js';
 import { SecretStoreStatusSchema, TokenViewSchema, type TokenView } from '../../protocol/token.js';
@@ -19,6 +20,8 @@ export async function daemonChecks(client: TokenBrokerClient): Promise<DaemonFin
   try {
     status = await client.status();
   } catch (err) {
+    // The socket checks above already say why; the daemon was not asked.
+    if (isUntrustedSocket(err)) return { checks: [check('daemon', 'fail', 'not asked: the socket is not safe to use (see the socket checks)', err.hint)], tokens: new Map() };
     if (err instanceof DaemonUnavailableError) return { checks: [check('daemon', 'fail', err.message, err.hint)], tokens: new Map() };
     if (err instanceof BrokerError) return { checks: [check('daemon', 'fail', `The daemon answered with an error: ${err.message}`, err.hint)], tokens: new Map() };
     throw err;
