@@ -29,6 +29,7 @@ import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
+import { coreDumpsStatus } from './core-limit.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -131,6 +132,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       () => sources.statusSection(),
       () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
       async () => ({ cache: await contentCache.usage() }),
+      async () => ({ coreDumps: await coreDumpsStatus() }),
     ],
   });
   await app.ready();
