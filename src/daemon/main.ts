@@ -22,6 +22,9 @@ import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
+import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/plaintext-leftover.js';
+import { SECRETS_FILE } from './secret-store/file-store.js';
+import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { VERSION } from '../protocol/version.js';
@@ -73,7 +76,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const startedAt = systemClock.now();
   const swept = await sweepTempFiles(paths.stateDir);
   if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
-  const secretStore = await openSecretStore(config.secretStore, paths, logger);
+  const selected = await openSecretStore(config.secretStore, paths, logger);
+  // A secrets.json left by an earlier "secretStore": "file": migrated into the keychain, or flagged.
+  const settled = config.secretStore === 'file' ? { store: selected.store, migrated: 0 } : await settlePlaintextLeftover(selected.store, paths.stateDir, logger);
+  const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
+  const plaintextLeftover = settled.leftover;
   const events = new EventBus(systemClock);
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
@@ -128,7 +135,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clientTokens,
     fetchService,
     statusSections: [
-      () => ({ secretStore: secretStoreStatus(secretStore) }),
+      () => ({ secretStore: secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir) }),
       () => sources.statusSection(),
       () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
       async () => ({ cache: await contentCache.usage() }),
@@ -260,15 +267,22 @@ async function openSecretStore(setting: Config['secretStore'], paths: Paths, log
   }
 }
 
-function secretStoreStatus(selection: SecretStoreSelection): SecretStoreStatus {
+function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextLeftover | undefined, stateDir: string): SecretStoreStatus {
   const { store, warning } = selection;
   const state = store.kind === 'keychain' ? ((store as KeychainStore).lastState ?? 'unknown') : 'ok';
+  const leftBehind = leftover?.present === true;
+  const plaintextPath = store.plaintextAtRest ? path.join(stateDir, SECRETS_FILE) : leftBehind ? leftover.path : undefined;
+  const warnings = [
+    ...(store.plaintextAtRest ? ['The token is stored in plain text in the state directory (secretStore: "file").'] : []),
+    ...(leftBehind ? [`A plaintext secrets file is left from "secretStore": "file": ${leftover.path}. \`tokenbroker token remove\` deletes it (set the token again afterwards).`] : []),
+    ...(warning === undefined ? [] : [warning]),
+  ];
   return {
     kind: store.kind,
     state,
     persistent: store.persistent,
-    plaintextAtRest: store.plaintextAtRest,
-    ...(store.plaintextAtRest ? { warning: 'The token is stored in plain text in the state directory (secretStore: "file").' } : {}),
-    ...(warning === undefined ? {} : { warning }),
+    plaintextAtRest: store.plaintextAtRest || leftBehind,
+    ...(plaintextPath === undefined ? {} : { plaintextPath }),
+    ...(warnings.length === 0 ? {} : { warning: warnings.join(' ') }),
   };
 }

@@ -55,6 +55,14 @@ function secretStoreCheck(store: ReturnType<typeof SecretStoreStatusSchema.parse
   if (store.state === 'locked' || store.state === 'timeout') {
     return check('secret-store', 'warn', `${what}${store.warning ? `: ${store.warning}` : ''}`, 'Unlock your login keyring; the daemon retries on its own.');
   }
+  if (store.plaintextAtRest && store.kind !== 'file') {
+    return check(
+      'secret-store',
+      'fail',
+      `${what}: a plaintext secrets file is left from "secretStore": "file"${store.plaintextPath === undefined ? '' : ` (${store.plaintextPath})`}`,
+      'Run `tokenbroker token remove` (it deletes the file), then set the token again; or unlock the keychain and restart the daemon to move it there.',
+    );
+  }
   if (store.plaintextAtRest) return check('secret-store', 'warn', what, 'secretStore "file" keeps the token in plain text in the state directory; prefer "auto" or "keychain".');
   if (store.warning !== undefined) return check('secret-store', 'warn', `${what}: ${store.warning}`, 'Install and unlock a keychain (Secret Service on Linux) to keep the token across restarts, or set "secretStore": "memory" to accept that.');
   return check('secret-store', 'ok', what);
