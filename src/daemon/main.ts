@@ -33,6 +33,8 @@ import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 import { coreDumpsStatus } from './core-limit.js';
+import { SecretScrubber } from '../broker/secret-scrubber.js';
+import { rememberingStore } from './secret-store/remembering-store.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -63,7 +65,10 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     if (err instanceof ConfigError) throw new StartupError(err.message, err.hint ?? 'Fix the file, or remove it to use the defaults.');
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel });
+  // Every token the daemon holds or is handed, redacted from every answer, event, log line and state file.
+  const scrubber = new SecretScrubber();
+  const logger = createLogger({ level: config.logLevel, scrub: (line) => scrubber.scrub(line) });
+  const scrub = (text: string): string => scrubber.scrub(text);
   try {
     await ensurePrivateDir(paths.stateDir, 'state');
     await ensurePrivateDir(paths.cacheDir, 'cache');
@@ -78,7 +83,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
   const selected = await openSecretStore(config.secretStore, paths, logger);
   // A secrets.json left by an earlier "secretStore": "file": migrated into the keychain, or flagged.
-  const settled = config.secretStore === 'file' ? { store: selected.store, migrated: 0 } : await settlePlaintextLeftover(selected.store, paths.stateDir, logger);
+  const remembering = rememberingStore(selected.store, scrubber);
+  const settled = config.secretStore === 'file' ? { store: remembering, migrated: 0 } : await settlePlaintextLeftover(remembering, paths.stateDir, logger);
   const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
   const plaintextLeftover = settled.leftover;
   const events = new EventBus(systemClock);
@@ -88,7 +94,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     servers: () => currentConfig.servers,
     warningDays: () => currentConfig.expiryWarningDays,
     store: secretStore.store,
-    state: createFsStateStore(paths.stateDir),
+    state: createFsStateStore(paths.stateDir, { scrub }),
     upstream,
     clock: systemClock,
     events,
@@ -101,13 +107,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     policy,
     tokens,
     upstream,
-    state: createFsStateStore(paths.stateDir),
+    state: createFsStateStore(paths.stateDir, { scrub }),
     clock: systemClock,
     events,
     log: logger,
   });
   await sources.load();
-  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
+  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir, { scrub }), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
@@ -134,6 +140,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     sources,
     clientTokens,
     fetchService,
+    scrubber,
     statusSections: [
       () => ({ secretStore: secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir) }),
       () => sources.statusSection(),

@@ -19,6 +19,7 @@ import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
+import type { SecretScrubber } from '../broker/secret-scrubber.js';
 import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
 
@@ -48,6 +49,8 @@ export interface ServerDeps {
   sources: SourceService;
   /** Scoped client tokens for extra listeners (DESIGN section 8). */
   clientTokens: ClientTokenService;
+  /** Redacts every token the daemon knows from answers, relayed headers and events (absent in some unit tests). */
+  scrubber?: SecretScrubber;
   /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
   listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
@@ -96,6 +99,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Before any route: it records every route (route table test) and guards extra listeners.
   installListenerAuth(app, { clientTokens: deps.clientTokens, listenerOf: deps.listenerOf });
 
+  if (deps.scrubber !== undefined) installScrubbing(app, deps.scrubber);
+
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
@@ -118,11 +123,31 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
-  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
-  registerAppRoutes(app, deps.sources, deps.fetchService);
+  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService, deps.scrubber);
+  registerAppRoutes(app, deps.sources, deps.fetchService, deps.scrubber);
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;
+}
+
+/**
+ * Every answer the API serializes (JSON bodies, error envelopes, the fetch ledger) passes here:
+ * a token in it, whatever path it took from an upstream, becomes `[redacted]`, and a header that
+ * carries one is dropped. A token handed in by `PUT /v1/token` is remembered before anything
+ * (validation included) can echo it. Streamed fetch bodies are content and bypass this (their
+ * relayed headers are filtered in fetch-routes.ts).
+ */
+function installScrubbing(app: FastifyInstance, scrubber: SecretScrubber): void {
+  app.addHook('preValidation', async (request) => {
+    const body = request.body as { token?: unknown } | undefined;
+    if (typeof body === 'object' && body !== null && typeof body.token === 'string') scrubber.remember(body.token);
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined && scrubber.leaks(Array.isArray(value) ? value.join(', ') : String(value))) reply.removeHeader(name);
+    }
+    return typeof payload === 'string' ? scrubber.scrub(payload) : payload;
+  });
 }
 
 /** A local client that has not finished its request headers after this long is cut off. */
@@ -200,7 +225,9 @@ function refuseBrowserRequests(request: FastifyRequest): void {
   }
 }
 
-function countRawHeaders(rawHeaders: readonly string[], name: string): number {
+function countRawHeaders(rawHeaders: readonly string[] | undefined, name: string): number {
+  // Injected requests (tests' injectWS) may come without rawHeaders.
+  if (rawHeaders === undefined) return 0;
   let count = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count += 1;
   return count;
