@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -133,7 +133,6 @@ describe('clients refuse an impostor socket (issue 14)', () => {
   it('with a client token (an extra listener, shared on purpose) the ownership check does not apply', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tb-shared-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const { chmod } = await import('node:fs/promises');
     await chmod(dir, 0o770);
     const owner = new TokenBrokerClient({ socketPath: path.join(dir, 'tb.sock'), timeoutMs: 2_000 });
     const shared = new TokenBrokerClient({ socketPath: path.join(dir, 'tb.sock'), clientToken: 'tbk_x', timeoutMs: 2_000 });
