@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
 import type { BrokerEvent } from '../src/protocol/events.js';
-import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory, type Fault } from './fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from './helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 
@@ -116,5 +116,145 @@ describe('canary token across everything', () => {
     for (const file of files) see(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
     expect(seen.length).toBeGreaterThan(40);
     expect(seen.filter((s) => s.text.includes(canary)).map((s) => s.where)).toEqual([]);
+  });
+});
+
+/**
+ * Issue 14: an upstream (or a proxy in front of it) that echoes the Authorization header back in
+ * error bodies (JSON, text, XML), checksum headers, a redirect's Location and a 401. The canary
+ * must come back out of the daemon nowhere: API answers and their headers, `/v1/fetches/:id`,
+ * events, state files, log lines, CLI output.
+ */
+describe('canary token against a reflecting upstream', () => {
+  const reflected = `tbk-reflect-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  const found: { where: string; text: string }[] = [];
+  const note = (where: string, text: string) => found.push({ where, text });
+  let af: FakeArtifactory;
+  let home: string;
+  let out: string;
+  let daemon: TestDaemon;
+  const events: BrokerEvent[] = [];
+  const controller = new AbortController();
+  let stream: Promise<void>;
+
+  const cli = async (args: string[], input?: string) => {
+    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
+    note(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
+    return result;
+  };
+  const raw = async (method: string, urlPath: string, body?: unknown) => {
+    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
+    try {
+      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const text = await res.body.text().catch(() => '(aborted)');
+      note(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
+      return { status: res.statusCode, headers: res.headers, text };
+    } finally {
+      await client.close();
+    }
+  };
+  /** A fetch and the ledger entry that tells how it ended. */
+  const fetchAndLedger = async (url: string, query = '') => {
+    const answer = await raw('GET', `/v1/fetch?url=${encodeURIComponent(url)}${query}`);
+    const id = answer.headers['x-tokenbroker-request-id'];
+    if (typeof id === 'string') await raw('GET', `/v1/fetches/${id}`);
+    return answer;
+  };
+
+  beforeAll(async () => {
+    af = await startFakeArtifactory();
+    af.addToken(reflected, { token_id: 'tid-reflect', description: 'reflect', expiry: Math.floor(Date.now() / 1000) + 60 * 86400 });
+    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
+    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
+    home = await makeTempHome();
+    out = await makeTempHome('tb-reflect-out-');
+    daemon = await startTestDaemon({
+      home,
+      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `reflect-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
+    });
+    stream = (async () => {
+      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+  });
+  afterAll(async () => {
+    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
+    await daemon.cleanup();
+    await af.close();
+    await rm(home, { recursive: true, force: true });
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('every reflecting answer goes through the daemon', async () => {
+    expect((await cli(['token', 'set'], `${reflected}\n`)).code).toBe(0);
+    expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
+
+    // [name, fault, the daemon's answer status]
+    const cases: [string, Fault, number][] = [
+      ['json-403', { kind: 'reflect', as: 'json', status: 403 }, 403],
+      ['json-429', { kind: 'reflect', as: 'json', status: 429 }, 502],
+      ['json-500', { kind: 'reflect', as: 'json', status: 500 }, 502],
+      ['text-502', { kind: 'reflect', as: 'text' }, 502],
+      ['xml-403', { kind: 'reflect', as: 'xml' }, 403],
+      ['checksum', { kind: 'reflect', as: 'checksum' }, 200],
+      ['redirect', { kind: 'reflect', as: 'redirect' }, 502],
+      // Followed (same origin), then a 404 that names the URL the Location gave.
+      ['redirect-followed', { kind: 'reflect', as: 'redirect', to: af.origin }, 404],
+    ];
+    for (const [name, fault, status] of cases) {
+      const artifact = `/artifactory/internal/reflect-${name}.bin`;
+      af.setFault(artifact, fault);
+      const answer = await fetchAndLedger(af.url(artifact));
+      expect(answer.status, name).toBe(status);
+      if (name === 'checksum') {
+        // Relayed headers that carry the token are dropped; the body is content and is passed on.
+        expect(answer.headers['x-checksum-sha1']).toBeUndefined();
+        expect(answer.headers.etag).toBeUndefined();
+        expect(answer.text).toBe('reflected checksum body');
+      } else if (name !== 'redirect') {
+        // (The refused redirect names only the Location's origin.)
+        expect(answer.text, name).toContain('[redacted]');
+      }
+      // The token went out with the request, so the upstream really had it to reflect.
+      expect(af.requestsTo(artifact).at(-1)?.headers.authorization, name).toBe(`Bearer ${reflected}`);
+    }
+    // The checksum header disagrees with the requested digest: refused before the first byte.
+    expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-checksum.bin'), `&sha1=${'0'.repeat(40)}`)).status).toBe(502);
+    expect((await cli(['fetch', af.url('/artifactory/internal/reflect-text-502.bin'), '-o', path.join(out, 'text.bin')])).code).not.toBe(0);
+    expect((await cli(['fetch', af.url('/artifactory/internal/reflect-checksum.bin'), '--sha1', '0'.repeat(40), '-o', path.join(out, 'sum.bin')])).code).toBe(6);
+
+    // A source whose documents now reflect: lastError, source.failed, the stored index.
+    af.setFault(`${RESTRICTED_BASE}/source.json`, { kind: 'reflect', as: 'json', status: 500 });
+    await raw('POST', '/v1/sources/refresh', {});
+    af.setFault(`${RESTRICTED_BASE}/secret-app.json`, { kind: 'reflect', as: 'xml' });
+    af.clearFaults(`${RESTRICTED_BASE}/source.json`);
+    await raw('POST', '/v1/sources/refresh', {});
+    af.setFault('/artifactory/swtools/internal/ncd/apps/other/source.json', { kind: 'reflect', as: 'text' });
+    await cli(['sources', 'add', af.url('/artifactory/swtools/internal/ncd/apps/other/source.json')]);
+    await cli(['sources', 'list']);
+
+    // Validating a new token against a reflecting tokens/me: the candidate comes back in the error.
+    af.setFault(TOKEN_INFO_PATH, { kind: 'reflect', as: 'json', status: 500 }, { times: 1 });
+    await raw('PUT', '/v1/token', { token: `${reflected}-candidate` });
+
+    // Last, a 401 that reflects it: the token becomes invalid with the upstream's reason.
+    af.setFault('/artifactory/internal/reflect-401.bin', { kind: 'reflect', as: 'json', status: 401 });
+    expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-401.bin'))).status).toBe(409);
+    await expect.poll(() => events.some((e) => e.type === 'token.invalid'), { timeout: 5000 }).toBe(true);
+    for (const [method, route] of [['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']] as const) await raw(method, route);
+    for (const args of [['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']]) await cli(args);
+  });
+
+  it('the reflected canary appears nowhere, and the reflections were redacted, not lost', async () => {
+    controller.abort();
+    await stream;
+    note('events', JSON.stringify(events));
+    await daemon.stop();
+    note('daemon log', daemon.output());
+    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
+    for (const file of files) note(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    expect(found.filter((s) => s.text.includes(reflected)).map((s) => s.where)).toEqual([]);
+    // The reflections did reach the daemon's answers: each came out as [redacted].
+    expect(found.filter((s) => s.text.includes('[redacted]')).length).toBeGreaterThan(5);
   });
 });

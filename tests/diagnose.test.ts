@@ -145,7 +145,7 @@ describe('diagnose checks', () => {
     expect(report.checks.some((c) => c.server !== undefined)).toBe(false);
   });
 
-  it('a socket others can connect to fails; a readable socket directory warns', async () => {
+  it('a socket others can connect to fails, and so does a socket directory open to others (clients refuse both)', async () => {
     const home = await tempHome();
     const dir = path.join(home, 'run');
     await mkdir(dir, { mode: 0o700 });
@@ -154,10 +154,13 @@ describe('diagnose checks', () => {
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(socketPath, resolve));
     await chmod(socketPath, 0o666);
+    const [dirOk, socketCheck] = await socketChecks(socketPath, process.getuid?.());
+    expect(dirOk).toMatchObject({ id: 'socket-dir', status: 'ok' });
+    expect(socketCheck).toMatchObject({ id: 'socket', status: 'fail', message: `${socketPath} can be used by group or others (mode 0666): they would act as you; clients refuse to use it` });
     await chmod(dir, 0o755);
-    const [dirCheck, socketCheck] = await socketChecks(socketPath, process.getuid?.());
-    expect(dirCheck).toMatchObject({ id: 'socket-dir', status: 'warn' });
-    expect(socketCheck).toMatchObject({ id: 'socket', status: 'fail', message: `${socketPath} can be used by group or others (mode 0666): they would act as you` });
+    expect(await socketChecks(socketPath, process.getuid?.())).toEqual([
+      { id: 'socket-dir', status: 'fail', message: `${dir} is open to group or others (mode 0755); clients refuse to use it`, hint: `Run: chmod 700 ${dir}` },
+    ]);
     await chmod(socketPath, 0o600);
     await chmod(dir, 0o700);
     expect((await socketChecks(socketPath, process.getuid?.())).map((c) => c.status)).toEqual(['ok', 'ok']);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Agent, WebSocket } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../src/client/client.js';
+import { UntrustedSocketError } from '../src/client/socket-trust.js';
 import { ensureListenerDir, listenerDirMode } from '../src/daemon/extra-listeners.js';
 import { PrivateDirError } from '../src/node/private-dir.js';
 import { BrokerError } from '../src/protocol/errors.js';
@@ -71,8 +72,17 @@ describe('extra listeners (real daemon)', () => {
       expect((await daemon.client.status()).listeners).toEqual([{ path: listenerPath, mode: '0660' }]);
       expect((await runCli(['status'], { env: daemon.env })).stdout).toContain(`extra listener: ${listenerPath} (mode 0660, client token required)`);
 
-      // Without a token nothing is served, not even status.
-      expect((await errorOf(on().status())).code).toBe('BROKER_UNAUTHORIZED');
+      // Without a token nothing is served, not even status. (Asked raw: the client library without
+      // a client token takes the socket for the owner's and refuses a shared one before sending.)
+      await expect(on().status()).rejects.toBeInstanceOf(UntrustedSocketError);
+      const anonymous = new Agent({ connect: { socketPath: listenerPath } });
+      try {
+        const answer = await anonymous.request({ origin: 'http://localhost', path: '/v1/status', method: 'GET', headers: { host: 'localhost' } });
+        expect(answer.statusCode).toBe(401);
+        expect(await answer.body.json()).toMatchObject({ error: { code: 'BROKER_UNAUTHORIZED' } });
+      } finally {
+        await anonymous.close();
+      }
 
       // The CLI prints the token alone on stdout, the warning on stderr.
       const created = await runCli(['client-token', 'create', '--description', 'ci-runner', '--scope', 'status:read'], { env: daemon.env });
@@ -110,8 +120,9 @@ describe('extra listeners (real daemon)', () => {
       expect(cliOnShared.code).toBe(0);
       expect(JSON.parse(cliOnShared.stdout)).toMatchObject({ pid: daemon.pid });
       const cliWithout = await runCli(['--socket', listenerPath, 'status'], { env: daemon.env });
+      // Without TOKENBROKER_CLIENT_TOKEN the CLI takes it for the owner's socket: not ours to use.
       expect(cliWithout.code).toBe(1);
-      expect(cliWithout.stderr).toContain('BROKER_UNAUTHORIZED');
+      expect(cliWithout.stderr).toContain(`refusing to talk to the tokenbroker socket: ${path.dirname(listenerPath)} is open to group or others (mode 0710)`);
 
       // The event stream needs a token with status:read too.
       const refusedEvents = openEvents(listenerPath, {});

@@ -127,7 +127,8 @@ async function spawnDaemon(options: AutostartOptions, stateDir: string): Promise
   await rotateLog(logFile);
   const fd = openSync(logFile, 'a', 0o600);
   try {
-    const child = spawn(host.node, [...DAEMON_NODE_FLAGS, host.entry, '--socket', socketPath, 'daemon'], {
+    const [command, args] = withoutCoreDumps(host.platform, host.node, [...DAEMON_NODE_FLAGS, host.entry, '--socket', socketPath, 'daemon']);
+    const child = spawn(command, args, {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: daemonEnv(options.env),
@@ -145,6 +146,17 @@ async function spawnDaemon(options: AutostartOptions, stateDir: string): Promise
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A core file of the daemon holds the token; the service units set LimitCORE=0, and an autostarted
+ * daemon must not inherit the shell's `ulimit -c unlimited`. Node cannot call setrlimit, so a
+ * POSIX shell sets the limit and then `exec`s node in its place (same pid, no extra process).
+ * Windows writes no core files of this kind.
+ */
+export function withoutCoreDumps(platform: NodeJS.Platform, command: string, args: readonly string[]): [string, string[]] {
+  if (platform === 'win32') return [command, [...args]];
+  return ['/bin/sh', ['-c', 'ulimit -c 0 && exec "$@"', 'tokenbroker', command, ...args]];
 }
 
 /** The CLI's environment, with relative TOKENBROKER_* paths made absolute (the daemon runs in /). */

@@ -32,6 +32,7 @@ import {
 } from '../protocol/client-tokens.js';
 import { TokenRemovedSchema, TokenViewSchema, type TokenRemoved, type TokenView } from '../protocol/token.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
+import { verifyOwnerSocket } from './socket-trust.js';
 
 export interface TokenBrokerClientOptions {
   /** Defaults to the platform's socket path (TOKENBROKER_SOCKET / TOKENBROKER_HOME / XDG). */
@@ -88,11 +89,15 @@ export class TokenBrokerClient {
   // A pool: a streaming fetch holds its connection, and other calls must not queue behind it.
   private dispatcher: Pool | undefined;
   private readonly authHeaders: Record<string, string>;
+  /** The owner's socket (no client token): checked before anything is sent. */
+  private readonly ownerSocket: boolean;
 
   constructor(options: TokenBrokerClientOptions = {}) {
     this.socketPath = options.socketPath ?? resolvePaths(currentPathInputs()).socketPath;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.authHeaders = options.clientToken === undefined ? {} : { authorization: `Bearer ${options.clientToken}` };
+    // An extra listener is shared on purpose (group, container) and guarded by the client token.
+    this.ownerSocket = options.clientToken === undefined;
     this.onVersionMismatch =
       options.onVersionMismatch ??
       ((daemon, client) => process.emitWarning(`tokenbroker daemon is version ${daemon} but this client is ${client}; restart the daemon after upgrading.`, 'TokenBrokerVersionWarning'));
@@ -213,6 +218,7 @@ export class TokenBrokerClient {
    * when the daemon closes the stream (e.g. `daemon.stopping`) or `signal` aborts.
    */
   async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<BrokerEvent, void, undefined> {
+    await this.verifySocket();
     const dispatcher = new Agent({ connect: { socketPath: this.socketPath } });
     const socket = new WebSocket('ws://localhost/v1/events', { dispatcher, headers: this.authHeaders });
     const queue: BrokerEvent[] = [];
@@ -322,6 +328,7 @@ export class TokenBrokerClient {
       body = JSON.stringify(options.body);
       headers['content-type'] = 'application/json';
     }
+    await this.verifySocket();
     try {
       const response = await this.getDispatcher().request({
         method,
@@ -337,6 +344,14 @@ export class TokenBrokerClient {
     } catch (err) {
       throw this.connectionError(err);
     }
+  }
+
+  /**
+   * Every time, not once: the check is two lstat calls, and a directory removed (a /tmp cleaner)
+   * could be recreated by someone else between two requests.
+   */
+  private async verifySocket(): Promise<void> {
+    if (this.ownerSocket) await verifyOwnerSocket(this.socketPath);
   }
 
   private getDispatcher(): Pool {

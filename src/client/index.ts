@@ -1,5 +1,6 @@
 /** `tokenbroker/client`: the typed client library for desktop apps and the CLI. */
 export { TokenBrokerClient, DaemonUnavailableError, isDaemonUnavailable, type TokenBrokerClientOptions } from './client.js';
+export { UntrustedSocketError, isUntrustedSocket, inspectOwnerSocket, type SocketFinding } from './socket-trust.js';
 export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope } from '../protocol/errors.js';
 export type { Status } from '../protocol/status.js';
 export type { TokenView, TokenRemoved, TokenState, SecretStoreStatus } from '../protocol/token.js';

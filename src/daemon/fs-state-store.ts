@@ -11,7 +11,9 @@ const NAME = /^(?:[a-z0-9][a-z0-9_-]{0,63}\/)?[a-z0-9][a-z0-9._-]{0,127}\.json$/
  * JSON documents in the state dir, written atomically (0600). A crash mid-write leaves the old or
  * the new document whole; a document that does not parse is reported, never silently replaced.
  */
-export function createFsStateStore(stateDir: string): StateStore {
+export function createFsStateStore(stateDir: string, options: { scrub?: (text: string) => string } = {}): StateStore {
+  // Documents hold upstream text (a source's last error, a token's reason): scrubbed on the way to disk.
+  const scrub = options.scrub ?? ((text: string) => text);
   const fileOf = (name: string): string => {
     if (!NAME.test(name)) throw new Error(`invalid state document name ${JSON.stringify(name)}`);
     return path.join(stateDir, name);
@@ -35,7 +37,7 @@ export function createFsStateStore(stateDir: string): StateStore {
     async write(name, value) {
       const file = fileOf(name);
       await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+      await writeFileAtomic(file, scrub(`${JSON.stringify(value, null, 2)}\n`), { mode: 0o600 });
     },
     async remove(name) {
       await unlink(fileOf(name)).catch((err: NodeJS.ErrnoException) => {

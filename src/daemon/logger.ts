@@ -31,6 +31,11 @@ export interface LoggerOptions {
   level: LevelWithSilent;
   /** Defaults to stderr; tests pass an in-memory stream. */
   destination?: DestinationStream;
+  /**
+   * Applied to every serialized line (the SecretScrubber): a token inside a message or an error
+   * text, where no redact path reaches, becomes `[redacted]`.
+   */
+  scrub?: (line: string) => string;
 }
 
 /** JSON lines to stderr, with redaction set once here for every child logger. */
@@ -41,6 +46,7 @@ export function createLogger(options: LoggerOptions): Logger {
       base: { pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      ...(options.scrub === undefined ? {} : { hooks: { streamWrite: options.scrub } }),
     },
     options.destination ?? pino.destination({ fd: 2, sync: false }),
   );

@@ -22,6 +22,9 @@ import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
 import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
+import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/plaintext-leftover.js';
+import { SECRETS_FILE } from './secret-store/file-store.js';
+import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { VERSION } from '../protocol/version.js';
@@ -29,6 +32,9 @@ import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
+import { coreDumpsStatus } from './core-limit.js';
+import { SecretScrubber } from '../broker/secret-scrubber.js';
+import { rememberingStore } from './secret-store/remembering-store.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -56,10 +62,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   try {
     config = await loadConfig(paths.configFile);
   } catch (err) {
-    if (err instanceof ConfigError) throw new StartupError(err.message, 'Fix the file, or remove it to use the defaults.');
+    if (err instanceof ConfigError) throw new StartupError(err.message, err.hint ?? 'Fix the file, or remove it to use the defaults.');
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel });
+  // Every token the daemon holds or is handed, redacted from every answer, event, log line and state file.
+  const scrubber = new SecretScrubber();
+  const logger = createLogger({ level: config.logLevel, scrub: (line) => scrubber.scrub(line) });
+  const scrub = (text: string): string => scrubber.scrub(text);
   try {
     await ensurePrivateDir(paths.stateDir, 'state');
     await ensurePrivateDir(paths.cacheDir, 'cache');
@@ -72,7 +81,12 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const startedAt = systemClock.now();
   const swept = await sweepTempFiles(paths.stateDir);
   if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
-  const secretStore = await openSecretStore(config.secretStore, paths, logger);
+  const selected = await openSecretStore(config.secretStore, paths, logger);
+  // A secrets.json left by an earlier "secretStore": "file": migrated into the keychain, or flagged.
+  const remembering = rememberingStore(selected.store, scrubber);
+  const settled = config.secretStore === 'file' ? { store: remembering, migrated: 0 } : await settlePlaintextLeftover(remembering, paths.stateDir, logger);
+  const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
+  const plaintextLeftover = settled.leftover;
   const events = new EventBus(systemClock);
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
@@ -80,7 +94,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     servers: () => currentConfig.servers,
     warningDays: () => currentConfig.expiryWarningDays,
     store: secretStore.store,
-    state: createFsStateStore(paths.stateDir),
+    state: createFsStateStore(paths.stateDir, { scrub }),
     upstream,
     clock: systemClock,
     events,
@@ -93,13 +107,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     policy,
     tokens,
     upstream,
-    state: createFsStateStore(paths.stateDir),
+    state: createFsStateStore(paths.stateDir, { scrub }),
     clock: systemClock,
     events,
     log: logger,
   });
   await sources.load();
-  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
+  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir, { scrub }), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
@@ -126,11 +140,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     sources,
     clientTokens,
     fetchService,
+    scrubber,
     statusSections: [
-      () => ({ secretStore: secretStoreStatus(secretStore) }),
+      () => ({ secretStore: secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir) }),
       () => sources.statusSection(),
       () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
       async () => ({ cache: await contentCache.usage() }),
+      async () => ({ coreDumps: await coreDumpsStatus() }),
     ],
   });
   await app.ready();
@@ -258,15 +274,22 @@ async function openSecretStore(setting: Config['secretStore'], paths: Paths, log
   }
 }
 
-function secretStoreStatus(selection: SecretStoreSelection): SecretStoreStatus {
+function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextLeftover | undefined, stateDir: string): SecretStoreStatus {
   const { store, warning } = selection;
   const state = store.kind === 'keychain' ? ((store as KeychainStore).lastState ?? 'unknown') : 'ok';
+  const leftBehind = leftover?.present === true;
+  const plaintextPath = store.plaintextAtRest ? path.join(stateDir, SECRETS_FILE) : leftBehind ? leftover.path : undefined;
+  const warnings = [
+    ...(store.plaintextAtRest ? ['The token is stored in plain text in the state directory (secretStore: "file").'] : []),
+    ...(leftBehind ? [`A plaintext secrets file is left from "secretStore": "file": ${leftover.path}. \`tokenbroker token remove\` deletes it (set the token again afterwards).`] : []),
+    ...(warning === undefined ? [] : [warning]),
+  ];
   return {
     kind: store.kind,
     state,
     persistent: store.persistent,
-    plaintextAtRest: store.plaintextAtRest,
-    ...(store.plaintextAtRest ? { warning: 'The token is stored in plain text in the state directory (secretStore: "file").' } : {}),
-    ...(warning === undefined ? {} : { warning }),
+    plaintextAtRest: store.plaintextAtRest || leftBehind,
+    ...(plaintextPath === undefined ? {} : { plaintextPath }),
+    ...(warnings.length === 0 ? {} : { warning: warnings.join(' ') }),
   };
 }

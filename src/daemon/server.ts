@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import fastifyWebsocket from '@fastify/websocket';
@@ -18,6 +19,7 @@ import { registerSourceRoutes } from './routes/source-routes.js';
 import { registerStatusRoutes } from './routes/status-routes.js';
 import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
+import type { SecretScrubber } from '../broker/secret-scrubber.js';
 import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
 
@@ -47,6 +49,8 @@ export interface ServerDeps {
   sources: SourceService;
   /** Scoped client tokens for extra listeners (DESIGN section 8). */
   clientTokens: ClientTokenService;
+  /** Redacts every token the daemon knows from answers, relayed headers and events (absent in some unit tests). */
+  scrubber?: SecretScrubber;
   /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
   listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
@@ -95,6 +99,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Before any route: it records every route (route table test) and guards extra listeners.
   installListenerAuth(app, { clientTokens: deps.clientTokens, listenerOf: deps.listenerOf });
 
+  if (deps.scrubber !== undefined) installScrubbing(app, deps.scrubber);
+
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
@@ -117,11 +123,31 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
-  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
-  registerAppRoutes(app, deps.sources, deps.fetchService);
+  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService, deps.scrubber);
+  registerAppRoutes(app, deps.sources, deps.fetchService, deps.scrubber);
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;
+}
+
+/**
+ * Every answer the API serializes (JSON bodies, error envelopes, the fetch ledger) passes here:
+ * a token in it, whatever path it took from an upstream, becomes `[redacted]`, and a header that
+ * carries one is dropped. A token handed in by `PUT /v1/token` is remembered before anything
+ * (validation included) can echo it. Streamed fetch bodies are content and bypass this (their
+ * relayed headers are filtered in fetch-routes.ts).
+ */
+function installScrubbing(app: FastifyInstance, scrubber: SecretScrubber): void {
+  app.addHook('preValidation', async (request) => {
+    const body = request.body as { token?: unknown } | undefined;
+    if (typeof body === 'object' && body !== null && typeof body.token === 'string') scrubber.remember(body.token);
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined && scrubber.leaks(Array.isArray(value) ? value.join(', ') : String(value))) reply.removeHeader(name);
+    }
+    return typeof payload === 'string' ? scrubber.scrub(payload) : payload;
+  });
 }
 
 /** A local client that has not finished its request headers after this long is cut off. */
@@ -132,7 +158,34 @@ export const HEADERS_TIMEOUT_MS = 10_000;
  * (downloads can take long); slow-header clients are cut off, checked every second.
  */
 export function createLocalHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
-  return createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, connectionsCheckingInterval: 1_000 }, handler);
+  server.on('clientError', answerParserError);
+  return server;
+}
+
+/**
+ * Node's HTTP parser refuses some requests before fastify sees them (headers over the limit, a
+ * garbage request line). Node's default answer is a bare `400 Bad Request`; every refusal of the
+ * API carries the envelope instead (DESIGN section 5), so it is written here by hand.
+ */
+export function answerParserError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? 431 : timedOut ? 408 : 400;
+  const refused = new BrokerError('BROKER_BAD_REQUEST', {
+    message: tooLarge ? 'The request headers are too large.' : timedOut ? 'The request headers did not arrive in time.' : 'The request is not valid HTTP/1.1.',
+    hint: tooLarge ? 'Local clients send a few short headers; the tokenbroker client library does this for you.' : 'Speak HTTP/1.1 to the socket; the tokenbroker client library does this for you.',
+    details: { reason: error.code ?? 'parse_error', status },
+  });
+  const body = JSON.stringify(refused.toEnvelope());
+  const reason = tooLarge ? 'Request Header Fields Too Large' : timedOut ? 'Request Timeout' : 'Bad Request';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${VERSION_HEADER}: ${VERSION}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** The raw server fastify built through serverFactory, for `listen.ts`. */
@@ -145,10 +198,22 @@ export function rawServer(app: FastifyInstance): Server {
  * but it cannot hide its Origin, and a rebinding attack carries a foreign Host.
  */
 function refuseBrowserRequests(request: FastifyRequest): void {
+  // Node keeps only the first of several Host headers; a proxy in between may have used the other.
+  if (countRawHeaders(request.raw.rawHeaders, 'host') > 1) {
+    throw new BrokerError('BROKER_BAD_REQUEST', { message: 'The request has more than one Host header.', hint: 'Send exactly one "Host: localhost".' });
+  }
   if (request.headers.origin !== undefined) {
     throw new BrokerError('BROKER_FORBIDDEN', {
       message: 'Requests with an Origin header are refused.',
       hint: 'Browsers cannot use tokenbroker; call it from a local program without an Origin header.',
+    });
+  }
+  // A browser marks every request it sends; only what the user typed or the same origin is local.
+  const site = request.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'none' && site !== 'same-origin') {
+    throw new BrokerError('BROKER_FORBIDDEN', {
+      message: `Requests from a web page are refused (Sec-Fetch-Site: ${JSON.stringify(String(site).slice(0, 40))}).`,
+      hint: 'Browsers cannot use tokenbroker; call it from a local program.',
     });
   }
   const host = request.headers.host;
@@ -158,6 +223,14 @@ function refuseBrowserRequests(request: FastifyRequest): void {
       hint: 'Local clients send "Host: localhost"; the tokenbroker client library does this for you.',
     });
   }
+}
+
+function countRawHeaders(rawHeaders: readonly string[] | undefined, name: string): number {
+  // Injected requests (tests' injectWS) may come without rawHeaders.
+  if (rawHeaders === undefined) return 0;
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count += 1;
+  return count;
 }
 
 function toBrokerError(error: FastifyError | Error): BrokerError {

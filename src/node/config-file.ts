@@ -1,21 +1,38 @@
-import { readFile } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import path from 'node:path';
 import { ConfigSchema, type Config } from '../protocol/config-schema.js';
 import { describeIssue } from '../protocol/zod-issues.js';
 
 /** A config file that cannot be used; the message is one line naming the file, the key and what is expected. */
 export class ConfigError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
     super(message);
     this.name = 'ConfigError';
   }
 }
 
-/** Missing file = defaults (the real Nordic server). Anything else wrong is a ConfigError. */
-export async function loadConfig(file: string): Promise<Readonly<Config>> {
+/**
+ * Missing file = defaults (the real Nordic server). Anything else wrong is a ConfigError, and so
+ * is a file another user could have written: config decides where the token is sent.
+ */
+export async function loadConfig(file: string, uid: number | undefined = process.getuid?.()): Promise<Readonly<Config>> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // Checked on the open file, so the file that is read is the file that was checked.
+    const handle = await open(file, 'r');
+    try {
+      checkConfigOwner(file, 'file', await handle.stat(), uid);
+      checkConfigOwner(path.dirname(file), 'directory', await stat(path.dirname(file)), uid, file);
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return parseConfig({}, file);
     throw new ConfigError(`config ${file}: cannot be read (${(err as Error).message})`);
   }
@@ -26,6 +43,27 @@ export async function loadConfig(file: string): Promise<Readonly<Config>> {
     throw new ConfigError(`config ${file}: not valid JSON (${(err as Error).message}); fix the syntax or delete the file to use the defaults`);
   }
   return parseConfig(json, file);
+}
+
+/**
+ * Like ssh with `~/.ssh/config`: the file and its directory must belong to us (or root) and must
+ * not be writable by group or others. Without uids (Windows) there is nothing to compare.
+ */
+function checkConfigOwner(target: string, what: 'file' | 'directory', info: Stats, uid: number | undefined, file = target): void {
+  if (uid === undefined) return;
+  const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
+  if (info.uid !== uid && info.uid !== 0) {
+    throw new ConfigError(
+      `config ${file}: the ${what} ${target} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it`,
+      `Another user could point tokenbroker at their server. Check the ${what}, then: chown $(id -u) ${target}`,
+    );
+  }
+  if ((info.mode & 0o022) !== 0) {
+    throw new ConfigError(
+      `config ${file}: the ${what} ${target} is writable by group or others (mode ${mode}); refusing to use it`,
+      `Another user could point tokenbroker at their server. Check its content, then run: chmod go-w ${target}`,
+    );
+  }
 }
 
 export function parseConfig(json: unknown, file: string): Readonly<Config> {

@@ -47,6 +47,7 @@ export function formatStatus(status: Status): string[] {
       lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
     }
   }
+  if (status.coreDumps?.warning !== undefined) lines.push(`core dumps: limit ${status.coreDumps.limit}`, `  warning: ${status.coreDumps.warning}`);
   const listeners = ListenersStatusSchema.safeParse(status.listeners);
   if (listeners.success) {
     for (const l of listeners.data) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);

@@ -2,7 +2,7 @@
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface Check {
-  /** Stable name of the check: socket-dir, socket, daemon, version, secret-store, config, token, proxy, dns, tcp, tls, ping, clock. */
+  /** Stable name of the check: socket-dir, socket, daemon, version, secret-store, core-dumps, config, token, proxy, dns, tcp, tls, ping, clock. */
   id: string;
   /** The configured server a check belongs to. */
   server?: string;

@@ -1,6 +1,7 @@
 import { DaemonUnavailableError, type TokenBrokerClient } from '../../client/client.js';
+import { isUntrustedSocket } from '../../client/socket-trust.js';
 import { BrokerError } from '../../protocol/errors.js';
-import type { Status } from '../../protocol/status.js';
+import type { CoreDumpsStatus, Status } from '../../protocol/status.js';
 import { SecretStoreStatusSchema, TokenViewSchema, type TokenView } from '../../protocol/token.js';
 import { VERSION } from '../../protocol/version.js';
 import { check, type Check } from './check.js';
@@ -19,6 +20,8 @@ export async function daemonChecks(client: TokenBrokerClient): Promise<DaemonFin
   try {
     status = await client.status();
   } catch (err) {
+    // The socket checks above already say why; the daemon was not asked.
+    if (isUntrustedSocket(err)) return { checks: [check('daemon', 'fail', 'not asked: the socket is not safe to use (see the socket checks)', err.hint)], tokens: new Map() };
     if (err instanceof DaemonUnavailableError) return { checks: [check('daemon', 'fail', err.message, err.hint)], tokens: new Map() };
     if (err instanceof BrokerError) return { checks: [check('daemon', 'fail', `The daemon answered with an error: ${err.message}`, err.hint)], tokens: new Map() };
     throw err;
@@ -37,6 +40,7 @@ export async function daemonChecks(client: TokenBrokerClient): Promise<DaemonFin
   // Sections that newer daemons add; an older daemon without them is not an error.
   const store = SecretStoreStatusSchema.safeParse(status.secretStore);
   if (store.success) checks.push(secretStoreCheck(store.data));
+  if (status.coreDumps !== undefined) checks.push(coreDumpsCheck(status.coreDumps));
   const tokens = new Map<string, TokenView>();
   const views = TokenViewSchema.array().safeParse(status.tokens);
   if (views.success) for (const view of views.data) tokens.set(view.server, view);
@@ -51,9 +55,23 @@ function secretStoreCheck(store: ReturnType<typeof SecretStoreStatusSchema.parse
   if (store.state === 'locked' || store.state === 'timeout') {
     return check('secret-store', 'warn', `${what}${store.warning ? `: ${store.warning}` : ''}`, 'Unlock your login keyring; the daemon retries on its own.');
   }
+  if (store.plaintextAtRest && store.kind !== 'file') {
+    return check(
+      'secret-store',
+      'fail',
+      `${what}: a plaintext secrets file is left from "secretStore": "file"${store.plaintextPath === undefined ? '' : ` (${store.plaintextPath})`}`,
+      'Run `tokenbroker token remove` (it deletes the file), then set the token again; or unlock the keychain and restart the daemon to move it there.',
+    );
+  }
   if (store.plaintextAtRest) return check('secret-store', 'warn', what, 'secretStore "file" keeps the token in plain text in the state directory; prefer "auto" or "keychain".');
   if (store.warning !== undefined) return check('secret-store', 'warn', `${what}: ${store.warning}`, 'Install and unlock a keychain (Secret Service on Linux) to keep the token across restarts, or set "secretStore": "memory" to accept that.');
   return check('secret-store', 'ok', what);
+}
+
+function coreDumpsCheck(core: CoreDumpsStatus): Check {
+  if (core.limit === 0) return check('core-dumps', 'ok', 'the daemon writes no core files (limit 0)');
+  if (core.limit === null) return check('core-dumps', 'ok', 'the daemon cannot tell its core-file limit on this platform');
+  return check('core-dumps', 'warn', `the daemon's core-file limit is ${core.limit}: a crash could write the token to disk`, core.warning ?? 'Restart the daemon after `ulimit -c 0`, or run it as a service.');
 }
 
 /** The token of one server, as the daemon sees it. */

@@ -34,7 +34,7 @@ export async function runDiagnoseChecks(inputs: DiagnoseInputs): Promise<Diagnos
     checks.push(check('config', 'ok', `${configFile}: ${config.servers.length} server${config.servers.length === 1 ? '' : 's'} (${config.servers.map((s) => s.name).join(', ')})`));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    checks.push(check('config', 'fail', err.message, 'Fix the file (the daemon refuses to start with it), or remove it to use the defaults.'));
+    checks.push(check('config', 'fail', err.message, err.hint ?? 'Fix the file (the daemon refuses to start with it), or remove it to use the defaults.'));
   }
 
   if (config !== undefined) {

@@ -5,13 +5,14 @@ import type { SourceService } from '../../broker/source-service.js';
 import { AppParamsSchema, AppVersionQuerySchema, type AppDetail } from '../../protocol/sources.js';
 import { parseRequestPart } from '../validate.js';
 import { serveFetch } from './fetch-routes.js';
+import type { SecretScrubber } from '../../broker/secret-scrubber.js';
 
 /**
  * `GET /v1/apps/:source/:name?version=` (the app and that version's tarball: URL, shasum, file
  * name) and `GET /v1/apps/:source/:name/tarball?version=` (the tarball itself, verified against
  * the index's `shasum` through the fetch pipeline and its cache).
  */
-export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService | undefined): void {
+export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService | undefined, scrubber?: SecretScrubber): void {
   app.get('/v1/apps/:source/:name', async (request): Promise<AppDetail> => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query');
@@ -30,6 +31,6 @@ export function registerAppRoutes(app: FastifyInstance, sources: SourceService, 
       url: tarball.tarballUrl,
       sha1: tarball.shasum,
       extraHeaders: { 'content-disposition': `attachment; filename="${tarball.fileName}"`, 'x-tokenbroker-app-version': tarball.version },
-    });
+    }, scrubber);
   });
 }

@@ -23,7 +23,7 @@ export function registerEventsRoutes(app: FastifyInstance, deps: ServerDeps): vo
           socket.terminate();
           return;
         }
-        socket.send(JSON.stringify(event));
+        socket.send(deps.scrubber?.scrub(JSON.stringify(event)) ?? JSON.stringify(event));
       });
       socket.on('close', unsubscribe);
       socket.on('error', unsubscribe);

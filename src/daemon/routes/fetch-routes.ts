@@ -5,17 +5,27 @@ import { BrokerError, isBrokerError } from '../../protocol/errors.js';
 import { FetchIdParamsSchema, FetchQuerySchema, FetchRequestHeadersSchema, FORWARDED_REQUEST_HEADERS, REQUEST_ID_HEADER, type FetchRecord } from '../../protocol/fetch.js';
 import { VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { parseRequestPart } from '../validate.js';
+import type { SecretScrubber } from '../../broker/secret-scrubber.js';
+
+/**
+ * Relayed upstream headers (ETag, X-Checksum-*, Content-Disposition...) are the upstream's text:
+ * one that carries a token (a proxy reflecting the request) is dropped, not passed on.
+ */
+export function withoutSecretHeaders<H extends Record<string, unknown>>(headers: H, scrubber: SecretScrubber | undefined): H {
+  if (scrubber === undefined) return headers;
+  return Object.fromEntries(Object.entries(headers).filter(([, value]) => !scrubber.leaks(Array.isArray(value) ? value.join(', ') : String(value)))) as H;
+}
 
 /**
  * `GET /v1/fetch?url=&sha1=&sha256=` and `GET /v1/fetches/:id`. The route validates, hands the
  * rest to the FetchService, and pipes the body to the socket with backpressure. Errors before the
  * first byte go through the server's error handler as envelopes; after it, the connection is cut.
  */
-export function registerFetchRoutes(app: FastifyInstance, service: FetchService): void {
+export function registerFetchRoutes(app: FastifyInstance, service: FetchService, scrubber?: SecretScrubber): void {
   // No automatic HEAD route: it would run the whole GET upstream and throw the body away.
   app.get('/v1/fetch', { exposeHeadRoute: false }, async (request, reply) => {
     const query = parseRequestPart(FetchQuerySchema, request.query, 'query', 'Call GET /v1/fetch?url=<absolute URL>[&sha256=<hex>|&sha1=<hex>].');
-    await serveFetch(request, reply, service, query);
+    await serveFetch(request, reply, service, query, scrubber);
   });
 
   app.get('/v1/fetches/:id', { exposeHeadRoute: false }, async (request): Promise<FetchRecord> => {
@@ -44,7 +54,7 @@ export interface FetchTarget {
  * Answers one request with a fetch through the FetchService: shared by `/v1/fetch` and the app
  * tarball route, so both get the same policy, token, verification, cache and abort handling.
  */
-export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget): Promise<void> {
+export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget, scrubber?: SecretScrubber): Promise<void> {
   const requestId = randomUUID();
   void reply.header(REQUEST_ID_HEADER, requestId);
   const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
@@ -79,7 +89,7 @@ export async function serveFetch(request: FastifyRequest, reply: FastifyReply, s
     response.clientGone();
     return;
   }
-  res.writeHead(response.status, { ...response.headers, ...(response.status < 300 ? target.extraHeaders : {}), [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
+  res.writeHead(response.status, { ...withoutSecretHeaders(response.headers, scrubber), ...(response.status < 300 ? target.extraHeaders : {}), [VERSION_HEADER]: VERSION, [REQUEST_ID_HEADER]: requestId });
   response.send(res);
 }
 

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { lstat, open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SecretStore } from '../../broker/ports.js';
@@ -20,6 +20,10 @@ export interface FileStore extends SecretStore {
   readonly path: string;
   /** Like probe(), but throws the BrokerError saying what is wrong (for a configured file store). */
   check(): Promise<void>;
+  /** Every secret in the file (empty when there is none): to migrate a file left behind. */
+  entries(): Promise<ReadonlyMap<string, string>>;
+  /** Deletes the whole file (a symlink planted there is removed, never followed); true if it existed. */
+  removeFile(): Promise<boolean>;
 }
 
 interface SecretsDocument {
@@ -169,6 +173,20 @@ export function createFileStore(stateDir: string, options: FileStoreOptions = {}
       });
     },
     check,
+    entries() {
+      return exclusive(readSecrets);
+    },
+    removeFile() {
+      return exclusive(async () => {
+        try {
+          await unlink(path);
+          return true;
+        } catch (err) {
+          if (errorCode(err) === 'ENOENT') return false;
+          throw unusable(`Cannot delete ${path} (${errorCode(err) ?? 'unknown error'}).`);
+        }
+      });
+    },
     probe() {
       return check().then(
         () => 'ok' as const,

@@ -1,0 +1,26 @@
+import { readFile } from 'node:fs/promises';
+import type { CoreDumpsStatus } from '../protocol/status.js';
+
+/**
+ * The running daemon's core-file limit (soft: the one the kernel applies), for status and
+ * diagnose. A core file of the daemon holds the token in plain text. Read from /proc on Linux;
+ * other platforms report `null` (unknown) rather than guess.
+ */
+export async function coreDumpsStatus(limitsFile = '/proc/self/limits'): Promise<CoreDumpsStatus> {
+  let text: string;
+  try {
+    text = await readFile(limitsFile, 'utf8');
+  } catch {
+    return { limit: null };
+  }
+  const line = text.split('\n').find((l) => l.startsWith('Max core file size'));
+  const soft = line?.slice('Max core file size'.length).trim().split(/\s+/)[0];
+  if (soft === undefined) return { limit: null };
+  const limit = soft === 'unlimited' ? 'unlimited' : Number(soft);
+  if (limit === 0) return { limit };
+  if (typeof limit === 'number' && !Number.isFinite(limit)) return { limit: null };
+  return {
+    limit,
+    warning: `The daemon may write core files (core limit ${limit}); a core file would hold the token. Start it as a service (LimitCORE=0), let the CLI autostart it, or run \`ulimit -c 0\` before \`tokenbroker daemon\`.`,
+  };
+}
