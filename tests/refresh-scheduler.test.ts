@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffDelay, BACKOFF_MAX_MS, intervalDelay, parseRetryAfter, RefreshScheduler, RETRY_AFTER_MAX_MS } from '../src/broker/refresh-scheduler.js';
-import { compareVersions } from '../src/broker/source-index.js';
+import { compareVersions } from '../src/broker/app-views.js';
 import { AppInfoSchema, parseDocument, SourceJsonSchema } from '../src/broker/source-documents.js';
 import { FakeClock } from './helpers/fake-clock.js';
 
