@@ -257,7 +257,8 @@ export class SourceService {
   }
 
   private async runRefresh(runtime: SourceRuntime, prefetched: Prefetched | undefined): Promise<SourceRefreshResult> {
-    const wasState = this.stateOf(runtime);
+    // Whether the last attempt already stopped for want of a token (the live state says so at once).
+    const wasParked = hasTokenProblem(runtime.index);
     const signal = this.aborter.signal;
     // The official source follows config: an index of its old URL no longer describes it.
     const url = this.registry.urlOf(runtime);
@@ -285,7 +286,7 @@ export class SourceService {
     if (worthSaving) await this.registry.persistIndex(runtime);
     this.reschedule(runtime, outcome, attempt.retryAfterMs);
     const view = this.view(runtime);
-    this.announce(runtime, view, outcome, wasState, repeated);
+    this.announce(runtime, view, outcome, wasParked, repeated);
     return { ...view, outcome };
   }
 
@@ -295,8 +296,8 @@ export class SourceService {
     else this.scheduler.succeeded(runtime.id);
   }
 
-  private announce(runtime: SourceRuntime, view: SourceView, outcome: RefreshOutcome, wasState: SourceState, repeated: boolean): void {
-    if (outcome === 'failed' || (outcome === 'needs-token' && wasState !== 'needs-token')) {
+  private announce(runtime: SourceRuntime, view: SourceView, outcome: RefreshOutcome, wasParked: boolean, repeated: boolean): void {
+    if (outcome === 'failed' || (outcome === 'needs-token' && !wasParked)) {
       const error = view.lastError;
       this.deps.events.emit('source.failed', {
         source: runtime.id,
