@@ -113,20 +113,23 @@ export function lastCanonicalSegment(rawUrl: string): string | undefined {
   } catch {
     return undefined;
   }
-  let path = url.pathname;
-  if (/\/ui\/api\/v1\/download\/?$/.test(path)) {
+  let segments: string[];
+  if (/\/ui\/api\/v1\/download\/?$/.test(url.pathname)) {
     const paths = url.searchParams.getAll('path');
     if (paths.length !== 1 || url.searchParams.getAll('repoKey').length !== 1) return undefined;
-    path = paths[0] ?? '';
+    // `path` is percent-decoded once (by URLSearchParams), as Artifactory does.
+    segments = (paths[0] ?? '').split('/');
   } else {
     try {
-      path = decodeURIComponent(path);
+      segments = url.pathname.split('/').map((segment) => decodeURIComponent(segment));
     } catch {
       return undefined;
     }
   }
-  const last = path.split('/').pop();
-  return last === undefined || last === '' ? undefined : last;
+  const last = segments.pop();
+  // An encoded "/" or "\\", a dot segment or an empty one is no file name (the policy refuses such URLs too).
+  if (last === undefined || last === '' || last === '.' || last === '..' || /[/\\]/.test(last)) return undefined;
+  return last;
 }
 
 /**
