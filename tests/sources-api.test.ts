@@ -63,10 +63,8 @@ async function build() {
   const tokens = new TestTokenAccess();
   const events = new EventBus(clock);
   // The daemon's wiring: third-party URLs are asked of the source registry.
-  let registry: SourceService | undefined;
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => registry?.allowsThirdParty(url) ?? false });
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
   const sources = new SourceService({ config: () => config, policy: () => policy, tokens, upstream, state, clock, events, log: silentLog });
-  registry = sources;
   await sources.load();
   const deps = testServerDeps({ config, clock, events, sources, statusSections: [() => sources.statusSection()] });
   app = await buildServer(deps);
