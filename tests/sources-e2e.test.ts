@@ -282,6 +282,9 @@ describe('sources and apps end to end', () => {
     expect(notes.body.toString()).toBe(releaseNotes('pc-nrfconnect-ble'));
     const missing = await socketGet(daemon, '/v1/apps/official/no-such-app/icon');
     expect(missing.status).toBe(404);
+    // The client library's way.
+    expect(await daemon.client.appAsset('Official nRF Connect apps', 'pc-nrfconnect-ppk', 'icon')).toEqual({ contentType: 'image/png', bytes: ICON_BYTES });
+    await expect(daemon.client.appAsset('official', 'no-such-app', 'release-notes')).rejects.toMatchObject({ code: 'BROKER_NOT_FOUND' });
   });
 });
 

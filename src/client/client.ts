@@ -207,6 +207,18 @@ export class TokenBrokerClient {
     return this.request('POST', '/v1/sources/refresh', { schema: SourceRefreshResultListSchema, body, ...signalOf(options) });
   }
 
+  /**
+   * An app's icon or release notes as the daemon kept them at its last refresh (served offline):
+   * the bytes and their Content-Type (`image/png`, `text/markdown; charset=utf-8`, ...).
+   */
+  async appAsset(source: string, name: string, kind: 'icon' | 'release-notes', options: { signal?: AbortSignal } = {}): Promise<{ contentType: string; bytes: Buffer }> {
+    const response = await this.send('GET', `/v1/apps/${encodeURIComponent(source)}/${encodeURIComponent(name)}/${kind}`, signalOf(options));
+    const bytes = Buffer.from(await response.body.arrayBuffer());
+    if (response.statusCode >= 400) throw toBrokerError(response.statusCode, bytes.toString('utf8'));
+    const type = response.headers['content-type'];
+    return { contentType: typeof type === 'string' ? type : 'application/octet-stream', bytes };
+  }
+
   /** The app index: every app of every source, or of one source. */
   async apps(options: { source?: string; signal?: AbortSignal } = {}): Promise<AppView[]> {
     return this.request('GET', '/v1/apps', { schema: AppListSchema, query: { source: options.source }, ...signalOf(options) });
