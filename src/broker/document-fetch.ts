@@ -34,7 +34,7 @@ export interface DocumentRequest {
 }
 
 export type DocumentResult =
-  | { status: 'ok'; text: string; bytes: Buffer; contentType: string | undefined; etag: string | undefined }
+  | { status: 'ok'; body: Buffer; text: string; etag: string | undefined; contentType: string | undefined }
   | { status: 'not-modified' }
   | { status: 'absent' };
 
@@ -89,7 +89,7 @@ export async function fetchDocument(deps: DocumentFetchDeps, request: DocumentRe
       return {
         status: 'ok',
         text: body.text,
-        bytes: body.bytes,
+        body: body.bytes,
         contentType: typeof contentType === 'string' && contentType.length <= 200 ? contentType : undefined,
         etag: typeof etag === 'string' && etag.length <= 512 ? etag : undefined,
       };

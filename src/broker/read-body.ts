@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 
 /**
- * Reads a small upstream body (JSON documents, error bodies) with a size cap, so a hostile or
- * broken server cannot make the daemon buffer without bound. Over the cap: destroys the stream
+ * Reads a small upstream body (JSON documents, icons, error bodies) with a size cap, so a hostile
+ * or broken server cannot make the daemon buffer without bound. Over the cap: destroys the stream
  * and resolves `{ tooLarge: true }`.
  */
-export async function readBodyCapped(body: Readable, maxBytes: number): Promise<{ text: string; bytes: Buffer; tooLarge: false } | { tooLarge: true }> {
+export async function readBodyCapped(body: Readable, maxBytes: number): Promise<{ bytes: Buffer; text: string; tooLarge: false } | { tooLarge: true }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -18,7 +18,7 @@ export async function readBodyCapped(body: Readable, maxBytes: number): Promise<
     chunks.push(buffer);
   }
   const bytes = Buffer.concat(chunks);
-  return { text: bytes.toString('utf8'), bytes, tooLarge: false };
+  return { bytes, text: bytes.toString('utf8'), tooLarge: false };
 }
 
 /** The first `errors[].message` of an Artifactory error body, if there is one. */

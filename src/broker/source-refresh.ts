@@ -1,10 +1,10 @@
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { RefreshOutcome } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, assetContentType, assetsKey, assetUrl, dropAsset, saveAsset } from './app-assets.js';
-import { fetchDocument, type DocumentResult } from './document-fetch.js';
+import type { DocumentResult } from './document-fetch.js';
 import type { Limiter } from './limiter.js';
 import type { TokenPolicy } from './policy.js';
-import type { Clock, StateStore, Upstream } from './ports.js';
+import type { Clock, StateStore } from './ports.js';
 import { parseRetryAfter } from './refresh-scheduler.js';
 import {
   APP_ASSET_MAX_BYTES,
@@ -29,8 +29,14 @@ import type { TokenAccess } from './token-access.js';
  * token, and nothing of a failed document replaces its last good copy.
  */
 
+/**
+ * One small document through the upstream exchange (token policy at every hop, If-None-Match,
+ * size cap). The only way this module reaches the network.
+ */
+export type DocumentFetcher = (request: { url: string; etag?: string | undefined; maxBytes: number; accept?: string; signal?: AbortSignal }) => Promise<DocumentResult>;
+
 export interface SourceRefreshDeps {
-  upstream: Upstream;
+  fetchDocument: DocumentFetcher;
   policy: TokenPolicy;
   tokens: TokenAccess;
   state: StateStore;
@@ -206,7 +212,7 @@ class Attempt {
             if (result.status !== 'ok') continue;
             await saveAsset(this.deps.state, this.runtime.id, info.name, kind, canonicalDocumentUrl(assetLocation), {
               contentType: assetContentType(kind, assetLocation, result.contentType),
-              bytes: result.bytes,
+              bytes: result.body,
             });
           } catch (err) {
             if (isBrokerError(err, 'BROKER_UPSTREAM_NOT_FOUND') || isBrokerError(err, 'BROKER_URL_NOT_ALLOWED')) {
@@ -222,8 +228,7 @@ class Attempt {
   }
 
   private fetch(url: string, request: { etag?: string | undefined; maxBytes: number; accept?: string }): Promise<DocumentResult> {
-    const fetchDeps = { upstream: this.deps.upstream, policy: this.deps.policy, tokens: this.deps.tokens };
-    const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => fetchDocument(fetchDeps, { url, ...request, signal: this.signal }));
+    const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => this.deps.fetchDocument({ url, ...request, signal: this.signal }));
     // A third-party source may fetch what its documents list, while they are being read.
     return this.thirdParty ? this.deps.registry.allowingOnce(url, go) : go();
   }

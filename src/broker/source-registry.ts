@@ -2,11 +2,10 @@ import { z } from 'zod';
 import { BrokerError } from '../protocol/errors.js';
 import { OFFICIAL_SOURCE_ID } from '../protocol/sources.js';
 import { listedUrls } from './app-views.js';
-import { describe } from './document-fetch.js';
 import type { DomainLog } from './log.js';
 import type { StateStore } from './ports.js';
 import type { SourceRefreshResult } from '../protocol/sources.js';
-import { sourceIdFor } from './source-documents.js';
+import { canonicalDocumentUrl as describe, sourceIdFor } from './source-documents.js';
 import { emptyIndex, indexDocumentName, legacyIndexDocumentName, SourceIndexSchema, type SourceIndex } from './source-index.js';
 
 /**

@@ -3,16 +3,16 @@ import { BrokerError } from '../protocol/errors.js';
 import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
 import { appCounts, appViews, findApp, indexedApps, type IndexedAppInfo } from './app-views.js';
-import { describe, fetchDocument } from './document-fetch.js';
+import { fetchDocument } from './document-fetch.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
 import type { DomainLog } from './log.js';
 import type { TokenPolicy } from './policy.js';
 import type { Clock, StateStore, Upstream } from './ports.js';
 import { RefreshScheduler } from './refresh-scheduler.js';
-import { parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source-documents.js';
+import { canonicalDocumentUrl as describe, parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source-documents.js';
 import { emptyIndex, toProblemView, type SourceIndex } from './source-index.js';
-import { refreshSource, TOKEN_CODES, type Prefetched } from './source-refresh.js';
+import { refreshSource, TOKEN_CODES, type DocumentFetcher, type Prefetched } from './source-refresh.js';
 import { errorText, SourceRegistry, type SourceRuntime } from './source-registry.js';
 import type { TokenAccess } from './token-access.js';
 
@@ -52,8 +52,11 @@ export class SourceService {
   private stopped = false;
   /** Aborted by stop(): shutdown never waits for a slow upstream. */
   private aborter = new AbortController();
+  /** Every document of every source goes through this (re-point to the upstream exchange, issue 12). */
+  private readonly fetchDocument: DocumentFetcher;
 
   constructor(private readonly deps: SourceServiceDeps) {
+    this.fetchDocument = (request) => fetchDocument({ upstream: deps.upstream, policy: deps.policy(), tokens: deps.tokens }, request);
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({
       clock: deps.clock,
@@ -171,7 +174,7 @@ export class SourceService {
     this.registry.assertFree(canonical);
     if (classified.needsToken) this.deps.tokens.tokenFor(classified.server.name);
     const result = await this.registry.allowingOnce(canonical, () =>
-      this.limiter.run(() => fetchDocument({ upstream: this.deps.upstream, policy, tokens: this.deps.tokens }, { url: canonical, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal })),
+      this.limiter.run(() => this.fetchDocument({ url: canonical, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal })),
     );
     if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(canonical)} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
@@ -269,7 +272,7 @@ export class SourceService {
     }
     const previous = runtime.index;
     const attempt = await refreshSource(
-      { upstream: this.deps.upstream, policy: this.deps.policy(), tokens: this.deps.tokens, state: this.deps.state, clock: this.deps.clock, limiter: this.limiter, registry: this.registry },
+      { fetchDocument: this.fetchDocument, policy: this.deps.policy(), tokens: this.deps.tokens, state: this.deps.state, clock: this.deps.clock, limiter: this.limiter, registry: this.registry },
       runtime,
       previous,
       signal,
