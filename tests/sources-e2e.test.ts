@@ -216,6 +216,7 @@ describe('sources and apps end to end', () => {
     const list = await cli(['sources', 'list']);
     expect(list.stdout).toMatch(/^restricted-apps\s+Restricted apps\s+needs-token\s+1\s/m);
     expect((await daemon.client.status()).sources).toMatchObject({ needsToken: ['restricted-apps'] });
+    expect((await cli(['status'])).stdout).toContain('  needs a token: restricted-apps (set one with `tokenbroker token set`)');
     af.clearRequests();
     const refresh = await cli(['sources', 'refresh', 'restricted-apps']);
     expect(refresh.code).toBe(4);
