@@ -1,9 +1,15 @@
 import { Client } from 'undici';
 import { startFakeArtifactory } from '../tests/fixtures/fake-artifactory.js';
-import { appInfoDocument, OFFICIAL_BASE, publishSource } from '../tests/helpers/app-sources.js';
+import { appInfoDocument, listApps, OFFICIAL_BASE, publishSource, type UrlForm } from '../tests/helpers/app-sources.js';
 import { median, startBenchDaemon, type BenchRow } from './harness.js';
 
 const APPS = 500;
+/**
+ * The URL form the documents use. nRF Connect for Desktop publishes the download-API form; it
+ * needs the canonical-URL policy of issue 12 (upstream exchange): flip to 'download-api' once that
+ * is merged (the fake serves both).
+ */
+const FORM: UrlForm = 'artifact';
 
 /**
  * Source refresh figures: a source of 500 apps refreshed when every document answers 304 (the
@@ -13,7 +19,7 @@ export async function benchSources(): Promise<BenchRow[]> {
   const af = await startFakeArtifactory();
   const names = Array.from({ length: APPS }, (_, i) => `app-${String(i).padStart(3, '0')}`);
   const versions = Array.from({ length: 10 }, (_, i) => `1.${i}.0`);
-  const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: names, withdrawn: [], versions });
+  const official = publishSource(af, OFFICIAL_BASE, { name: 'Official apps', apps: names, versions, form: FORM });
   const daemon = await startBenchDaemon({ allowInsecureLoopback: true, secretStore: 'memory', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl });
   const client = new Client('http://localhost', { socketPath: daemon.socketPath });
   const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> => {
@@ -24,7 +30,7 @@ export async function benchSources(): Promise<BenchRow[]> {
   };
   const refresh = async (): Promise<{ ms: number; outcome: string; appCount: number }> => {
     const t0 = performance.now();
-    const [result] = (await call('POST', '/v1/sources/refresh', { name: 'official' })) as { outcome: string; appCount: number }[];
+    const [result] = (await call('POST', '/v1/sources/refresh', { id: 'official' })) as { outcome: string; appCount: number }[];
     return { ms: performance.now() - t0, outcome: result?.outcome ?? 'none', appCount: result?.appCount ?? 0 };
   };
   try {
@@ -49,17 +55,16 @@ export async function benchSources(): Promise<BenchRow[]> {
     const changed: number[] = [];
     for (let round = 0; round < 5; round++) {
       // New content everywhere: every document answers 200 with a new ETag.
-      for (const name of names) af.setJson(`${OFFICIAL_BASE}/${name}.json`, { ...appInfoDocument(af, OFFICIAL_BASE, name, versions), description: `round ${round}` });
-      af.setJson(official.sourcePath, { name: 'official', description: `round ${round}`, apps: names.map((name) => af.url(`${OFFICIAL_BASE}/${name}.json`)) });
-      af.setJson(official.withdrawnPath, []);
+      for (const name of names) af.setJson(`${OFFICIAL_BASE}/${name}.json`, { ...appInfoDocument(af, OFFICIAL_BASE, name, versions, { form: FORM }), description: `round ${round}` });
+      listApps(af, official, `Official apps, round ${round}`, names);
       const run = await refresh();
       if (run.outcome !== 'updated' || run.appCount !== APPS) throw new Error(`expected an all-200 refresh, got ${run.outcome} (${run.appCount} apps)`);
       changed.push(run.ms);
     }
     const m304 = median(notModified);
     return [
-      { name: `refresh ${APPS} apps, all 304 (median of 7)`, value: m304, unit: 'ms', target: '<= 1000 ms', ok: m304 <= 1000 },
-      { name: `refresh ${APPS} apps, all 200 (median of 5)`, value: median(changed), unit: 'ms' },
+      { name: `refresh ${APPS} apps (${FORM} form), all 304 (median of 7)`, value: m304, unit: 'ms', target: '<= 1000 ms', ok: m304 <= 1000 },
+      { name: `refresh ${APPS} apps, all 200 incl. icons and release notes (median of 5)`, value: median(changed), unit: 'ms' },
       { name: 'first refresh at start, until listed', value: startRefreshMs, unit: 'ms' },
     ];
   } finally {

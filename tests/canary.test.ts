@@ -88,6 +88,8 @@ describe('canary token across everything', () => {
     await raw('GET', '/v1/apps');
     await raw('GET', '/v1/apps/restricted/secret-app');
     await raw('GET', '/v1/apps/restricted/secret-app/tarball');
+    await raw('GET', '/v1/apps/restricted/secret-app/icon');
+    await raw('GET', '/v1/apps/restricted/secret-app/release-notes');
     const fetched = await raw('GET', `/v1/fetch?url=${encodeURIComponent(af.url('/artifactory/internal/secret.bin'))}`);
     expect(fetched.status).toBe(200);
     await raw('GET', `/v1/fetch?url=${encodeURIComponent(af.url('/artifactory/internal/missing.bin'))}`);

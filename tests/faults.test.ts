@@ -75,7 +75,7 @@ describe('faults (real daemon)', () => {
 
     af.setFault(`${OFFICIAL_BASE}/source.json`, { kind: 'status', status: 500 });
     af.clearRequests();
-    await daemon.client.refreshSources({ name: 'official' }).catch(() => undefined);
+    await daemon.client.refreshSources({ id: 'official' }).catch(() => undefined);
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, 6000));
     const attempts = af.requestsTo(`${OFFICIAL_BASE}/source.json`).length;

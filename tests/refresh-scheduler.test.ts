@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffDelay, BACKOFF_MAX_MS, intervalDelay, parseRetryAfter, RefreshScheduler, RETRY_AFTER_MAX_MS } from '../src/broker/refresh-scheduler.js';
-import { compareVersions } from '../src/broker/source-index.js';
+import { compareVersions } from '../src/broker/app-views.js';
 import { AppInfoSchema, parseDocument, SourceJsonSchema } from '../src/broker/source-documents.js';
 import { FakeClock } from './helpers/fake-clock.js';
 
@@ -91,12 +91,14 @@ describe('RefreshScheduler', () => {
 });
 
 describe('upstream documents', () => {
-  it('source.json: the name must be one safe path segment', () => {
-    for (const name of ['..', '../x', 'a/b', 'with space', '', '.hidden']) {
+  it('source.json: the name is a display string of 1-100 printable characters', () => {
+    for (const name of ['', '   ', 'a\nb', 'tab\there', 'x'.repeat(101)]) {
       const result = parseDocument(JSON.stringify({ name, apps: [] }), SourceJsonSchema, 'source.json');
       expect(result).toMatchObject({ ok: false, field: 'name' });
     }
-    expect(parseDocument('{"name":"Mesh-1.0","apps":[],"extra":true}', SourceJsonSchema, 'source.json')).toMatchObject({ ok: true, value: { name: 'Mesh-1.0', apps: [] } });
+    for (const name of ['Release Test', '3.7 compatible apps', 'Mesh-1.0', '..', 'a/b']) {
+      expect(parseDocument(JSON.stringify({ name, apps: [], extra: true }), SourceJsonSchema, 'source.json')).toEqual({ ok: true, value: { name, apps: [] } });
+    }
   });
 
   it('app info: latestVersion must be one of the versions; messages name the field', () => {

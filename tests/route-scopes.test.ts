@@ -36,6 +36,8 @@ describe('route scope table', () => {
       'POST /v1/sources/refresh': 'sources:write',
       'GET /v1/apps': 'sources:read',
       'GET /v1/apps/:/:': 'sources:read',
+      'GET /v1/apps/:/:/icon': 'sources:read',
+      'GET /v1/apps/:/:/release-notes': 'sources:read',
       'GET /v1/apps/:/:/tarball': 'fetch',
       'GET /v1/fetch': 'fetch',
       'GET /v1/fetches/:': 'fetch',

@@ -9,7 +9,7 @@ import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-up
 import { ConfigSchema, type ConfigInput } from '../src/protocol/config-schema.js';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { appInfoDocument, OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess, type PublishedSource } from './helpers/app-sources.js';
+import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, TestTokenAccess, type PublishedSource } from './helpers/app-sources.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 import { offlineUpstream } from './helpers/server-deps.js';
@@ -32,7 +32,7 @@ afterAll(async () => {
 beforeEach(() => {
   af.clearFaults();
   af.setForbidden(/.*/, false);
-  official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk', 'pc-nrfconnect-dtm'], withdrawn: ['pc-nrfconnect-dtm', 'pc-nrfconnect-old'] });
+  official = publishSource(af, OFFICIAL_BASE, { name: 'Official apps', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk', 'pc-nrfconnect-dtm'] });
   af.clearRequests();
 });
 afterEach(async () => {
@@ -94,19 +94,101 @@ function restrictedSeed(url: string): MemoryStateStore {
 }
 
 describe('source refresh', () => {
-  it('refreshes the official source at start: apps indexed, withdrawn ones flagged, versions newest first', async () => {
+  it('refreshes the official source at start: app infos whole (every version, every field), id official, display name from source.json', async () => {
     const { service, clock, events } = await started();
     const apps = service.apps();
     expect(apps.map((app) => [app.name, app.withdrawn])).toEqual([
       ['pc-nrfconnect-ble', false],
-      ['pc-nrfconnect-dtm', true],
-      ['pc-nrfconnect-old', true],
+      ['pc-nrfconnect-dtm', false],
       ['pc-nrfconnect-ppk', false],
     ]);
-    expect(apps[0]).toMatchObject({ source: 'official', displayName: 'Display pc-nrfconnect-ble', latestVersion: '1.2.0', versions: ['1.2.0', '1.0.0'] });
+    const published = appInfoDocument(af, OFFICIAL_BASE, 'pc-nrfconnect-ble') as { versions: Record<string, Record<string, unknown>> };
+    const version = (v: string): Record<string, unknown> => {
+      const { someFutureField: _ignored, ...rest } = published.versions[v] ?? {};
+      return rest;
+    };
+    expect(apps[0]).toEqual({
+      source: 'official',
+      withdrawn: false,
+      name: 'pc-nrfconnect-ble',
+      displayName: 'Display pc-nrfconnect-ble',
+      description: 'The pc-nrfconnect-ble app',
+      homepage: 'https://example.com/app',
+      iconUrl: af.url(`${OFFICIAL_BASE}/pc-nrfconnect-ble.png`),
+      releaseNotesUrl: af.url(`${OFFICIAL_BASE}/pc-nrfconnect-ble-Changelog.md`),
+      latestVersion: '1.2.0',
+      versions: { '1.0.0': version('1.0.0'), '1.2.0': version('1.2.0') },
+    });
+    expect(apps[0]?.versions['1.2.0']).toMatchObject({ publishTimestamp: '2025-06-01T10:00:00Z', nrfutilModules: { device: ['2.7.16'] }, nrfutilCore: '7.13.0', shasum: expect.stringMatching(/^[0-9a-f]{40}$/) });
     const view = service.get('official');
-    expect(view).toMatchObject({ name: 'official', official: true, restricted: false, state: 'ok', appCount: 4, lastError: null, lastRefreshAt: new Date(clock.now()).toISOString() });
-    expect(events.find((event) => event.type === 'sources.refreshed')).toMatchObject({ sources: [{ name: 'official', outcome: 'updated', appCount: 4 }] });
+    expect(view).toMatchObject({ id: 'official', name: 'Official apps', official: true, restricted: false, thirdParty: false, state: 'ok', appCount: 3, withdrawnCount: 0, lastError: null, problems: [], lastRefreshAt: new Date(clock.now()).toISOString() });
+    expect(service.get('Official apps').id).toBe('official');
+    expect(events.find((event) => event.type === 'sources.refreshed')).toMatchObject({ sources: [{ id: 'official', outcome: 'updated', appCount: 3 }] });
+  });
+
+  it('an app that leaves source.json is withdrawn (last app info kept, withdrawnAt) until listed again; withdrawn.json is never requested', async () => {
+    const built = await started();
+    const listed = ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk', 'pc-nrfconnect-dtm'];
+    listApps(af, official, 'Official apps', ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk']);
+    af.removeFile(official.appInfoPaths.get('pc-nrfconnect-dtm') as string);
+    const [result] = await built.service.refresh('official');
+    expect(result).toMatchObject({ outcome: 'updated', appCount: 2, withdrawnCount: 1, state: 'ok' });
+    const dtm = built.service.apps().find((app) => app.name === 'pc-nrfconnect-dtm');
+    expect(dtm).toMatchObject({ withdrawn: true, withdrawnAt: new Date(built.clock.now()).toISOString(), latestVersion: '1.2.0', displayName: 'Display pc-nrfconnect-dtm' });
+    const withdrawnAt = dtm?.withdrawnAt;
+    built.clock.advance(60_000);
+    await built.service.refresh('official');
+    expect(built.service.app('official', 'pc-nrfconnect-dtm')).toMatchObject({ withdrawn: true });
+    expect(built.service.apps().find((app) => app.name === 'pc-nrfconnect-dtm')?.withdrawnAt).toBe(withdrawnAt);
+
+    publishSource(af, OFFICIAL_BASE, { name: 'Official apps', apps: listed });
+    await built.service.refresh('official');
+    expect(built.service.apps().find((app) => app.name === 'pc-nrfconnect-dtm')).toMatchObject({ withdrawn: false });
+    expect(built.service.apps().find((app) => app.name === 'pc-nrfconnect-dtm')).not.toHaveProperty('withdrawnAt');
+    expect(built.service.get('official')).toMatchObject({ appCount: 3, withdrawnCount: 0 });
+    expect(af.requests.filter((r) => r.path.includes('withdrawn'))).toEqual([]);
+  });
+
+  it('a version without shasum is listed; an app whose URL is not <name>.json is left out and reported by its URL', async () => {
+    official = publishSource(af, OFFICIAL_BASE, { name: 'Official apps', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk'], withoutShasum: ['1.0.0'] });
+    af.setJson(official.appInfoPaths.get('pc-nrfconnect-ppk') as string, appInfoDocument(af, OFFICIAL_BASE, 'pc-nrfconnect-other'));
+    const built = await started();
+    const ble = built.service.app('official', 'pc-nrfconnect-ble');
+    expect(ble.info.versions['1.0.0']).not.toHaveProperty('shasum');
+    expect(ble.info.versions['1.2.0']?.shasum).toMatch(/^[0-9a-f]{40}$/);
+    expect(built.service.apps().map((app) => app.name)).toEqual(['pc-nrfconnect-ble']);
+    expect(built.service.get('official').problems).toEqual([
+      expect.objectContaining({ code: 'BROKER_SOURCE_INVALID', field: 'name', url: af.url(official.appInfoPaths.get('pc-nrfconnect-ppk') as string), message: expect.stringMatching(/pc-nrfconnect-other.*does not match the URL/) }),
+    ]);
+  });
+
+  it('icons and release notes are fetched once per app info change and served from the state store', async () => {
+    const built = await started();
+    const icon = await built.service.asset('official', 'pc-nrfconnect-ble', 'icon');
+    expect(icon).toEqual({ contentType: 'image/png', bytes: ICON_BYTES });
+    const notes = await built.service.asset('official', 'pc-nrfconnect-ble', 'release-notes');
+    expect(notes.bytes.toString()).toBe(releaseNotes('pc-nrfconnect-ble'));
+    expect(notes.contentType).toMatch(/^text\/markdown/);
+    af.clearRequests();
+    await built.service.refresh('official');
+    expect(af.requests.filter((r) => r.path.endsWith('.png') || r.path.endsWith('.md'))).toEqual([]);
+    af.setJson(official.appInfoPaths.get('pc-nrfconnect-ble') as string, { ...appInfoDocument(af, OFFICIAL_BASE, 'pc-nrfconnect-ble'), description: 'changed' });
+    af.setFile(`${OFFICIAL_BASE}/pc-nrfconnect-ble-Changelog.md`, 'new notes');
+    await built.service.refresh('official');
+    expect(af.requests.filter((r) => r.path.endsWith('.png') || r.path.endsWith('.md')).map((r) => r.path).sort()).toEqual([`${OFFICIAL_BASE}/pc-nrfconnect-ble-Changelog.md`, `${OFFICIAL_BASE}/pc-nrfconnect-ble.png`]);
+    expect((await built.service.asset('official', 'pc-nrfconnect-ble', 'release-notes')).bytes.toString()).toBe('new notes');
+  });
+
+  it('token removed: a restricted source is needs-token in the very next view, without a refresh', async () => {
+    const restricted = publishSource(af, RESTRICTED_BASE, { name: 'Restricted apps', apps: ['secret-app'] });
+    const tokens = new TestTokenAccess();
+    tokens.set('tok');
+    const built = await started({ state: restrictedSeed(restricted.sourceUrl), tokens });
+    expect(built.service.get('restricted')).toMatchObject({ state: 'ok', restricted: true });
+    tokens.token = undefined;
+    expect(built.service.get('restricted').state).toBe('needs-token');
+    expect(built.service.statusSection().sources.needsToken).toEqual(['restricted']);
+    expect(built.service.get('official').state).toBe('ok');
   });
 
   it('the next scheduled refresh sends If-None-Match with each ETag byte for byte and gets 304s', async () => {
@@ -117,7 +199,7 @@ describe('source refresh', () => {
     await advance(built, HOUR - 1);
     expect(af.requests).toHaveLength(0);
     await advance(built, 1);
-    const paths = [official.sourcePath, official.withdrawnPath, ...official.appInfoPaths.values()];
+    const paths = [official.sourcePath, ...official.appInfoPaths.values()];
     expect(af.requests.map((r) => r.path).sort()).toEqual([...paths].sort());
     for (const request of af.requests) {
       const { sha1 } = await af.digestOf(request.path);
@@ -127,7 +209,7 @@ describe('source refresh', () => {
     const view = built.service.get('official');
     expect(view.state).toBe('ok');
     expect(view.lastRefreshAt).toBe(new Date(firstAt + HOUR).toISOString());
-    expect(built.events.filter((event) => event.type === 'sources.refreshed').at(-1)).toMatchObject({ sources: [{ name: 'official', outcome: 'unchanged' }] });
+    expect(built.events.filter((event) => event.type === 'sources.refreshed').at(-1)).toMatchObject({ sources: [{ id: 'official', outcome: 'unchanged' }] });
   });
 
   it('jitter moves the next refresh within ± jitterPercent of the interval', async () => {
@@ -156,13 +238,13 @@ describe('source refresh', () => {
     built.bus.emit('token.set', { server: 'nordic', state: 'valid' });
     await advance(built, 0);
     const requests = af.requestsTo(RESTRICTED_BASE);
-    expect(requests.map((r) => r.path).sort()).toEqual([restricted.sourcePath, `${RESTRICTED_BASE}/secret-app.json`, restricted.withdrawnPath].sort());
+    expect(requests.map((r) => r.path).sort()).toEqual([restricted.sourcePath, `${RESTRICTED_BASE}/secret-app.json`, `${RESTRICTED_BASE}/secret-app.png`, `${RESTRICTED_BASE}/secret-app-Changelog.md`].sort());
     for (const request of requests) expect(request.headers.authorization).toBe('Bearer tok');
     expect(af.requestsTo(OFFICIAL_BASE).every((r) => r.headers.authorization === undefined)).toBe(true);
     expect(built.service.get('restricted')).toMatchObject({ state: 'ok', appCount: 1, lastError: null });
     expect(built.service.apps('restricted').map((app) => app.name)).toEqual(['secret-app']);
 
-    // The second refresh is conditional and answered 304 (withdrawn.json does not exist: 404 again).
+    // The second refresh is conditional and answered 304 (icons and release notes are kept).
     af.clearRequests();
     const [result] = await built.service.refresh('restricted');
     expect(result?.outcome).toBe('unchanged');
@@ -203,7 +285,7 @@ describe('source refresh', () => {
     expect(result?.outcome).toBe('failed');
     const view = built.service.get('official');
     expect(view.state).toBe('failing');
-    expect(view.appCount).toBe(4);
+    expect(view.appCount).toBe(3);
     expect(view.lastError).toMatchObject({ code: 'BROKER_SOURCE_INVALID', url: official.sourceUrl });
     expect(view.lastError?.message).toMatch(/source\.json is not valid JSON/);
     expect(built.events.filter((event) => event.type === 'source.failed').at(-1)).toMatchObject({ source: 'official', error: { code: 'BROKER_SOURCE_INVALID' } });
@@ -216,7 +298,7 @@ describe('source refresh', () => {
       expect(af.requests).toHaveLength(0);
       await advance(built, 1);
       expect(af.requestsTo(official.sourcePath)).toHaveLength(1);
-      expect(built.service.apps().length).toBe(4);
+      expect(built.service.apps().length).toBe(3);
     }
     af.clearFaults();
     await advance(built, 300_000);
@@ -248,7 +330,7 @@ describe('source refresh', () => {
     const view = built.service.get('official');
     expect(view.lastError).toMatchObject({ code: 'BROKER_SOURCE_INVALID', field: 'apps' });
     expect(view.lastError?.message).toMatch(/"apps" has the wrong type/);
-    expect(view.appCount).toBe(4);
+    expect(view.appCount).toBe(3);
   });
 
   it('429 with Retry-After in seconds is honoured over a shorter backoff', async () => {
@@ -264,7 +346,7 @@ describe('source refresh', () => {
     expect(af.requests).toHaveLength(0);
     await advance(built, 1);
     expect(af.requestsTo(official.sourcePath)).toHaveLength(1);
-    expect(built.service.apps()).toHaveLength(4);
+    expect(built.service.apps()).toHaveLength(3);
   });
 
   it('429 with Retry-After as an HTTP date is honoured too', async () => {
@@ -285,7 +367,7 @@ describe('source refresh', () => {
     const [result] = await built.service.refresh('official');
     expect(result?.outcome).toBe('failed');
     const apps = built.service.apps();
-    expect(apps.map((app) => app.name)).toEqual(['pc-nrfconnect-ble', 'pc-nrfconnect-dtm', 'pc-nrfconnect-old', 'pc-nrfconnect-ppk']);
+    expect(apps.map((app) => app.name)).toEqual(['pc-nrfconnect-ble', 'pc-nrfconnect-dtm', 'pc-nrfconnect-ppk']);
     expect(apps.find((app) => app.name === 'pc-nrfconnect-ppk')?.displayName).toBe('Power Profiler (new)');
     expect(built.service.get('official').lastError).toMatchObject({ code: 'BROKER_UPSTREAM_ERROR', status: 500, url: af.url(blePath) });
     expect(built.service.get('official').errorCount).toBe(1);
@@ -301,13 +383,13 @@ describe('source refresh', () => {
     await built.service.refresh('official');
     const view = built.service.get('official');
     expect(view.state).toBe('failing');
-    expect(view.errors).toEqual(
+    expect(view.problems).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ code: 'BROKER_SOURCE_INVALID', url: af.url(blePath), field: 'versions.1.0.0.shasum' }),
         expect.objectContaining({ code: 'BROKER_SOURCE_INVALID', url: af.url(`${OFFICIAL_BASE}/broken-new.json`), field: 'displayName' }),
       ]),
     );
-    expect(built.service.apps().map((app) => app.name)).toEqual(['pc-nrfconnect-ble', 'pc-nrfconnect-dtm', 'pc-nrfconnect-old', 'pc-nrfconnect-ppk']);
+    expect(built.service.apps().map((app) => app.name)).toEqual(['pc-nrfconnect-ble', 'pc-nrfconnect-dtm', 'pc-nrfconnect-ppk']);
     expect(built.service.app('official', 'pc-nrfconnect-ble').info.versions['1.0.0']?.shasum).toMatch(/^[0-9a-f]{40}$/);
   });
 
@@ -319,7 +401,7 @@ describe('source refresh', () => {
     const problem = built.service.get('official').lastError;
     expect(problem).toMatchObject({ code: 'BROKER_SOURCE_INVALID', url: af.url(blePath) });
     expect(problem?.message).toMatch(/larger than 1 MiB/);
-    expect(built.service.apps()).toHaveLength(4);
+    expect(built.service.apps()).toHaveLength(3);
   });
 
   it('requests across all documents never exceed refresh.concurrency', async () => {
@@ -366,7 +448,7 @@ describe('source refresh', () => {
     const [result] = await pending;
     expect(result?.outcome).toBe('failed');
     expect(built.state.documents.get(indexDocumentName('official'))).toBe(saved);
-    expect(built.service.get('official')).toMatchObject({ state: 'ok', appCount: 4, lastError: null });
+    expect(built.service.get('official')).toMatchObject({ state: 'ok', appCount: 3, lastError: null });
   });
 
   it('the index survives a restart: served offline, then refreshed with the stored ETags', async () => {
@@ -377,17 +459,17 @@ describe('source refresh', () => {
 
     const offline = build({ state, upstream: offlineUpstream });
     await offline.service.load();
-    expect(offline.service.apps()).toHaveLength(4);
+    expect(offline.service.apps()).toHaveLength(3);
     expect(offline.service.get('official').lastRefreshAt).toBe(first.service.get('official').lastRefreshAt);
     const [failed] = await offline.service.refresh('official');
     expect(failed).toMatchObject({ outcome: 'failed', state: 'failing', lastError: { code: 'BROKER_UPSTREAM_UNREACHABLE' } });
-    expect(offline.service.apps()).toHaveLength(4);
+    expect(offline.service.apps()).toHaveLength(3);
 
     const online = build({ state });
     await online.service.load();
     af.clearRequests();
     const [result] = await online.service.refresh('official');
     expect(result?.outcome).toBe('unchanged');
-    expect(af.requests.filter((r) => r.status === 304)).toHaveLength(6);
+    expect(af.requests.filter((r) => r.status === 304)).toHaveLength(4);
   });
 });

@@ -10,7 +10,7 @@ import { indexDocumentName } from '../src/broker/source-index.js';
 import { buildServer } from '../src/daemon/server.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';
-import type { SourceView } from '../src/protocol/sources.js';
+import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess } from './helpers/app-sources.js';
 import { FakeClock } from './helpers/fake-clock.js';
@@ -39,7 +39,8 @@ afterAll(async () => {
 beforeEach(() => {
   af.clearFaults();
   publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk'] });
-  publishSource(af, USER_BASE, { name: 'Community', apps: ['community-app'] });
+  publishSource(af, USER_BASE, { name: 'Release Test', apps: ['community-app'] });
+  publishSource(af, `${USER_BASE}/compat`, { name: '3.7 compatible apps', apps: ['compat-app'] });
   publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
   af.clearRequests();
 });
@@ -61,7 +62,8 @@ async function build() {
   const state = new MemoryStateStore();
   const tokens = new TestTokenAccess();
   const events = new EventBus(clock);
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
+  // The daemon's wiring: third-party URLs are asked of the source registry.
+  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
   const sources = new SourceService({ config: () => config, policy: () => policy, tokens, upstream, state, clock, events, log: silentLog });
   await sources.load();
   const deps = testServerDeps({ config, clock, events, sources, statusSections: [() => sources.statusSection()] });
@@ -72,28 +74,38 @@ async function build() {
 type Envelope = { error: { code: string; message: string; hint: string; details?: Record<string, unknown> } };
 
 describe('sources API', () => {
-  it('lists the official source, adds a user source under its own name, lists its apps', async () => {
-    const { app } = await build();
+  it('lists the official source, adds a user source under an id made from its display name, answers {source, apps}', async () => {
+    const { app, clock } = await build();
     const initial = await app.inject({ method: 'GET', url: '/v1/sources' });
     expect(initial.statusCode).toBe(200);
     expect(initial.json()).toEqual([
-      expect.objectContaining({ name: 'official', url: af.url(`${OFFICIAL_BASE}/source.json`), official: true, restricted: false, state: 'stale', appCount: 0, lastRefreshAt: null, lastError: null }),
+      expect.objectContaining({ id: 'official', url: af.url(`${OFFICIAL_BASE}/source.json`), official: true, restricted: false, thirdParty: false, state: 'stale', appCount: 0, withdrawnCount: 0, lastRefreshAt: null, lastError: null, problems: [] }),
     ]);
 
     const added = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } });
     expect(added.statusCode).toBe(201);
-    expect(added.json<SourceView>()).toMatchObject({ name: 'Community', official: false, restricted: false, state: 'ok', appCount: 1, lastError: null, description: 'Community apps' });
+    const body = added.json<SourceAdded>();
+    expect(body.source).toMatchObject({ id: 'release-test', name: 'Release Test', official: false, restricted: false, thirdParty: false, state: 'ok', appCount: 1, lastError: null, description: 'Release Test apps' });
+    expect(body.apps).toEqual([expect.objectContaining({ source: 'release-test', name: 'community-app', withdrawn: false, latestVersion: '1.2.0' })]);
+    expect(Object.keys(body.apps[0]?.versions ?? {})).toEqual(['1.0.0', '1.2.0']);
+
+    clock.advance(1000);
+    const compatible = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/compat/source.json`) } });
+    expect(compatible.json<SourceAdded>().source).toMatchObject({ id: '3.7-compatible-apps', name: '3.7 compatible apps' });
 
     const listed = await app.inject({ method: 'GET', url: '/v1/sources' });
-    expect(listed.json<SourceView[]>().map((s) => s.name)).toEqual(['official', 'Community']);
+    expect(listed.json<SourceView[]>().map((s) => [s.id, s.name])).toEqual([['official', 'official'], ['release-test', 'Release Test'], ['3.7-compatible-apps', '3.7 compatible apps']]);
 
     await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: {} });
     const apps = await app.inject({ method: 'GET', url: '/v1/apps' });
-    expect(apps.json<{ source: string; name: string }[]>().map((a) => `${a.source}/${a.name}`)).toEqual(['official/pc-nrfconnect-ble', 'official/pc-nrfconnect-ppk', 'Community/community-app']);
-    const one = await app.inject({ method: 'GET', url: '/v1/apps?source=community' });
-    expect(one.json()).toEqual([
-      { source: 'Community', name: 'community-app', displayName: 'Display community-app', description: 'The community-app app', latestVersion: '1.2.0', versions: ['1.2.0', '1.0.0'], withdrawn: false, homepage: 'https://example.com/app', iconUrl: af.url(`${USER_BASE}/community-app.svg`), releaseNotesUrl: af.url(`${USER_BASE}/community-app-Changelog.md`) },
-    ]);
+    expect(apps.json<{ source: string; name: string }[]>().map((a) => `${a.source}/${a.name}`)).toEqual(['official/pc-nrfconnect-ble', 'official/pc-nrfconnect-ppk', 'release-test/community-app', '3.7-compatible-apps/compat-app']);
+    // The id or the exact display name.
+    for (const ref of ['release-test', 'Release%20Test']) {
+      const one = await app.inject({ method: 'GET', url: `/v1/apps?source=${ref}` });
+      expect(one.json<AppView[]>().map((a) => `${a.source}/${a.name}`)).toEqual(['release-test/community-app']);
+    }
+    const detail = await app.inject({ method: 'GET', url: '/v1/apps/release-test/community-app' });
+    expect(detail.json<AppView>()).toMatchObject({ source: 'release-test', name: 'community-app', iconUrl: af.url(`${USER_BASE}/community-app.png`), versions: { '1.2.0': { nrfutilCore: '7.13.0' } } });
   });
 
   it('refuses duplicates and the official source: BROKER_SOURCE_EXISTS, BROKER_SOURCE_OFFICIAL', async () => {
@@ -104,10 +116,13 @@ describe('sources API', () => {
     expect(again.json<Envelope>().error.code).toBe('BROKER_SOURCE_EXISTS');
 
     // Another URL whose source.json uses the same name (in another case).
-    af.setJson(`${USER_BASE}/mirror/source.json`, { name: 'COMMUNITY', apps: [] });
+    af.setJson(`${USER_BASE}/mirror/source.json`, { name: 'RELEASE TEST', apps: [] });
     const sameName = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/mirror/source.json`) } });
     expect(sameName.statusCode).toBe(409);
-    expect(sameName.json<Envelope>().error).toMatchObject({ code: 'BROKER_SOURCE_EXISTS', details: { name: 'Community' } });
+    expect(sameName.json<Envelope>().error).toMatchObject({ code: 'BROKER_SOURCE_EXISTS', details: { id: 'release-test', name: 'Release Test' } });
+    // The same source.json by another spelling of its URL.
+    const spelled = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json#again`) } });
+    expect(spelled.json<Envelope>().error.code).toBe('BROKER_SOURCE_EXISTS');
 
     const official = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${OFFICIAL_BASE}/source.json`) } });
     expect(official.statusCode).toBe(409);
@@ -137,7 +152,7 @@ describe('sources API', () => {
   it.each([
     ['outside every prefix', () => af.url('/other/source.json'), 403, 'BROKER_URL_NOT_ALLOWED'],
     ['a file: URL', () => 'file:///etc/passwd', 403, 'BROKER_URL_NOT_ALLOWED'],
-    ['a foreign origin', () => 'https://example.com/source.json', 403, 'BROKER_URL_NOT_ALLOWED'],
+    ['a foreign origin over plain http', () => 'http://example.com/source.json', 403, 'BROKER_URL_NOT_ALLOWED'],
     ['a server that does not answer', () => `${closedOrigin}/dead/source.json`, 502, 'BROKER_UPSTREAM_UNREACHABLE'],
     ['a missing source.json', () => af.url(`${USER_BASE}/missing/source.json`), 404, 'BROKER_UPSTREAM_NOT_FOUND'],
   ])('adding %s fails with the right code', async (_name, url, status, code) => {
@@ -157,7 +172,7 @@ describe('sources API', () => {
     tokens.set('tok');
     const added = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url } });
     expect(added.statusCode).toBe(201);
-    expect(added.json<SourceView>()).toMatchObject({ name: 'restricted', restricted: true, state: 'ok', appCount: 1 });
+    expect(added.json<SourceAdded>().source).toMatchObject({ id: 'restricted', restricted: true, state: 'ok', appCount: 1 });
     expect(added.body).not.toContain('tok"');
   });
 
@@ -168,10 +183,14 @@ describe('sources API', () => {
     expect(noUrl.json<Envelope>().error.message).toContain('body.url');
     const extra = await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { nmae: 'x' } });
     expect(extra.json<Envelope>().error.message).toContain('nmae');
-    for (const name of ['..%2F..%2Fetc', '.hidden', 'a%20b', 'x%2Fy']) {
+    for (const name of ['a%00b', 'a%0Ab']) {
       const res = await app.inject({ method: 'DELETE', url: `/v1/sources/${name}` });
       expect(res.statusCode).toBe(400);
-      expect(res.json<Envelope>().error.message).toContain('params.name');
+      expect(res.json<Envelope>().error.message).toContain('params.id');
+    }
+    // Ids and display names are only looked up, never used as paths: unknown ones are 404s.
+    for (const name of ['..%2F..%2Fetc', '.hidden', 'a%20b', 'x%2Fy']) {
+      expect((await app.inject({ method: 'DELETE', url: `/v1/sources/${name}` })).json<Envelope>().error.code).toBe('BROKER_NOT_FOUND');
     }
     // The router's own refusals come in the envelope too.
     for (const url of [`/v1/sources/${'a'.repeat(300)}`, '/v1/sources/%zz']) {
@@ -181,14 +200,14 @@ describe('sources API', () => {
     }
     // A dot-dot segment is resolved away before routing: it never reaches a route at all.
     expect((await app.inject({ method: 'DELETE', url: '/v1/sources/%2E%2E' })).statusCode).toBe(404);
-    const badQuery = await app.inject({ method: 'GET', url: '/v1/apps?source=../x' });
+    const badQuery = await app.inject({ method: 'GET', url: '/v1/apps?source=%0A' });
     expect(badQuery.statusCode).toBe(400);
   });
 
   it('removes user sources (index and all), never the official one', async () => {
     const { app, state } = await build();
     await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${USER_BASE}/source.json`) } });
-    expect(state.documents.has(indexDocumentName('Community'))).toBe(true);
+    expect(state.documents.has(indexDocumentName('release-test'))).toBe(true);
 
     const official = await app.inject({ method: 'DELETE', url: '/v1/sources/official' });
     expect(official.statusCode).toBe(409);
@@ -197,12 +216,13 @@ describe('sources API', () => {
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json<Envelope>().error.code).toBe('BROKER_NOT_FOUND');
 
-    const removed = await app.inject({ method: 'DELETE', url: '/v1/sources/community' });
+    const removed = await app.inject({ method: 'DELETE', url: '/v1/sources/Release%20Test' });
     expect(removed.statusCode).toBe(200);
-    expect(removed.json()).toEqual({ name: 'Community', removed: true });
-    expect(state.documents.has(indexDocumentName('Community'))).toBe(false);
-    expect(JSON.parse(state.documents.get('sources.json') ?? '{}')).toEqual({ version: 1, sources: [] });
-    expect((await app.inject({ method: 'GET', url: '/v1/apps?source=Community' })).statusCode).toBe(404);
+    expect(removed.json()).toEqual({ id: 'release-test', name: 'Release Test', removed: true });
+    expect(state.documents.has(indexDocumentName('release-test'))).toBe(false);
+    expect([...state.documents.keys()].filter((name) => name.startsWith('assets/'))).toEqual([]);
+    expect(JSON.parse(state.documents.get('sources.json') ?? '{}')).toEqual({ version: 2, sources: [] });
+    expect((await app.inject({ method: 'GET', url: '/v1/apps?source=release-test' })).statusCode).toBe(404);
   });
 
   it('refresh answers per source; status carries the source summary', async () => {
@@ -214,15 +234,15 @@ describe('sources API', () => {
     const res = await app.inject({ method: 'POST', url: '/v1/sources/refresh' });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual([
-      expect.objectContaining({ name: 'official', outcome: 'failed', state: 'failing', lastError: expect.objectContaining({ code: 'BROKER_UPSTREAM_ERROR', status: 503 }) }),
-      expect.objectContaining({ name: 'restricted', outcome: 'needs-token', state: 'needs-token', appCount: 1 }),
+      expect.objectContaining({ id: 'official', outcome: 'failed', state: 'failing', lastError: expect.objectContaining({ code: 'BROKER_UPSTREAM_ERROR', status: 503 }) }),
+      expect.objectContaining({ id: 'restricted', outcome: 'needs-token', state: 'needs-token', appCount: 1 }),
     ]);
-    const one = await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { name: 'nope' } });
+    const one = await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { id: 'nope' } });
     expect(one.statusCode).toBe(404);
 
     af.clearFaults();
     tokens.set('tok');
-    await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { name: 'official' } });
+    await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { id: 'official' } });
     const status = await app.inject({ method: 'GET', url: '/v1/status' });
     expect(status.json<{ sources: unknown }>().sources).toEqual({
       count: 2,

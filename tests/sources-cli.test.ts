@@ -4,15 +4,18 @@ import { formatRefresh, formatSources } from '../src/cli/commands/sources-comman
 import type { SourceView } from '../src/protocol/sources.js';
 
 const base: SourceView = {
-  name: 'official',
+  id: 'official',
+  name: 'Official',
   url: 'https://files.example/artifactory/swtools/external/ncd/apps/official/source.json',
   official: true,
   restricted: false,
+  thirdParty: false,
   state: 'ok',
   appCount: 12,
+  withdrawnCount: 0,
   lastRefreshAt: '2026-01-01T10:15:42.000Z',
   lastError: null,
-  errors: [],
+  problems: [],
   errorCount: 0,
   nextRefreshAt: '2026-01-01T11:15:42.000Z',
 };
@@ -20,13 +23,13 @@ const base: SourceView = {
 describe('sources and apps output', () => {
   it('sources list: a table, then each source\'s problems with field paths and what happens next', () => {
     const problem = { code: 'BROKER_SOURCE_INVALID', message: 'https://x/a.json: app info is not valid: "versions.1.0.0.shasum" must be the 40-character hex sha1 of the tarball.', at: '2026-01-01T10:20:00.000Z', url: 'https://x/a.json', field: 'versions.1.0.0.shasum' };
-    const failing: SourceView = { ...base, name: 'mine', official: false, url: 'https://x/source.json', state: 'failing', appCount: 3, lastError: problem, errors: [problem], errorCount: 7, lastRefreshAt: null, nextRefreshAt: '2026-01-01T10:20:02.000Z' };
+    const failing: SourceView = { ...base, id: 'my-apps', name: 'My apps', official: false, url: 'https://x/source.json', state: 'failing', appCount: 3, withdrawnCount: 1, lastError: problem, problems: [problem], errorCount: 7, lastRefreshAt: null, nextRefreshAt: '2026-01-01T10:20:02.000Z' };
     expect(formatSources([base, failing])).toEqual([
-      'NAME        STATE    APPS  LAST REFRESH       URL',
-      `official *  ok       12    2026-01-01 10:15Z  ${base.url}`,
-      'mine        failing  3     never              https://x/source.json',
+      'ID          NAME      STATE    APPS              LAST REFRESH       URL',
+      `official *  Official  ok       12                2026-01-01 10:15Z  ${base.url}`,
+      'my-apps     My apps   failing  3 (+1 withdrawn)  never              https://x/source.json',
       '',
-      'mine:',
+      'my-apps:',
       `  ! ${problem.message} [field: versions.1.0.0.shasum] (BROKER_SOURCE_INVALID)`,
       '  ... and 6 more problems',
       '  Next attempt: 2026-01-01 10:20Z. The last good index is still served.',
@@ -39,7 +42,7 @@ describe('sources and apps output', () => {
     const problem = { code: 'BROKER_TOKEN_MISSING', message: 'No identity token is set for "nordic".', at: '2026-01-01T10:20:00.000Z' };
     const lines = formatRefresh([
       { ...base, outcome: 'unchanged' },
-      { ...base, name: 'restricted', official: false, restricted: true, state: 'needs-token', appCount: 1, lastError: problem, errors: [problem], errorCount: 1, outcome: 'needs-token' },
+      { ...base, id: 'restricted', name: 'Restricted', official: false, restricted: true, state: 'needs-token', appCount: 1, lastError: problem, problems: [problem], errorCount: 1, outcome: 'needs-token' },
     ]);
     expect(lines[0]).toBe('official: up to date (12 apps)');
     expect(lines[1]).toBe('restricted: needs a token (1 app from the last good index)');

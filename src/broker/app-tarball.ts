@@ -1,6 +1,6 @@
 import { BrokerError } from '../protocol/errors.js';
 import type { AppTarball } from '../protocol/sources.js';
-import type { AppInfo } from './source-documents.js';
+import { lastCanonicalSegment, type AppInfo } from './source-documents.js';
 
 /** What the source index knows about one app (SourceService.app). */
 export interface IndexedApp {
@@ -28,7 +28,7 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
     name: app.info.name,
     version: chosen,
     tarballUrl: entry.tarballUrl,
-    shasum: entry.shasum,
+    ...(entry.shasum === undefined ? {} : { shasum: entry.shasum }),
     fileName: tarballFileName(entry.tarballUrl, app.info.name, chosen),
     withdrawn: app.withdrawn,
   };
@@ -37,12 +37,8 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
 const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
 
 export function tarballFileName(tarballUrl: string, name: string, version: string): string {
-  let last = '';
-  try {
-    last = decodeURIComponent(new URL(tarballUrl).pathname.split('/').pop() ?? '');
-  } catch {
-    last = '';
-  }
+  // The canonical artifact path's last segment: a download-API URL names `path`, never `download`.
+  const last = lastCanonicalSegment(tarballUrl) ?? '';
   if (SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..') return last;
   const fallback = `${name}-${version}.tgz`.replace(/[^A-Za-z0-9._+-]/g, '_');
   return SAFE_FILE_NAME.test(fallback) ? fallback : 'app.tgz';

@@ -29,10 +29,12 @@ export interface DocumentRequest {
   /** True for withdrawn.json: a 404 means "none", not an error. */
   optional?: boolean;
   signal?: AbortSignal;
+  /** Accept header; JSON documents by default (icons and release notes ask for anything). */
+  accept?: string;
 }
 
 export type DocumentResult =
-  | { status: 'ok'; text: string; etag: string | undefined }
+  | { status: 'ok'; body: Buffer; text: string; etag: string | undefined; contentType: string | undefined }
   | { status: 'not-modified' }
   | { status: 'absent' };
 
@@ -48,7 +50,7 @@ export async function fetchDocument(deps: DocumentFetchDeps, request: DocumentRe
   let hop: RequestHop = deps.policy.initialHop(classified);
   let usedToken: string | undefined;
   for (;;) {
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: request.accept ?? 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
     // tokenFor throws TOKEN_MISSING/INVALID/EXPIRED: then nothing is sent at all.
     usedToken = hop.sendAuthorization ? deps.tokens.tokenFor(hop.server.name) : undefined;
@@ -83,7 +85,14 @@ export async function fetchDocument(deps: DocumentFetchDeps, request: DocumentRe
         });
       }
       const etag = response.headers.etag;
-      return { status: 'ok', text: body.text, etag: typeof etag === 'string' && etag.length <= 512 ? etag : undefined };
+      const contentType = response.headers['content-type'];
+      return {
+        status: 'ok',
+        text: body.text,
+        body: body.bytes,
+        contentType: typeof contentType === 'string' && contentType.length <= 200 ? contentType : undefined,
+        etag: typeof etag === 'string' && etag.length <= 512 ? etag : undefined,
+      };
     }
     const text = await readBodyCapped(response.body, SMALL_BODY_BYTES).then((b) => (b.tooLarge ? '' : b.text)).catch(() => '');
     const upstreamMessage = artifactoryMessage(text);

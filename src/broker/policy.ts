@@ -31,6 +31,12 @@ export const MAX_URL_LENGTH = 8192;
 export interface TokenPolicyOptions {
   /** Permits http:// on loopback hosts only (tests, local mirrors); DESIGN section 3. */
   readonly allowInsecureLoopback: boolean;
+  /**
+   * Third-party app sources (DESIGN section 6): asked, with the canonical URL, about an https URL
+   * (http on loopback with allowInsecureLoopback) on an origin that is no configured server. True
+   * = fetch it publicly, never with a token. The source registry answers from its current indexes.
+   */
+  readonly thirdParty?: (canonicalUrl: string) => boolean;
 }
 
 export interface AllowedUrl {
@@ -40,6 +46,8 @@ export interface AllowedUrl {
   readonly server: ServerConfig;
   /** True when the request must carry the server's token. */
   readonly needsToken: boolean;
+  /** True for a URL allowed by the third-party hook: `server` is synthetic, never with a token. */
+  readonly thirdParty?: boolean;
 }
 
 export interface RefusedUrl {
@@ -241,6 +249,16 @@ function prepareServer(server: ServerConfig): PreparedServer {
   };
 }
 
+/** The shape of a third-party source's synthetic server: everything public, no token to send. */
+const THIRD_PARTY_SERVER: ServerConfig = {
+  name: 'third-party',
+  origin: '',
+  tokenInfoPath: '/',
+  pingPath: '/',
+  authenticatedPrefixes: [],
+  publicPrefixes: ['/'],
+};
+
 export function createTokenPolicy(servers: readonly ServerConfig[], options: TokenPolicyOptions): TokenPolicy {
   const prepared = servers.map(prepareServer);
   const configuredOrigins = prepared.map((server) => server.origin).join(', ') || '(none)';
@@ -257,6 +275,8 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     if (url.username !== '' || url.password !== '') return refuse('the URL must not contain a user name or password');
     const candidates = prepared.filter((server) => server.origin === url.origin);
     if (candidates.length === 0) {
+      const thirdParty = classifyThirdParty(url);
+      if (thirdParty !== undefined) return thirdParty;
       return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
     }
     if (!insecureAllowed(url)) {
@@ -276,6 +296,17 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     }
     const prefixes = [...new Set(candidates.flatMap((server) => [...server.config.authenticatedPrefixes, ...server.config.publicPrefixes]))];
     return refuse(`${describe(url)} is outside the configured prefixes of ${url.origin} (${prefixes.join(', ')})`);
+  }
+
+  /** A URL the third-party hook vouches for, public; undefined = not third-party (refuse as usual). */
+  function classifyThirdParty(url: URL): UrlClassification | undefined {
+    if (options.thirdParty === undefined || !insecureAllowed(url)) return undefined;
+    const path = analysePath(url.pathname);
+    if (!path.ok) return undefined;
+    const canonical = `${url.origin}${path.canonical}${url.search}`;
+    if (canonical.length > MAX_URL_LENGTH || !options.thirdParty(canonical)) return undefined;
+    const server: ServerConfig = { ...THIRD_PARTY_SERVER, name: `third-party ${url.origin}`, origin: url.origin };
+    return { allowed: true, url: canonical, server, needsToken: false, thirdParty: true };
   }
 
   function classify(rawUrl: string): UrlClassification {

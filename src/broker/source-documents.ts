@@ -1,37 +1,43 @@
 import { z } from 'zod';
-import { AppNameSchema, SOURCE_NAME_PATTERN } from '../protocol/sources.js';
+import { AppNameSchema, OFFICIAL_SOURCE_ID, SOURCE_DISPLAY_NAME_PATTERN } from '../protocol/sources.js';
 import { describeIssue, formatPath } from '../protocol/zod-issues.js';
 
 /**
- * The upstream documents of an app source (DESIGN section 6), validated before anything of them
- * is kept. Unknown fields are ignored (publishers add fields); known ones must have the right shape.
+ * The upstream documents of an app source as nRF Connect for Desktop publishes them
+ * (pc-nrfconnect-shared `ipc/MetaFiles.ts`; DESIGN section 6), validated before anything of them
+ * is kept. Unknown fields are dropped (publishers add fields); known ones must have the right shape.
  */
 
 /** Caps: a bigger document is refused (and the last good copy kept) without being buffered whole. */
 export const SOURCE_JSON_MAX_BYTES = 4 * 1024 * 1024;
 export const APP_INFO_MAX_BYTES = 1024 * 1024;
-export const WITHDRAWN_JSON_MAX_BYTES = 1024 * 1024;
+/** Icons and release notes kept beside the index. */
+export const APP_ASSET_MAX_BYTES = 1024 * 1024;
 /** More app info URLs than this in one source is not a source anyone publishes. */
 export const MAX_APPS_PER_SOURCE = 5000;
 
 const documentUrl = z.string().min(1, 'must be a URL').max(8192, 'is longer than 8192 characters');
 
 export const SourceJsonSchema = z.object({
-  name: z.string().regex(SOURCE_NAME_PATTERN, 'must be 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-", starting with a letter or digit'),
+  name: z.string().regex(SOURCE_DISPLAY_NAME_PATTERN, 'must be 1-100 printable characters').refine((name) => name.trim() !== '', 'must not be blank'),
   description: z.string().max(16_384).optional(),
   apps: z.array(documentUrl).max(MAX_APPS_PER_SOURCE, `must list at most ${MAX_APPS_PER_SOURCE} apps`),
 });
 export type SourceJson = z.output<typeof SourceJsonSchema>;
 
-export const WithdrawnJsonSchema = z.array(documentUrl).max(MAX_APPS_PER_SOURCE, `must list at most ${MAX_APPS_PER_SOURCE} apps`);
+const nrfutilModules = z.record(z.string().max(256), z.array(z.string().max(256)).max(100)).refine((modules) => Object.keys(modules).length <= 100, 'lists more than 100 modules');
 
-const AppVersionSchema = z.object({
+const AppVersionDocumentSchema = z.object({
+  tarballUrl: documentUrl,
+  /** Optional, as in the real `AppVersion`: the launcher then installs without a check. */
   shasum: z
     .string()
     .regex(/^[0-9a-fA-F]{40}$/, 'must be the 40-character hex sha1 of the tarball')
-    .transform((value) => value.toLowerCase()),
-  publishTimestamp: z.union([z.string().max(64), z.number()]).optional(),
-  tarballUrl: documentUrl,
+    .transform((value) => value.toLowerCase())
+    .optional(),
+  publishTimestamp: z.string().max(64).optional(),
+  nrfutilModules: nrfutilModules.optional(),
+  nrfutilCore: z.string().max(256).optional(),
 });
 
 export const AppInfoSchema = z
@@ -43,7 +49,9 @@ export const AppInfoSchema = z
     iconUrl: z.string().max(8192),
     releaseNotesUrl: z.string().max(8192),
     latestVersion: z.string().min(1).max(256),
-    versions: z.record(z.string().min(1).max(256), AppVersionSchema),
+    versions: z.record(z.string().min(1).max(256), AppVersionDocumentSchema),
+    nrfutil: nrfutilModules.optional(),
+    nrfutilCore: z.string().max(256).optional(),
   })
   .superRefine((info, ctx) => {
     if (!Object.hasOwn(info.versions, info.latestVersion)) {
@@ -67,4 +75,78 @@ export function parseDocument<S extends z.ZodType>(text: string, schema: S, what
   const issue = result.error.issues[0];
   const field = issue === undefined ? '' : formatPath(issue.path);
   return { ok: false, message: `${what} is not valid: ${describeIssue(issue)}.`, ...(field === '' ? {} : { field }) };
+}
+
+/**
+ * A source's id from its display name (DESIGN section 6): lower case, every run of characters
+ * outside a-z 0-9 . _ - becomes "-", trimmed to start and end with a letter or digit, at most 64
+ * characters; `-2`, `-3`… when taken. `official` is always taken (the official source's id).
+ */
+export function sourceIdFor(displayName: string, taken: (id: string) => boolean): string {
+  const base =
+    displayName
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, '-')
+      .slice(0, 64)
+      .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'source';
+  const isTaken = (id: string): boolean => id === OFFICIAL_SOURCE_ID || taken(id);
+  if (!isTaken(base)) return base;
+  for (let n = 2; ; n++) {
+    const suffix = `-${n}`;
+    const id = `${base.slice(0, 64 - suffix.length).replace(/[^a-z0-9]+$/, '')}${suffix}`;
+    if (!isTaken(id)) return id;
+  }
+}
+
+/**
+ * The last segment of a document URL's canonical artifact path: for the download-API form
+ * (`/ui/api/v1/download?repoKey=R&path=P`) the last segment of P, else of the URL's path. The
+ * launcher ignores an app whose URL does not end in `<name>.json`; so do we.
+ *
+ * Seam for the upstream-exchange work (issue 12): re-point to its canonical-URL function when it
+ * lands, so both agree on one canonical form.
+ */
+export function lastCanonicalSegment(rawUrl: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return undefined;
+  }
+  let segments: string[];
+  if (/\/ui\/api\/v1\/download\/?$/.test(url.pathname)) {
+    const paths = url.searchParams.getAll('path');
+    if (paths.length !== 1 || url.searchParams.getAll('repoKey').length !== 1) return undefined;
+    // `path` is percent-decoded once (by URLSearchParams), as Artifactory does.
+    segments = (paths[0] ?? '').split('/');
+  } else {
+    try {
+      segments = url.pathname.split('/').map((segment) => decodeURIComponent(segment));
+    } catch {
+      return undefined;
+    }
+  }
+  const last = segments.pop();
+  // An encoded "/" or "\\", a dot segment or an empty one is no file name (the policy refuses such URLs too).
+  if (last === undefined || last === '' || last === '.' || last === '..' || /[/\\]/.test(last)) return undefined;
+  return last;
+}
+
+/**
+ * The URL a problem names: the canonical artifact URL (`origin/artifactory/R/P`) for the
+ * download-API form, else origin and path (never a query: signed URLs carry credentials there).
+ * Same seam as `lastCanonicalSegment`.
+ */
+export function canonicalDocumentUrl(rawUrl: string): string {
+  try {
+    const url = new URL(rawUrl);
+    if (/\/ui\/api\/v1\/download\/?$/.test(url.pathname)) {
+      const repoKey = url.searchParams.getAll('repoKey');
+      const path = url.searchParams.getAll('path');
+      if (repoKey.length === 1 && path.length === 1) return `${url.origin}/artifactory/${repoKey[0] ?? ''}/${(path[0] ?? '').replace(/^\/+/, '')}`;
+    }
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return 'the document';
+  }
 }

@@ -10,10 +10,11 @@ import {
   AppListSchema,
   SourceListSchema,
   SourceRefreshResultListSchema,
+  SourceAddedSchema,
   SourceRemovedSchema,
-  SourceViewSchema,
   type AppDetail,
   type AppView,
+  type SourceAdded,
   type SourceRefreshResult,
   type SourceRemoved,
   type SourceView,
@@ -164,7 +165,7 @@ export class TokenBrokerClient {
       throw new BrokerError('BROKER_INTERNAL', { message: `The daemon proposed an unsafe file name for ${source}/${name}.` });
     }
     const dest = joinPath(dir, app.tarball.fileName);
-    const result = await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, sha1: app.tarball.shasum });
+    const result = await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, ...(app.tarball.shasum === undefined ? {} : { sha1: app.tarball.shasum }) });
     return { ...result, app, path: dest };
   }
 
@@ -192,20 +193,35 @@ export class TokenBrokerClient {
     return this.request('GET', '/v1/sources', { schema: SourceListSchema, ...signalOf(options) });
   }
 
-  /** Adds a source by the URL of its source.json (fetched and validated by the daemon). */
-  async addSource(url: string, options: { signal?: AbortSignal } = {}): Promise<SourceView> {
-    return this.request('POST', '/v1/sources', { schema: SourceViewSchema, body: { url }, ...signalOf(options) });
+  /**
+   * Adds a source by the URL of its source.json (any URL form; fetched and validated by the
+   * daemon). Answers like the launcher's add: the source (with its id) and its apps.
+   */
+  async addSource(url: string, options: { signal?: AbortSignal } = {}): Promise<SourceAdded> {
+    return this.request('POST', '/v1/sources', { schema: SourceAddedSchema, body: { url }, ...signalOf(options) });
   }
 
-  /** Removes a user source (the official source cannot be removed). */
-  async removeSource(name: string, options: { signal?: AbortSignal } = {}): Promise<SourceRemoved> {
-    return this.request('DELETE', `/v1/sources/${encodeURIComponent(name)}`, { schema: SourceRemovedSchema, ...signalOf(options) });
+  /** Removes a user source by id or exact display name (the official source cannot be removed). */
+  async removeSource(source: string, options: { signal?: AbortSignal } = {}): Promise<SourceRemoved> {
+    return this.request('DELETE', `/v1/sources/${encodeURIComponent(source)}`, { schema: SourceRemovedSchema, ...signalOf(options) });
   }
 
-  /** Refreshes one source (or all) now; resolves with each source's result. */
-  async refreshSources(options: { name?: string; signal?: AbortSignal } = {}): Promise<SourceRefreshResult[]> {
-    const body = options.name === undefined ? {} : { name: options.name };
+  /** Refreshes one source (id or exact display name), or all, now; resolves with each source's result. */
+  async refreshSources(options: { id?: string; signal?: AbortSignal } = {}): Promise<SourceRefreshResult[]> {
+    const body = options.id === undefined ? {} : { id: options.id };
     return this.request('POST', '/v1/sources/refresh', { schema: SourceRefreshResultListSchema, body, ...signalOf(options) });
+  }
+
+  /**
+   * An app's icon or release notes as the daemon kept them at its last refresh (served offline):
+   * the bytes and their Content-Type (`image/png`, `text/markdown; charset=utf-8`, ...).
+   */
+  async appAsset(source: string, name: string, kind: 'icon' | 'release-notes', options: { signal?: AbortSignal } = {}): Promise<{ contentType: string; bytes: Buffer }> {
+    const response = await this.send('GET', `/v1/apps/${encodeURIComponent(source)}/${encodeURIComponent(name)}/${kind}`, signalOf(options));
+    const bytes = Buffer.from(await response.body.arrayBuffer());
+    if (response.statusCode >= 400) throw toBrokerError(response.statusCode, bytes.toString('utf8'));
+    const type = response.headers['content-type'];
+    return { contentType: typeof type === 'string' ? type : 'application/octet-stream', bytes };
   }
 
   /** The app index: every app of every source, or of one source. */

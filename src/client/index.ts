@@ -5,7 +5,7 @@ export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope 
 export type { Status } from '../protocol/status.js';
 export type { TokenView, TokenRemoved, TokenState, SecretStoreStatus } from '../protocol/token.js';
 export type { BrokerEvent, EventType } from '../protocol/events.js';
-export type { SourceView, SourceState, SourceProblem, SourceRefreshResult, SourceRemoved, AppView, AppDetail, AppTarball, SourcesStatus } from '../protocol/sources.js';
+export type { SourceView, SourceState, SourceProblem, SourceRefreshResult, SourceRemoved, SourceAdded, AppView, AppVersion, AppDetail, AppTarball, SourcesStatus } from '../protocol/sources.js';
 export { VERSION } from '../protocol/version.js';
 export type { FetchOptions, FetchResult, DownloadOptions, DownloadProgress, DownloadResult } from './fetch.js';
 export type { FetchRecord } from '../protocol/fetch.js';

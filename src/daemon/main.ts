@@ -101,7 +101,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await tokens.start();
-  const policy = policyFollowing(() => currentConfig);
+  // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
+  let thirdParty: (canonicalUrl: string) => boolean = () => false;
+  const policy = policyFollowing(() => currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
   const sources = new SourceService({
     config: () => currentConfig,
     policy,
@@ -113,6 +115,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   await sources.load();
+  thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
   const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir, { scrub }), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
@@ -231,11 +234,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 }
 
 /** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
-function policyFollowing(config: () => Readonly<Config>): () => TokenPolicy {
+function policyFollowing(config: () => Readonly<Config>, thirdParty: (canonicalUrl: string) => boolean): () => TokenPolicy {
   let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
   return () => {
     const current = config();
-    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback }) };
+    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, thirdParty }) };
     return built.policy;
   };
 }

@@ -34,6 +34,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/sources/refresh': 'sources:write',
   'GET /v1/apps': 'sources:read',
   'GET /v1/apps/:/:': 'sources:read',
+  'GET /v1/apps/:/:/icon': 'sources:read',
+  'GET /v1/apps/:/:/release-notes': 'sources:read',
   'GET /v1/apps/:/:/tarball': 'fetch',
   'GET /v1/fetch': 'fetch',
   'GET /v1/fetches/:': 'fetch',

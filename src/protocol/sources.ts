@@ -5,16 +5,23 @@ import { z } from 'zod';
  * answers and what it accepts. The daemon and the client share these schemas.
  */
 
-/** The official source is always present under this name, whatever its source.json says. */
-export const OFFICIAL_SOURCE_NAME = 'official';
+/** The official source's id: always `official`, whatever its source.json calls itself. */
+export const OFFICIAL_SOURCE_ID = 'official';
 
 /**
- * Source names appear in URLs (`/v1/apps/:source/...`) and in state file names, so they are one
- * plain path segment: no "/", no ".." (the first character is a letter or digit), no spaces.
- * Unique without regard to case.
+ * Source ids (DESIGN section 6) are one plain path segment, used in routes and state file names:
+ * lower case a-z, 0-9, ".", "_", "-", starting and ending with a letter or digit.
  */
-export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const SourceNameSchema = z.string().regex(SOURCE_NAME_PATTERN, 'must be 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-", starting with a letter or digit');
+export const SOURCE_ID_PATTERN = /^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$/;
+
+/** Display names as source.json gives them: 1-100 printable characters ("Release Test"). */
+export const SOURCE_DISPLAY_NAME_PATTERN = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]{1,100}$/u;
+
+/**
+ * How a caller names a source: its id, or its exact display name (the CLI and DELETE accept both).
+ * The daemon resolves it; here it is only bounded.
+ */
+export const SourceRefSchema = z.string().regex(SOURCE_DISPLAY_NAME_PATTERN, 'must be a source id or display name (1-100 printable characters)');
 
 /** App names: one path segment as well (npm scopes such as "@x/y" are not used by app sources). */
 export const APP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,213}$/;
@@ -29,7 +36,7 @@ export const SourceProblemSchema = z.looseObject({
   message: z.string(),
   /** ISO time of the attempt that found it. */
   at: z.string(),
-  /** The document it concerns (source.json, withdrawn.json or an app info URL). */
+  /** The document it concerns (source.json, an app info, an icon), by canonical URL. */
   url: z.string().optional(),
   /** The field path inside that document, e.g. `versions.1.2.3.shasum`. */
   field: z.string().optional(),
@@ -39,23 +46,31 @@ export const SourceProblemSchema = z.looseObject({
 export type SourceProblem = z.output<typeof SourceProblemSchema>;
 
 export const SourceViewSchema = z.looseObject({
+  /** The path segment used by every route, CLI command and state file (`official`, `release-test`). */
+  id: z.string(),
+  /** The display name from source.json ("Release Test"); the id until the document is known. */
   name: z.string(),
+  description: z.string().optional(),
   url: z.string(),
   official: z.boolean(),
   /** True when the source's URL needs the identity token (token policy). */
   restricted: z.boolean(),
+  /** True for a source on an origin that is no configured server: public, never the token. */
+  thirdParty: z.boolean(),
   state: z.enum(SOURCE_STATES),
+  /** Apps offered now (withdrawn ones not counted). */
   appCount: z.number().int(),
+  /** Apps the previous source.json listed and the current one no longer does (kept, flagged). */
+  withdrawnCount: z.number().int(),
   /** Last refresh in which every document was fetched (a 304 counts), ISO; null = never. */
   lastRefreshAt: z.string().nullable(),
   /** The first problem of the last refresh attempt; null when it succeeded. */
   lastError: SourceProblemSchema.nullable(),
   /** Every problem of the last attempt (at most 20; `errorCount` has the total). */
-  errors: z.array(SourceProblemSchema),
+  problems: z.array(SourceProblemSchema),
   errorCount: z.number().int(),
   /** When the scheduler next refreshes this source, ISO; null when none is scheduled. */
   nextRefreshAt: z.string().nullable(),
-  description: z.string().optional(),
 });
 export type SourceView = z.output<typeof SourceViewSchema>;
 export const SourceListSchema = z.array(SourceViewSchema);
@@ -72,27 +87,59 @@ export type SourceRefreshResult = z.output<typeof SourceRefreshResultSchema>;
 export const SourceRefreshResultListSchema = z.array(SourceRefreshResultSchema);
 
 export const SourceRemovedSchema = z.looseObject({
+  id: z.string(),
   name: z.string(),
   removed: z.boolean(),
 });
 export type SourceRemoved = z.output<typeof SourceRemovedSchema>;
 
-export const AppViewSchema = z.looseObject({
-  source: z.string(),
+/**
+ * One version of an app, whole, as pc-nrfconnect-shared's `AppVersion` (ipc/MetaFiles.ts): a
+ * desktop app can write its own app files from it. `shasum` (sha1 hex) is optional, as there.
+ */
+export const AppVersionSchema = z.looseObject({
+  tarballUrl: z.string(),
+  shasum: z.string().optional(),
+  publishTimestamp: z.string().optional(),
+  nrfutilModules: z.record(z.string(), z.array(z.string())).optional(),
+  nrfutilCore: z.string().optional(),
+});
+export type AppVersion = z.output<typeof AppVersionSchema>;
+
+/** The real `AppInfo` shape (pc-nrfconnect-shared ipc/MetaFiles.ts). */
+export const AppInfoShape = {
   name: z.string(),
   displayName: z.string(),
   description: z.string(),
-  latestVersion: z.string(),
-  /** Newest first. */
-  versions: z.array(z.string()),
-  /** Listed in the source's withdrawn.json: no longer offered for new installs. */
-  withdrawn: z.boolean(),
   homepage: z.string().optional(),
-  iconUrl: z.string().optional(),
-  releaseNotesUrl: z.string().optional(),
+  iconUrl: z.string(),
+  releaseNotesUrl: z.string(),
+  latestVersion: z.string(),
+  versions: z.record(z.string(), AppVersionSchema),
+  nrfutil: z.record(z.string(), z.array(z.string())).optional(),
+  nrfutilCore: z.string().optional(),
+};
+
+/**
+ * An app as `GET /v1/apps` answers it: the AppInfo whole, plus which source it is from and whether
+ * it is withdrawn (listed by the previous good source.json, not by the current one).
+ */
+export const AppViewSchema = z.looseObject({
+  ...AppInfoShape,
+  source: z.string(),
+  withdrawn: z.boolean(),
+  /** When it left source.json, ISO; present only while withdrawn. */
+  withdrawnAt: z.string().optional(),
 });
 export type AppView = z.output<typeof AppViewSchema>;
 export const AppListSchema = z.array(AppViewSchema);
+
+/** `POST /v1/sources` answers like the launcher's add: the source and its apps. */
+export const SourceAddedSchema = z.looseObject({
+  source: SourceViewSchema,
+  apps: AppListSchema,
+});
+export type SourceAdded = z.output<typeof SourceAddedSchema>;
 
 /** The `sources` section of `GET /v1/status`. */
 export const SourcesStatusSchema = z.looseObject({
@@ -113,19 +160,19 @@ export const AddSourceBodySchema = z.strictObject({
 });
 
 export const RefreshSourcesBodySchema = z.strictObject({
-  name: SourceNameSchema.optional(),
+  id: SourceRefSchema.optional(),
 });
 
 export const SourceParamsSchema = z.strictObject({
-  name: SourceNameSchema,
+  id: SourceRefSchema,
 });
 
 export const AppsQuerySchema = z.strictObject({
-  source: SourceNameSchema.optional(),
+  source: SourceRefSchema.optional(),
 });
 
 export const AppParamsSchema = z.strictObject({
-  source: SourceNameSchema,
+  source: SourceRefSchema,
   name: AppNameSchema,
 });
 
@@ -143,14 +190,14 @@ export const AppTarballSchema = z.looseObject({
   name: z.string(),
   version: z.string(),
   tarballUrl: z.string(),
-  /** sha1 hex from the app info document; the download is verified against it. */
-  shasum: z.string(),
-  /** The last segment of tarballUrl, e.g. `pc-nrfconnect-ble-4.0.4.tgz`. */
+  /** sha1 hex from the app info document, when it has one; the download is verified against it. */
+  shasum: z.string().optional(),
+  /** The last segment of the canonical tarball URL, e.g. `pc-nrfconnect-ble-4.0.4.tgz`. */
   fileName: z.string(),
   withdrawn: z.boolean(),
 });
 export type AppTarball = z.output<typeof AppTarballSchema>;
 
-/** `GET /v1/apps/:source/:name?version=`: the app and the tarball of that (or the latest) version. */
+/** `GET /v1/apps/:source/:name?version=`: the app info (same shape as in the list) and that version's tarball. */
 export const AppDetailSchema = AppViewSchema.extend({ tarball: AppTarballSchema });
 export type AppDetail = z.output<typeof AppDetailSchema>;

@@ -15,7 +15,8 @@ export interface SourcesAddOptions {
 }
 
 export interface SourcesRefreshOptions {
-  name?: string;
+  /** Id or exact display name; absent = every source. */
+  source?: string;
   json: boolean;
 }
 
@@ -35,14 +36,14 @@ export function registerSourcesCommand(program: Command, ctx: CliContext): void 
   sources
     .command('remove')
     .description('remove a source (the official source cannot be removed)')
-    .argument('<name>', 'source name, as in `tokenbroker sources list`')
-    .action(async (name: string) => runSourcesRemove(name, ctx));
+    .argument('<source>', 'source id (or exact display name), as in `tokenbroker sources list`')
+    .action(async (source: string) => runSourcesRemove(source, ctx));
   sources
     .command('refresh')
     .description('refresh one source, or all, now')
-    .argument('[name]', 'source name (default: every source)')
+    .argument('[source]', 'source id or exact display name (default: every source)')
     .option('--json', 'machine-readable output', false)
-    .action(async (name: string | undefined, options: { json: boolean }) => runSourcesRefresh({ ...options, ...(name === undefined ? {} : { name }) }, ctx));
+    .action(async (source: string | undefined, options: { json: boolean }) => runSourcesRefresh({ ...options, ...(source === undefined ? {} : { source }) }, ctx));
 }
 
 export async function runSourcesList(options: SourcesListOptions, ctx: CliContext): Promise<void> {
@@ -55,23 +56,26 @@ export async function runSourcesList(options: SourcesListOptions, ctx: CliContex
 }
 
 export async function runSourcesAdd(url: string, options: SourcesAddOptions, ctx: CliContext): Promise<void> {
-  const view = await ctx.client().addSource(url);
+  const added = await ctx.client().addSource(url);
   if (options.json) {
-    writeJson(ctx.io.stdout, view);
+    writeJson(ctx.io.stdout, added);
     return;
   }
-  writeLine(ctx.io.stdout, `Added source "${view.name}" (${view.appCount} app${view.appCount === 1 ? '' : 's'}, ${view.state}${view.restricted ? ', restricted' : ''}).`);
+  const view = added.source;
+  const kind = [view.state, ...(view.restricted ? ['restricted'] : []), ...(view.thirdParty ? ['third-party, public'] : [])].join(', ');
+  writeLine(ctx.io.stdout, `Added source "${view.name}" as ${view.id} (${view.appCount} app${view.appCount === 1 ? '' : 's'}, ${kind}).`);
+  for (const app of added.apps) writeLine(ctx.io.stdout, `  ${app.name} ${app.latestVersion}  ${app.displayName}`);
   for (const line of problemLines(view)) writeLine(ctx.io.stderr, line);
 }
 
-export async function runSourcesRemove(name: string, ctx: CliContext): Promise<void> {
-  const removed = await ctx.client().removeSource(name);
-  writeLine(ctx.io.stdout, `Removed source "${removed.name}".`);
+export async function runSourcesRemove(source: string, ctx: CliContext): Promise<void> {
+  const removed = await ctx.client().removeSource(source);
+  writeLine(ctx.io.stdout, `Removed source "${removed.name}" (${removed.id}).`);
 }
 
 /** Exit 0 when every source refreshed; otherwise the exit code of the first problem (4 token, 5 upstream, ...). */
 export async function runSourcesRefresh(options: SourcesRefreshOptions, ctx: CliContext): Promise<void> {
-  const results = await ctx.client().refreshSources(options.name === undefined ? {} : { name: options.name });
+  const results = await ctx.client().refreshSources(options.source === undefined ? {} : { id: options.source });
   if (options.json) writeJson(ctx.io.stdout, results);
   else for (const line of formatRefresh(results)) writeLine(ctx.io.stdout, line);
   const failed = results.find((result) => result.outcome === 'failed' || result.outcome === 'needs-token');
@@ -85,13 +89,20 @@ function exitCodeOf(result: SourceRefreshResult): ExitCodeValue {
 
 export function formatSources(sources: readonly SourceView[]): string[] {
   const table = formatTable(
-    ['NAME', 'STATE', 'APPS', 'LAST REFRESH', 'URL'],
-    sources.map((source) => [source.name + (source.official ? ' *' : ''), source.state, String(source.appCount), formatWhen(source.lastRefreshAt), source.url]),
+    ['ID', 'NAME', 'STATE', 'APPS', 'LAST REFRESH', 'URL'],
+    sources.map((source) => [
+      source.id + (source.official ? ' *' : ''),
+      source.name,
+      source.state,
+      String(source.appCount) + (source.withdrawnCount > 0 ? ` (+${source.withdrawnCount} withdrawn)` : ''),
+      formatWhen(source.lastRefreshAt),
+      source.url + (source.thirdParty ? ' (third-party)' : ''),
+    ]),
   );
   const lines = [...table];
   for (const source of sources) {
     const problems = problemLines(source);
-    if (problems.length > 0) lines.push('', `${source.name}:`, ...problems);
+    if (problems.length > 0) lines.push('', `${source.id}:`, ...problems);
   }
   lines.push('', '* the official source (always present)');
   return lines;
@@ -99,11 +110,11 @@ export function formatSources(sources: readonly SourceView[]): string[] {
 
 /** The last attempt's problems, with the field path where there is one. */
 export function problemLines(source: SourceView): string[] {
-  if (source.errors.length === 0) return [];
-  const shown = source.errors.slice(0, 5);
+  if (source.problems.length === 0) return [];
+  const shown = source.problems.slice(0, 5);
   const lines = shown.map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
   const more = source.errorCount - shown.length;
-  if (more > 0) lines.push(`  ... and ${more} more problem${more === 1 ? '' : 's'}${source.errors.length > shown.length ? ' (see --json)' : ''}`);
+  if (more > 0) lines.push(`  ... and ${more} more problem${more === 1 ? '' : 's'}${source.problems.length > shown.length ? ' (see --json)' : ''}`);
   if (source.state === 'needs-token') lines.push('  This source is restricted: set your identity token with `tokenbroker token set`; it refreshes as soon as the token is usable.');
   else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. The last good index is still served.`);
   return lines;
@@ -115,17 +126,17 @@ export function formatRefresh(results: readonly SourceRefreshResult[]): string[]
     const apps = `${result.appCount} app${result.appCount === 1 ? '' : 's'}`;
     switch (result.outcome) {
       case 'updated':
-        lines.push(`${result.name}: updated (${apps})`);
+        lines.push(`${result.id}: updated (${apps})`);
         break;
       case 'unchanged':
-        lines.push(`${result.name}: up to date (${apps})`);
+        lines.push(`${result.id}: up to date (${apps})`);
         break;
       case 'needs-token':
-        lines.push(`${result.name}: needs a token (${apps} from the last good index)`);
+        lines.push(`${result.id}: needs a token (${apps} from the last good index)`);
         lines.push(...problemLines(result));
         break;
       case 'failed':
-        lines.push(`${result.name}: failed (${apps} from the last good index)`);
+        lines.push(`${result.id}: failed (${apps} from the last good index)`);
         lines.push(...problemLines(result));
         break;
     }

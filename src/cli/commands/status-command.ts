@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import type { Status } from '../../protocol/status.js';
+import { SourcesStatusSchema } from '../../protocol/sources.js';
 import { SecretStoreStatusSchema, TokenViewSchema } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { writeJson, writeLine } from '../io.js';
@@ -48,6 +49,15 @@ export function formatStatus(status: Status): string[] {
     }
   }
   if (status.coreDumps?.warning !== undefined) lines.push(`core dumps: limit ${status.coreDumps.limit}`, `  warning: ${status.coreDumps.warning}`);
+  const sources = SourcesStatusSchema.safeParse(status.sources);
+  if (sources.success) {
+    const s = sources.data;
+    const parts = [`${s.count} source${s.count === 1 ? '' : 's'}`, `last refresh ${s.lastRefreshAt ?? 'never'}`];
+    if (s.failing > 0) parts.push(`failing: ${s.failingSources.join(', ')}`);
+    lines.push(`sources: ${parts.join(', ')}`);
+    // Follows the token at once: a removed or rejected token shows here before any refresh.
+    if (s.needsToken.length > 0) lines.push(`  needs a token: ${s.needsToken.join(', ')} (set one with \`tokenbroker token set\`)`);
+  }
   const listeners = ListenersStatusSchema.safeParse(status.listeners);
   if (listeners.success) {
     for (const l of listeners.data) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);

@@ -1,0 +1,256 @@
+import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import type { RefreshOutcome } from '../protocol/sources.js';
+import { APP_ASSET_KINDS, assetContentType, assetsKey, assetUrl, dropAsset, saveAsset } from './app-assets.js';
+import type { DocumentResult } from './document-fetch.js';
+import type { Limiter } from './limiter.js';
+import type { TokenPolicy } from './policy.js';
+import type { Clock, StateStore } from './ports.js';
+import { parseRetryAfter } from './refresh-scheduler.js';
+import {
+  APP_ASSET_MAX_BYTES,
+  APP_INFO_MAX_BYTES,
+  AppInfoSchema,
+  canonicalDocumentUrl,
+  lastCanonicalSegment,
+  parseDocument,
+  SOURCE_JSON_MAX_BYTES,
+  SourceJsonSchema,
+  type SourceJson,
+} from './source-documents.js';
+import { MAX_PROBLEMS, type AppEntry, type ProblemRecord, type SourceIndex } from './source-index.js';
+import type { SourceRegistry, SourceRuntime } from './source-registry.js';
+import type { TokenAccess } from './token-access.js';
+
+/**
+ * One refresh attempt of one source (DESIGN section 6): source.json with If-None-Match, then every
+ * app info it lists (bounded concurrency shared by all sources), withdrawn apps computed locally as
+ * the launcher does, icons and release notes of changed app infos. Builds the next index; the
+ * caller decides whether to keep it. Nothing is requested for a restricted source without a usable
+ * token, and nothing of a failed document replaces its last good copy.
+ */
+
+/**
+ * One small document through the upstream exchange (token policy at every hop, If-None-Match,
+ * size cap). The only way this module reaches the network.
+ */
+export type DocumentFetcher = (request: { url: string; etag?: string | undefined; maxBytes: number; accept?: string; signal?: AbortSignal }) => Promise<DocumentResult>;
+
+export interface SourceRefreshDeps {
+  fetchDocument: DocumentFetcher;
+  policy: TokenPolicy;
+  tokens: TokenAccess;
+  state: StateStore;
+  clock: Clock;
+  limiter: Limiter;
+  registry: SourceRegistry;
+}
+
+export interface Prefetched {
+  result: Extract<DocumentResult, { status: 'ok' }>;
+  doc: SourceJson;
+}
+
+export interface RefreshAttempt {
+  next: SourceIndex;
+  outcome: RefreshOutcome;
+  /** New content (source.json, an app info, a withdrawal). */
+  changed: boolean;
+  retryAfterMs: number | undefined;
+}
+
+export const TOKEN_CODES: ReadonlySet<string> = new Set(['BROKER_TOKEN_MISSING', 'BROKER_TOKEN_INVALID', 'BROKER_TOKEN_EXPIRED']);
+
+export async function refreshSource(deps: SourceRefreshDeps, runtime: SourceRuntime, previous: SourceIndex, signal: AbortSignal, prefetched?: Prefetched): Promise<RefreshAttempt> {
+  const run = new Attempt(deps, runtime, previous, signal);
+  await run.run(prefetched);
+  return run.result();
+}
+
+class Attempt {
+  private readonly problems: ProblemRecord[] = [];
+  private problemCount = 0;
+  private changed = false;
+  private retryAfterMs: number | undefined;
+  private tokenProblem = false;
+  private readonly now: number;
+  private readonly next: SourceIndex;
+  private readonly thirdParty: boolean;
+
+  constructor(
+    private readonly deps: SourceRefreshDeps,
+    private readonly runtime: SourceRuntime,
+    private readonly previous: SourceIndex,
+    private readonly signal: AbortSignal,
+  ) {
+    this.now = deps.clock.now();
+    this.next = { ...previous, apps: { ...previous.apps }, problems: [], problemCount: 0, lastAttemptAt: this.now };
+    this.thirdParty = deps.registry.isThirdParty(runtime);
+  }
+
+  async run(prefetched: Prefetched | undefined): Promise<void> {
+    const url = this.previous.url;
+    const classified = this.deps.policy.classify(url);
+    if (!classified.allowed) {
+      this.problem(new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `${classified.reason}.` }), url);
+      return;
+    }
+    if (classified.needsToken) {
+      try {
+        this.deps.tokens.tokenFor(classified.server.name);
+      } catch (err) {
+        // No usable token: not a single request for this source until there is one.
+        this.problem(err, url);
+        return;
+      }
+    }
+    // Only a source.json that answered (200 valid, or 304) leads on to the app documents: while
+    // it fails, everything stays as last good and the outage costs one request per attempt.
+    let sourceDoc: SourceJson | undefined;
+    try {
+      const etag = this.previous.source === undefined ? undefined : this.previous.sourceEtag;
+      const result = prefetched?.result ?? (await this.fetch(url, { etag, maxBytes: SOURCE_JSON_MAX_BYTES }));
+      if (result.status === 'ok') {
+        const parsed = prefetched === undefined ? parseDocument(result.text, SourceJsonSchema, 'source.json') : ({ ok: true, value: prefetched.doc } as const);
+        if (parsed.ok) {
+          this.changed ||= JSON.stringify(parsed.value) !== JSON.stringify(this.previous.source);
+          sourceDoc = parsed.value;
+          this.next.source = parsed.value;
+          this.next.sourceEtag = result.etag;
+        } else {
+          this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${canonicalDocumentUrl(url)}: ${parsed.message}` }), url, parsed.field);
+        }
+      } else if (result.status === 'not-modified') {
+        sourceDoc = this.previous.source;
+      }
+    } catch (err) {
+      this.problem(err, url);
+    }
+    if (sourceDoc === undefined) return;
+    await this.refreshApps(sourceDoc);
+    await this.refreshAssets(sourceDoc);
+  }
+
+  result(): RefreshAttempt {
+    this.next.problems = this.problems;
+    this.next.problemCount = this.problemCount;
+    if (this.problemCount === 0) this.next.lastRefreshAt = this.now;
+    const outcome: RefreshOutcome = this.tokenProblem ? 'needs-token' : this.problemCount > 0 ? 'failed' : this.changed ? 'updated' : 'unchanged';
+    return { next: this.next, outcome, changed: this.changed, retryAfterMs: this.retryAfterMs };
+  }
+
+  /**
+   * Every app info source.json lists; then withdrawn apps, as the launcher computes them: an app
+   * the previous index had and source.json no longer lists keeps its last app info, flagged
+   * withdrawn since it left, until it is listed again. No withdrawn.json is ever requested.
+   */
+  private async refreshApps(sourceDoc: SourceJson): Promise<void> {
+    const listed = [...new Set(sourceDoc.apps)];
+    const apps: Record<string, AppEntry> = {};
+    await Promise.all(listed.map(async (url) => {
+      const entry = await this.refreshApp(url, this.previous.apps[url]);
+      if (entry !== undefined) apps[url] = entry;
+    }));
+    const listedSet = new Set(listed);
+    for (const [url, entry] of Object.entries(this.previous.apps)) {
+      if (listedSet.has(url) || entry.info === undefined) continue;
+      if (entry.withdrawnAt === undefined) this.changed = true;
+      apps[url] = { ...entry, withdrawnAt: entry.withdrawnAt ?? this.now };
+    }
+    this.changed ||= Object.entries(this.previous.apps).some(([url, entry]) => entry.withdrawnAt !== undefined && listedSet.has(url));
+    this.next.apps = apps;
+  }
+
+  private async refreshApp(url: string, before: AppEntry | undefined): Promise<AppEntry | undefined> {
+    // Listed again: no longer withdrawn.
+    const kept = before?.info === undefined ? undefined : { ...(before.etag === undefined ? {} : { etag: before.etag }), info: before.info, ...(before.assets === undefined ? {} : { assets: before.assets }) };
+    try {
+      const result = await this.fetch(url, { etag: kept?.etag, maxBytes: APP_INFO_MAX_BYTES });
+      if (result.status === 'not-modified') return kept;
+      if (result.status !== 'ok') return kept;
+      const parsed = parseDocument(result.text, AppInfoSchema, 'app info');
+      if (!parsed.ok) {
+        this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${canonicalDocumentUrl(url)}: ${parsed.message}` }), url, parsed.field);
+        return kept;
+      }
+      const info = parsed.value;
+      // The launcher ignores an app whose document's name differs from its URL's file name.
+      if (lastCanonicalSegment(url) !== `${info.name}.json`) {
+        this.problem(
+          new BrokerError('BROKER_SOURCE_INVALID', { message: `At ${canonicalDocumentUrl(url)} an app is found by the name "${info.name}", which does not match the URL; it is left out.` }),
+          url,
+          'name',
+        );
+        return undefined;
+      }
+      this.changed ||= JSON.stringify(info) !== JSON.stringify(before?.info);
+      return { ...(result.etag === undefined ? {} : { etag: result.etag }), info, ...(kept?.assets === undefined ? {} : { assets: kept.assets }) };
+    } catch (err) {
+      this.problem(err, url);
+      return kept;
+    }
+  }
+
+  /**
+   * Icons and release notes of listed apps whose app info changed (or that were never fetched):
+   * at most 1 MiB each, through the same policy and token rules. A missing one (404) is
+   * remembered as missing; any other failure is tried again at the next refresh. Neither makes
+   * the source failing: the app list is complete without them.
+   */
+  private async refreshAssets(sourceDoc: SourceJson): Promise<void> {
+    const listed = new Set(sourceDoc.apps);
+    await Promise.all(
+      Object.entries(this.next.apps).map(async ([url, entry]) => {
+        if (!listed.has(url) || entry.info === undefined) return;
+        const info = entry.info;
+        const key = assetsKey(info);
+        if (entry.assets === key) return;
+        let complete = true;
+        for (const kind of APP_ASSET_KINDS) {
+          const assetLocation = assetUrl(info, kind);
+          try {
+            const result = await this.fetch(assetLocation, { maxBytes: APP_ASSET_MAX_BYTES, accept: '*/*' });
+            if (result.status !== 'ok') continue;
+            await saveAsset(this.deps.state, this.runtime.id, info.name, kind, canonicalDocumentUrl(assetLocation), {
+              contentType: assetContentType(kind, assetLocation, result.contentType),
+              bytes: result.body,
+            });
+          } catch (err) {
+            if (isBrokerError(err, 'BROKER_UPSTREAM_NOT_FOUND') || isBrokerError(err, 'BROKER_URL_NOT_ALLOWED')) {
+              await dropAsset(this.deps.state, this.runtime.id, info.name, kind).catch(() => undefined);
+            } else {
+              complete = false;
+            }
+          }
+        }
+        if (complete) this.next.apps[url] = { ...entry, assets: key };
+      }),
+    );
+  }
+
+  private fetch(url: string, request: { etag?: string | undefined; maxBytes: number; accept?: string }): Promise<DocumentResult> {
+    const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => this.deps.fetchDocument({ url, ...request, signal: this.signal }));
+    // A third-party source may fetch what its documents list, while they are being read.
+    return this.thirdParty ? this.deps.registry.allowingOnce(url, go) : go();
+  }
+
+  private problem(err: unknown, url: string, field?: string): void {
+    const error = isBrokerError(err) ? err : new BrokerError('BROKER_INTERNAL', { message: `Unexpected failure: ${err instanceof Error ? err.message : String(err)}`, cause: err });
+    this.problemCount += 1;
+    if (TOKEN_CODES.has(error.code)) this.tokenProblem = true;
+    const details = error.details ?? {};
+    const status = typeof details.status === 'number' ? details.status : undefined;
+    if (typeof details.retryAfter === 'string') {
+      const ms = parseRetryAfter(details.retryAfter, this.deps.clock.now());
+      if (ms !== undefined) this.retryAfterMs = Math.max(this.retryAfterMs ?? 0, ms);
+    }
+    if (this.problems.length >= MAX_PROBLEMS) return;
+    this.problems.push({
+      code: error.code,
+      message: error.message,
+      at: this.now,
+      url: canonicalDocumentUrl(url),
+      ...(field === undefined ? {} : { field }),
+      ...(status === undefined ? {} : { status }),
+    });
+  }
+}
