@@ -17,6 +17,8 @@ const local: ServerConfig = {
   pingPath: '/artifactory/api/system/ping',
   authenticatedPrefixes: ['/artifactory/'],
   publicPrefixes: ['/artifactory/public/'],
+  requestForm: 'as-given',
+  publicMirrorOrigin: null,
 };
 const local6: ServerConfig = { ...local, name: 'local6', origin: 'http://[::1]:8766' };
 
@@ -177,7 +179,7 @@ const rows: Row[] = [
 function check(result: ReturnType<TokenPolicy['classify']>, expected: Expected): void {
   if (expected.allowed) {
     expect(result).toMatchObject({ allowed: true, needsToken: expected.needsToken, url: expected.url });
-    if (result.allowed && expected.server) expect(result.server.name).toBe(expected.server);
+    if (result.allowed && expected.server) expect(result.server?.name).toBe(expected.server);
   } else {
     expect(result.allowed).toBe(false);
     if (!result.allowed && expected.reason) expect(result.reason).toMatch(expected.reason);

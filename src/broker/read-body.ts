@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 
 /**
- * Reads a small upstream body (JSON documents, error bodies) with a size cap, so a hostile or
- * broken server cannot make the daemon buffer without bound. Over the cap: destroys the stream
+ * Reads a small upstream body (JSON documents, icons, error bodies) with a size cap, so a hostile
+ * or broken server cannot make the daemon buffer without bound. Over the cap: destroys the stream
  * and resolves `{ tooLarge: true }`.
  */
-export async function readBodyCapped(body: Readable, maxBytes: number): Promise<{ text: string; tooLarge: false } | { tooLarge: true }> {
+export async function readBodyCapped(body: Readable, maxBytes: number): Promise<{ bytes: Buffer; text: string; tooLarge: false } | { tooLarge: true }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -17,16 +17,6 @@ export async function readBodyCapped(body: Readable, maxBytes: number): Promise<
     }
     chunks.push(buffer);
   }
-  return { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
-}
-
-/** The first `errors[].message` of an Artifactory error body, if there is one. */
-export function artifactoryMessage(text: string): string | undefined {
-  try {
-    const parsed = JSON.parse(text) as { errors?: { message?: unknown }[] };
-    const message = parsed.errors?.[0]?.message;
-    return typeof message === 'string' ? message.slice(0, 300) : undefined;
-  } catch {
-    return undefined;
-  }
+  const bytes = Buffer.concat(chunks);
+  return { bytes, text: bytes.toString('utf8'), tooLarge: false };
 }

@@ -11,13 +11,12 @@ import {
   type SourcesStatus,
   type SourceView,
 } from '../protocol/sources.js';
-import { describe, fetchDocument, type DocumentResult } from './document-fetch.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
 import type { DomainLog } from './log.js';
 import type { TokenPolicy } from './policy.js';
 import type { Clock, StateStore, Upstream } from './ports.js';
-import { parseRetryAfter, RefreshScheduler } from './refresh-scheduler.js';
+import { RefreshScheduler, RETRY_AFTER_MAX_MS } from './refresh-scheduler.js';
 import {
   APP_INFO_MAX_BYTES,
   AppInfoSchema,
@@ -42,6 +41,8 @@ import {
   type SourceIndex,
 } from './source-index.js';
 import type { TokenAccess } from './token-access.js';
+import { describeUrl as describe } from './upstream-errors.js';
+import { UpstreamExchange, type DocumentResult } from './upstream-exchange.js';
 
 /**
  * App sources (DESIGN sections 5 and 6): the official source (always present, never removable),
@@ -71,6 +72,8 @@ export interface SourceServiceDeps {
   log: DomainLog;
   /** For jitter; injectable for tests. */
   random?: () => number;
+  /** Sent upstream as User-Agent (default `tokenbroker`). */
+  userAgent?: string;
 }
 
 interface Runtime {
@@ -106,9 +109,12 @@ export class SourceService {
   private stopped = false;
   /** Aborted by stop(): shutdown never waits for a slow upstream. */
   private aborter = new AbortController();
+  /** The one upstream exchange: every document goes through it. */
+  private readonly exchange: UpstreamExchange;
 
   constructor(private readonly deps: SourceServiceDeps) {
     this.random = deps.random ?? Math.random;
+    this.exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokens, clock: deps.clock, userAgent: deps.userAgent ?? 'tokenbroker' });
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({
       clock: deps.clock,
@@ -198,8 +204,8 @@ export class SourceService {
     }
     const url = classified.url;
     this.assertUrlFree(url);
-    if (classified.needsToken) this.deps.tokens.tokenFor(classified.server.name);
-    const result = await fetchDocument({ upstream: this.deps.upstream, policy, tokens: this.deps.tokens }, { url, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal });
+    if (classified.needsToken && classified.server !== undefined) this.deps.tokens.tokenFor(classified.server.name);
+    const result = await this.exchange.document({ url, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal });
     if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(url)} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
     if (!parsed.ok) {
@@ -311,7 +317,6 @@ export class SourceService {
     const previous = runtime.index;
     const next: SourceIndex = { ...previous, apps: { ...previous.apps }, withdrawn: [...previous.withdrawn], problems: [], problemCount: 0, lastAttemptAt: now };
     const policy = this.deps.policy();
-    const fetchDeps = { upstream: this.deps.upstream, policy, tokens: this.deps.tokens };
     const signal = this.aborter.signal;
     const problem = (err: unknown, url: string, field?: string): void => this.record(attempt, err, url, now, field);
 
@@ -320,7 +325,7 @@ export class SourceService {
     if (!classified.allowed) {
       problem(new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `${classified.reason}.` }), runtime.url);
       proceed = false;
-    } else if (classified.needsToken) {
+    } else if (classified.needsToken && classified.server !== undefined) {
       try {
         this.deps.tokens.tokenFor(classified.server.name);
       } catch (err) {
@@ -335,7 +340,7 @@ export class SourceService {
       // it fails, everything stays as last good and the outage costs one request per attempt.
       let sourceDoc: SourceJson | undefined;
       try {
-        const result = options.prefetched?.result ?? (await this.limiter.run(() => fetchDocument(fetchDeps, { url: runtime.url, etag: previous.source === undefined ? undefined : previous.sourceEtag, maxBytes: SOURCE_JSON_MAX_BYTES, signal })));
+        const result = options.prefetched?.result ?? (await this.limiter.run(() => this.exchange.document({ url: runtime.url, etag: previous.source === undefined ? undefined : previous.sourceEtag, maxBytes: SOURCE_JSON_MAX_BYTES, signal })));
         if (result.status === 'ok') {
           const parsed = options.prefetched?.doc === undefined ? parseDocument(result.text, SourceJsonSchema, 'source.json') : ({ ok: true, value: options.prefetched.doc } as const);
           if (parsed.ok) {
@@ -353,7 +358,7 @@ export class SourceService {
         problem(err, runtime.url);
       }
       if (sourceDoc !== undefined) {
-        await this.refreshAppDocuments(runtime, sourceDoc, previous, next, attempt, fetchDeps, signal);
+        await this.refreshAppDocuments(runtime, sourceDoc, previous, next, attempt, signal);
       }
     }
 
@@ -381,7 +386,6 @@ export class SourceService {
     previous: SourceIndex,
     next: SourceIndex,
     attempt: AttemptState,
-    fetchDeps: Parameters<typeof fetchDocument>[0],
     signal: AbortSignal,
   ): Promise<void> {
     const now = next.lastAttemptAt ?? this.deps.clock.now();
@@ -391,7 +395,7 @@ export class SourceService {
     const fetchWithdrawn = async (): Promise<void> => {
       try {
         const result = await this.limiter.run(() =>
-          fetchDocument(fetchDeps, { url: withdrawnUrl, etag: previous.withdrawnEtag, maxBytes: WITHDRAWN_JSON_MAX_BYTES, optional: true, signal }),
+          this.exchange.document({ url: withdrawnUrl, etag: previous.withdrawnEtag, maxBytes: WITHDRAWN_JSON_MAX_BYTES, optional: true, signal }),
         );
         if (result.status === 'absent') {
           attempt.changed ||= previous.withdrawn.length > 0;
@@ -418,7 +422,7 @@ export class SourceService {
         if (before !== undefined) apps[url] = before;
       };
       try {
-        const result = await this.limiter.run(() => fetchDocument(fetchDeps, { url, etag: before?.info === undefined ? undefined : before.etag, maxBytes: APP_INFO_MAX_BYTES, signal }));
+        const result = await this.limiter.run(() => this.exchange.document({ url, etag: before?.info === undefined ? undefined : before.etag, maxBytes: APP_INFO_MAX_BYTES, signal }));
         if (result.status === 'not-modified') {
           keep();
           return;
@@ -455,18 +459,19 @@ export class SourceService {
     if (TOKEN_CODES.has(error.code)) attempt.tokenProblem = true;
     const details = error.details ?? {};
     const status = typeof details.status === 'number' ? details.status : undefined;
-    if (typeof details.retryAfter === 'string') {
-      const ms = parseRetryAfter(details.retryAfter, this.deps.clock.now());
-      if (ms !== undefined) attempt.retryAfterMs = Math.max(attempt.retryAfterMs ?? 0, ms);
-    }
+    // The same whole seconds the envelope of a fetch carries (details.retryAfter).
+    const retryAfter = error.code === 'BROKER_UPSTREAM_ERROR' ? (error as BrokerError<'BROKER_UPSTREAM_ERROR'>).details?.retryAfter : undefined;
+    if (retryAfter !== undefined) attempt.retryAfterMs = Math.max(attempt.retryAfterMs ?? 0, Math.min(RETRY_AFTER_MAX_MS, retryAfter * 1000));
     if (attempt.problems.length >= MAX_PROBLEMS) return;
     attempt.problems.push({
       code: error.code,
       message: error.message,
       at,
-      url: describe(url),
+      // Problems name a document by its canonical URL: two failing apps never read the same `.../ui/api/v1/download`.
+      url: describe(this.canonicalOf(url)),
       ...(field === undefined ? {} : { field }),
       ...(status === undefined ? {} : { status }),
+      ...(retryAfter === undefined ? {} : { retryAfter }),
     });
   }
 
@@ -577,9 +582,14 @@ export class SourceService {
     return classified.allowed ? classified.url : raw;
   }
 
+  private canonicalOf(url: string): string {
+    const classified = this.deps.policy().classify(url);
+    return classified.allowed ? classified.canonicalUrl : url;
+  }
+
   private serverOf(url: string): string | undefined {
     const classified = this.deps.policy().classify(url);
-    return classified.allowed ? classified.server.name : undefined;
+    return classified.allowed ? classified.server?.name : undefined;
   }
 
   private assertUrlFree(url: string): void {

@@ -85,6 +85,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     events,
     log: logger,
+    userAgent: USER_AGENT,
   });
   await tokens.start();
   const policy = policyFollowing(() => currentConfig);
@@ -97,6 +98,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     events,
     log: logger,
+    userAgent: USER_AGENT,
   });
   await sources.load();
   const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir), clock: systemClock, log: logger, user: localUserName() });
@@ -112,7 +114,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     events,
     clock: systemClock,
     logger,
-    userAgent: `tokenbroker/${VERSION}`,
+    userAgent: USER_AGENT,
   });
   const app = await buildServer({
     logger,
@@ -215,6 +217,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 }
 
 /** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
+/** Sent upstream on every request (fetches, documents, token validation). */
+const USER_AGENT = `tokenbroker/${VERSION}`;
+
 function policyFollowing(config: () => Readonly<Config>): () => TokenPolicy {
   let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
   return () => {
