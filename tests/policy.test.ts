@@ -5,10 +5,12 @@ import type { AllowedUrl, RequestHop, TokenPolicy } from '../src/broker/policy.j
 import { DEFAULT_SERVER } from '../src/protocol/config-schema.js';
 import type { ServerConfig } from '../src/protocol/config-schema.js';
 
+// The request form is covered in policy-url-forms.test.ts; here the form given is the form sent.
 const nordic: ServerConfig = {
   ...DEFAULT_SERVER,
   authenticatedPrefixes: [...DEFAULT_SERVER.authenticatedPrefixes],
   publicPrefixes: [...DEFAULT_SERVER.publicPrefixes],
+  requestForm: 'as-given',
 };
 const local: ServerConfig = {
   name: 'local',

@@ -384,6 +384,10 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     if (url.username !== '' || url.password !== '') return refuse('the URL must not contain a user name or password');
     const candidates = prepared.filter((server) => server.origin === url.origin);
     const mirrored = candidates.length === 0 ? prepared.filter((server) => server.mirror === url.origin) : [];
+    const maybeThirdParty = classifyOptions.allowThirdParty === true || options.thirdParty !== undefined;
+    if (candidates.length === 0 && mirrored.length === 0 && !maybeThirdParty) {
+      return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
+    }
     if (!insecureAllowed(url)) {
       return refuse(`plain http:// is only allowed for loopback servers with "allowInsecureLoopback": true (${url.origin})`);
     }

@@ -237,7 +237,8 @@ export class UpstreamExchange {
     const { response } = exchanged;
     const url = describeUrl(target.canonicalUrl);
     if (response.status === 304) {
-      discardBody(response);
+      // Awaited, so the connection is free again before the caller's concurrency slot is.
+      await readErrorBody(response.body);
       // A 304 to a request without If-None-Match would leave nothing to serve.
       if (request.etag === undefined) {
         throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${url} answered 304 to an unconditional request.`, details: { status: 304, reason: 'not-modified-unasked', url } });
@@ -245,7 +246,7 @@ export class UpstreamExchange {
       return { status: 'not-modified', target };
     }
     if (response.status === 404 && request.optional === true) {
-      discardBody(response);
+      await readErrorBody(response.body);
       return { status: 'absent', target };
     }
     if (response.status !== 200) throw await this.fail(exchanged);
