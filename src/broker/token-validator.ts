@@ -36,6 +36,13 @@ export async function validateToken(exchange: UpstreamExchange, server: ServerCo
   if (answer.status === 403) return { metadataUnknown: true };
   if (answer.status !== 200) {
     const error = exchange.endpointError(answer);
+    if (error.code === 'BROKER_TOKEN_INVALID') {
+      throw new BrokerError('BROKER_TOKEN_INVALID', {
+        message: `${server.origin} rejected the token; nothing was stored.`,
+        hint: 'Check that you copied the whole identity token (User Profile > Generate an Identity Token), then try again.',
+        details: { server: server.name },
+      });
+    }
     if (error.code === 'BROKER_UPSTREAM_NOT_FOUND') {
       throw new BrokerError('BROKER_UPSTREAM_NOT_FOUND', { message: error.message, hint: `Check "origin" and "tokenInfoPath" of server "${server.name}" in config.json.`, details: { status: answer.status } });
     }
