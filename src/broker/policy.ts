@@ -339,6 +339,22 @@ function decodeSegment(segment: string): string {
   }
 }
 
+/**
+ * The file name a URL's download is saved under, without a policy: the last segment of the
+ * download API's single `path` parameter, else of the URL path, decoded ('' when there is none).
+ */
+export function artifactFileName(rawUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return '';
+  }
+  const paths = url.searchParams.getAll('path');
+  if (url.pathname === DOWNLOAD_API_PATH) return paths.length === 1 ? ((paths[0] as string).split('/').pop() ?? '') : '';
+  return decodeSegment(url.pathname.split('/').pop() ?? '');
+}
+
 /** The file name a download is saved under: the last canonical segment, decoded. */
 function lastSegment(canonicalPath: string): string {
   const segments = canonicalPath.split('/').filter((segment) => segment !== '');
