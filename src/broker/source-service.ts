@@ -206,23 +206,23 @@ export class SourceService {
     this.assertUrlFree(url);
     if (classified.needsToken && classified.server !== undefined) this.deps.tokens.tokenFor(classified.server.name);
     const result = await this.exchange.document({ url, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal });
-    if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(url)} did not return a document.` });
+    if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(this.canonicalOf(url))} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
     if (!parsed.ok) {
       throw new BrokerError('BROKER_SOURCE_INVALID', {
-        message: `${describe(url)}: ${parsed.message}`,
-        details: { url: describe(url), ...(parsed.field === undefined ? {} : { field: parsed.field }) },
+        message: `${describe(this.canonicalOf(url))}: ${parsed.message}`,
+        details: { url: describe(this.canonicalOf(url)), ...(parsed.field === undefined ? {} : { field: parsed.field }) },
       });
     }
     const name = parsed.value.name;
     // Checked again after the await: two concurrent adds of the same source must not both win.
     this.assertUrlFree(url);
     if (name.toLowerCase() === OFFICIAL_SOURCE_NAME) {
-      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(url)} calls itself "${name}", the name reserved for the official source.`, hint: 'Ask the publisher to give the source another name.' });
+      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(this.canonicalOf(url))} calls itself "${name}", the name reserved for the official source.`, hint: 'Ask the publisher to give the source another name.' });
     }
     const existing = this.sources.get(name.toLowerCase());
     if (existing !== undefined) {
-      throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `A source named "${existing.name}" already exists (${describe(existing.url)}).`, details: { name: existing.name } });
+      throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `A source named "${existing.name}" already exists (${describe(this.canonicalOf(existing.url))}).`, details: { name: existing.name } });
     }
     const runtime = this.newRuntime(name, url, false, this.deps.clock.now());
     this.sources.set(name.toLowerCase(), runtime);
@@ -232,7 +232,7 @@ export class SourceService {
       this.sources.delete(name.toLowerCase());
       throw err;
     }
-    this.deps.log.info({ source: name, url: describe(url) }, 'source added');
+    this.deps.log.info({ source: name, url: describe(this.canonicalOf(url)) }, 'source added');
     const refreshed = await this.refreshOne(runtime, { prefetched: { result, doc: parsed.value } });
     this.emitRun([refreshed]);
     return this.view(runtime);
@@ -349,7 +349,7 @@ export class SourceService {
             next.source = parsed.value;
             next.sourceEtag = result.etag;
           } else {
-            problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(runtime.url)}: ${parsed.message}` }), runtime.url, parsed.field);
+            problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(this.canonicalOf(runtime.url))}: ${parsed.message}` }), runtime.url, parsed.field);
           }
         } else if (result.status === 'not-modified') {
           sourceDoc = previous.source;
@@ -408,7 +408,7 @@ export class SourceService {
             next.withdrawn = parsed.value;
             next.withdrawnEtag = result.etag;
           } else {
-            this.record(attempt, new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(withdrawnUrl)}: ${parsed.message}` }), withdrawnUrl, now, parsed.field);
+            this.record(attempt, new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(this.canonicalOf(withdrawnUrl))}: ${parsed.message}` }), withdrawnUrl, now, parsed.field);
           }
         }
       } catch (err) {
@@ -434,7 +434,7 @@ export class SourceService {
           apps[url] = { ...(result.etag === undefined ? {} : { etag: result.etag }), info: parsed.value };
         } else {
           keep();
-          this.record(attempt, new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(url)}: ${parsed.message}` }), url, now, parsed.field);
+          this.record(attempt, new BrokerError('BROKER_SOURCE_INVALID', { message: `${describe(this.canonicalOf(url))}: ${parsed.message}` }), url, now, parsed.field);
         }
       } catch (err) {
         // A withdrawn app whose document is gone is simply no longer listed.
@@ -570,7 +570,7 @@ export class SourceService {
     if (!runtime.official) return runtime;
     const url = this.officialUrl();
     if (runtime.url === url) return runtime;
-    this.deps.log.info({ url: describe(url) }, 'officialSource changed; rebuilding the official index');
+    this.deps.log.info({ url: describe(this.canonicalOf(url)) }, 'officialSource changed; rebuilding the official index');
     runtime.url = url;
     runtime.index = emptyIndex(url);
     return runtime;
@@ -594,11 +594,11 @@ export class SourceService {
 
   private assertUrlFree(url: string): void {
     if (url === this.officialUrl()) {
-      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(url)} is the official source, which is always present.` });
+      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(this.canonicalOf(url))} is the official source, which is always present.` });
     }
     const existing = [...this.sources.values()].find((runtime) => !runtime.official && runtime.url === url);
     if (existing !== undefined) {
-      throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `${describe(url)} is already added as "${existing.name}".`, details: { name: existing.name } });
+      throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `${describe(this.canonicalOf(url))} is already added as "${existing.name}".`, details: { name: existing.name } });
     }
   }
 
