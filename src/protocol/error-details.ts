@@ -20,7 +20,7 @@ export const UpstreamErrorReason = z.enum(['status', 'redirect-refused', 'partia
 export const ERROR_DETAILS = {
   BROKER_BAD_REQUEST: z.looseObject({ field: z.string().optional() }),
   BROKER_UNAUTHORIZED: z.looseObject({}),
-  BROKER_FORBIDDEN: z.looseObject({ reason: z.string().optional() }),
+  BROKER_FORBIDDEN: z.looseObject({ reason: z.string().optional(), requiredScope: z.string().optional() }),
   BROKER_URL_NOT_ALLOWED: z.looseObject({ reason: z.string(), url: url.optional() }),
   BROKER_UPSTREAM_FORBIDDEN: z.looseObject({ status, url: url.optional(), server: z.string().optional() }),
   BROKER_NOT_FOUND: z.looseObject({ name: z.string().optional() }),
