@@ -162,7 +162,7 @@ export class FetchService {
     if (mismatch !== undefined) {
       discardBody({ headers: {}, body: response.body });
       this.reportMismatch(input, mismatch, 'upstream-header');
-      throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(input.url)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
+      throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(context.canonicalUrl)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
     }
 
     const size = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -286,7 +286,8 @@ export class FetchService {
   }
 
   private reportMismatch(input: FetchInput, mismatch: ChecksumMismatch, source: 'upstream' | 'upstream-header' | 'cache'): void {
-    const url = describeUrl(input.url);
+    // The canonical URL once the policy judged it (the ledger holds it), never `.../ui/api/v1/download`.
+    const url = this.ledger.get(input.requestId)?.url ?? describeUrl(input.url);
     this.finish(input, 'checksum-mismatch', this.deps.clock.now(), {
       error: { code: 'BROKER_CHECKSUM_MISMATCH', message: `${mismatch.algorithm} ${mismatch.actual} differs from the expected ${mismatch.expected}` },
     });
@@ -298,7 +299,7 @@ export class FetchService {
     if (!this.ledger.finish(input.requestId, outcome, extra)) return;
     const record = this.ledger.get(input.requestId);
     this.deps.logger.debug(
-      { requestId: input.requestId, url: describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
+      { requestId: input.requestId, url: record?.url ?? describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
       'fetch ended',
     );
   }
