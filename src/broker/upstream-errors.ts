@@ -69,9 +69,9 @@ function clean(text: string): string {
 
 /**
  * `Retry-After` (RFC 9110 10.2.3) as milliseconds from `now`: delta-seconds or an HTTP date;
- * undefined when absent or unusable ("1.5", "-5", "soon"). The one parser: callers round or cap.
+ * undefined when absent or unusable ("1.5", "-5", "soon").
  */
-export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
+function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return undefined;
   const trimmed = raw.trim();
