@@ -5,7 +5,7 @@
  * never reach the upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokenPolicy, type ClassifyOptions } from '../src/broker/policy.js';
+import { createTokenPolicy } from '../src/broker/policy.js';
 import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import type { ServerConfig } from '../src/protocol/config-schema.js';
@@ -38,7 +38,10 @@ interface Allowed {
   thirdParty?: boolean;
 }
 /** `O` stands for the download-API server's origin (the fake's). */
-type Case = [label: string, url: string, expected: Allowed | RegExp, options?: ClassifyOptions];
+type Case = [label: string, url: string, expected: Allowed | RegExp];
+
+/** What the third-party hook vouches for (the source registry answers it from its indexes). */
+const LISTED_THIRD_PARTY = new Set(['https://apps.example.org/ncd/source.json', 'http://apps.example.org/ncd/source.json']);
 
 const CASES: Case[] = [
   // The long form on the server that publishes it.
@@ -59,7 +62,7 @@ const CASES: Case[] = [
   ['as-given server, long public form: mirror, same path and query', `https://files.example${LONG}&repoKey=swtools&path=external/a.json`, { canonical: 'https://files.example/artifactory/swtools/external/a.json', request: `https://files.example.cn${LONG}&repoKey=swtools&path=external/a.json`, needsToken: false }],
   ['as-given server, restricted: never the mirror', 'https://files.example/artifactory/secret/a.tgz', { canonical: 'https://files.example/artifactory/secret/a.tgz', request: 'https://files.example/artifactory/secret/a.tgz', needsToken: true }],
   ['a public URL on the mirror itself', 'https://files.example.cn/artifactory/swtools/external/a.json', { canonical: 'https://files.example.cn/artifactory/swtools/external/a.json', request: 'https://files.example.cn/artifactory/swtools/external/a.json', needsToken: false, server: 'mirrored' }],
-  ['a third-party URL allowed for `sources add`', 'https://apps.example.org/ncd/source.json', { canonical: 'https://apps.example.org/ncd/source.json', request: 'https://apps.example.org/ncd/source.json', needsToken: false, thirdParty: true }, { allowThirdParty: true }],
+  ['a third-party URL the hook vouches for: public', 'https://apps.example.org/ncd/source.json', { canonical: 'https://apps.example.org/ncd/source.json', request: 'https://apps.example.org/ncd/source.json', needsToken: false, thirdParty: true }],
   // Refused before anything is sent.
   ['long, ".." inside path=', `O${LONG}&repoKey=swtools&path=external/../internal/a.tgz`, /"\." or "\.\." segment/],
   ['long, "." inside path=', `O${LONG}&repoKey=swtools&path=external/./a.json`, /"\." or "\.\." segment/],
@@ -79,8 +82,8 @@ const CASES: Case[] = [
   ['short, ".." segment', 'O/artifactory/swtools/external/../internal/a.tgz', /"\." or "\.\." segment/],
   ['another host, long form', `https://evil.example${LONG}&repoKey=swtools&path=external/a.json`, /not a configured server/],
   ['the mirror never serves restricted paths', 'https://files.example.cn/artifactory/secret/a.tgz', /not a configured server/],
-  ['a third-party URL without the hook or the flag', 'https://apps.example.org/ncd/source.json', /not a configured server/],
-  ['a third-party URL over plain http', 'http://apps.example.org/ncd/source.json', /plain http/, { allowThirdParty: true }],
+  ['a third-party URL the hook does not vouch for', 'https://apps.example.org/other/source.json', /not a configured server/],
+  ['a third-party URL over plain http, even if vouched for', 'http://apps.example.org/ncd/source.json', /plain http/],
 ];
 
 describe('canonical URL forms (table)', () => {
@@ -95,16 +98,16 @@ describe('canonical URL forms (table)', () => {
     await af.close();
   });
 
-  const policyFor = (origin: string) => createTokenPolicy([nordicAt(origin), MIRROR_SERVER], { allowInsecureLoopback: true });
+  const policyFor = (origin: string) => createTokenPolicy([nordicAt(origin), MIRROR_SERVER], { allowInsecureLoopback: true, thirdParty: (url) => LISTED_THIRD_PARTY.has(url) });
 
   it(`has at least 25 cases (${CASES.length})`, () => {
     expect(CASES.length).toBeGreaterThanOrEqual(25);
   });
 
-  it.each(CASES)('%s', (_label, raw, expected, options) => {
+  it.each(CASES)('%s', (_label, raw, expected) => {
     const origin = af.origin;
     const sub = (value: string): string => (value.startsWith('O') ? origin + value.slice(1) : value);
-    const result = policyFor(origin).classify(sub(raw), options);
+    const result = policyFor(origin).classify(sub(raw));
     if (expected instanceof RegExp) {
       expect(result.allowed).toBe(false);
       if (!result.allowed) expect(result.reason).toMatch(expected);
@@ -115,7 +118,7 @@ describe('canonical URL forms (table)', () => {
     if (expected.fileName !== undefined) expect(result.fileName).toBe(expected.fileName);
     if (expected.server !== undefined) expect(result.server?.name).toBe(expected.server);
     // The normalised given form classifies the same way (it is what sources store).
-    expect(policyFor(origin).classify(result.url, options)).toMatchObject({ canonicalUrl: result.canonicalUrl, requestUrl: result.requestUrl });
+    expect(policyFor(origin).classify(result.url)).toMatchObject({ canonicalUrl: result.canonicalUrl, requestUrl: result.requestUrl });
   });
 
   it('refused URLs never reach the upstream, through the one exchange', async () => {
@@ -123,9 +126,9 @@ describe('canonical URL forms (table)', () => {
     const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokenAccess: { tokenFor: () => 'tok-never-sent', rejected: () => undefined }, clock: new FakeClock(), userAgent: 'test' });
     af.clearRequests();
     const refused = CASES.filter(([, , expected]) => expected instanceof RegExp);
-    for (const [label, raw, , options] of refused) {
+    for (const [label, raw] of refused) {
       const url = raw.startsWith('O') ? af.origin + raw.slice(1) : raw;
-      await expect(exchange.document({ url, maxBytes: 1024, ...(options === undefined ? {} : { classify: options }) }), label).rejects.toMatchObject({ code: 'BROKER_URL_NOT_ALLOWED' });
+      await expect(exchange.document({ url, maxBytes: 1024 }), label).rejects.toMatchObject({ code: 'BROKER_URL_NOT_ALLOWED' });
     }
     expect(af.requests).toEqual([]);
     // The same exchange does reach the fake for an allowed one (the check above can fail).

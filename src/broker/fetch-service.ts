@@ -101,7 +101,7 @@ export class FetchService {
     this.ledger.update(input.requestId, { url: describeUrl(target.canonicalUrl) });
     // The token check comes before the cache: restricted content needs a usable token either way.
     const token = this.exchange.lazyToken();
-    if (target.needsToken && target.server !== undefined) token.get(target.server.name);
+    if (target.needsToken) token.get(target.server.name);
 
     const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;
     const cacheable = verifying && !conditional;

@@ -39,15 +39,6 @@ export interface TokenPolicyOptions {
   readonly thirdParty?: (canonicalUrl: string) => boolean;
 }
 
-export interface ClassifyOptions {
-  /**
-   * Allows this one URL even on an origin that is no configured server, as a public third-party
-   * URL (the `sources add` document fetch of a new third-party source). https only, or loopback
-   * http with allowInsecureLoopback.
-   */
-  readonly allowThirdParty?: boolean;
-}
-
 /** Artifactory's UI download API: `?isNativeBrowsing=false&repoKey=R&path=P` is the artifact `/artifactory/R/P`. */
 export const DOWNLOAD_API_PATH = '/ui/api/v1/download';
 
@@ -71,8 +62,8 @@ export interface AllowedUrl {
   readonly requestUrl: string;
   /** Last segment of the canonical path, percent-decoded (`pc-nrfconnect-ppk-4.2.1.tgz`). */
   readonly fileName: string;
-  /** The configured server whose prefixes matched; undefined for a third-party URL. */
-  readonly server: ServerConfig | undefined;
+  /** The configured server whose prefixes matched (a synthetic all-public one for a third-party URL). */
+  readonly server: ServerConfig;
   /** True when the request must carry the server's token (never for third-party or mirror requests). */
   readonly needsToken: boolean;
   /** True for a public URL on an origin that is no configured server (section 6). */
@@ -96,8 +87,8 @@ export interface RequestHop {
    * redirect target (signed storage URLs expire within seconds).
    */
   readonly originalUrl: string;
-  /** Server of the original request: whose token `sendAuthorization` refers to (undefined: third party). */
-  readonly server: ServerConfig | undefined;
+  /** Server of the original request: whose token `sendAuthorization` refers to. */
+  readonly server: ServerConfig;
   /** True when this request may carry `Authorization: Bearer <token>` of `server`. */
   readonly sendAuthorization: boolean;
   /** Redirects followed to reach `url` (0 for the original request). */
@@ -113,7 +104,7 @@ export interface RequestHop {
 export type RedirectDecision = { readonly allowed: true; readonly hop: RequestHop } | RefusedUrl;
 
 export interface TokenPolicy {
-  classify(rawUrl: string, options?: ClassifyOptions): UrlClassification;
+  classify(rawUrl: string): UrlClassification;
   /** True when the daemon may fetch this URL at all. */
   allowed(rawUrl: string): boolean;
   /** True when the URL is allowed and needs the token (false when not allowed). */
@@ -384,6 +375,18 @@ function prepareServer(server: ServerConfig): PreparedServer {
   };
 }
 
+/** The shape of a third-party source's synthetic server: everything public, no token to send. */
+const THIRD_PARTY_SERVER: ServerConfig = {
+  name: 'third-party',
+  origin: '',
+  tokenInfoPath: '/',
+  pingPath: '/',
+  authenticatedPrefixes: [],
+  publicPrefixes: ['/'],
+  requestForm: 'as-given',
+  publicMirrorOrigin: null,
+};
+
 export function createTokenPolicy(servers: readonly ServerConfig[], options: TokenPolicyOptions): TokenPolicy {
   const prepared = servers.map(prepareServer);
   const configuredOrigins = prepared.map((server) => server.origin).join(', ') || '(none)';
@@ -393,15 +396,14 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
   }
 
   /** Decision on an already parsed URL; shared by `classify` and same-origin redirect targets. */
-  function classifyParsed(url: URL, classifyOptions: ClassifyOptions = {}): UrlClassification {
+  function classifyParsed(url: URL): UrlClassification {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       return refuse(`only http:// and https:// URLs can be fetched, not ${url.protocol}`);
     }
     if (url.username !== '' || url.password !== '') return refuse('the URL must not contain a user name or password');
     const candidates = prepared.filter((server) => server.origin === url.origin);
     const mirrored = candidates.length === 0 ? prepared.filter((server) => server.mirror === url.origin) : [];
-    const maybeThirdParty = classifyOptions.allowThirdParty === true || options.thirdParty !== undefined;
-    if (candidates.length === 0 && mirrored.length === 0 && !maybeThirdParty) {
+    if (candidates.length === 0 && mirrored.length === 0 && options.thirdParty === undefined) {
       return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
     }
     if (!insecureAllowed(url)) {
@@ -421,8 +423,9 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
           return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server: server.config, needsToken: false, thirdParty: false };
         }
       }
-      if (classifyOptions.allowThirdParty === true || options.thirdParty?.(canonicalUrl) === true) {
-        return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server: undefined, needsToken: false, thirdParty: true };
+      if (options.thirdParty?.(canonicalUrl) === true) {
+        const server: ServerConfig = { ...THIRD_PARTY_SERVER, name: `third-party ${url.origin}`, origin: url.origin };
+        return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server, needsToken: false, thirdParty: true };
       }
       return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
     }
@@ -446,7 +449,7 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     return refuse(`${url.origin}${artifact.canonicalPath.slice(0, MAX_SHOWN_PATH)} is outside the configured prefixes of ${url.origin} (${prefixes.join(', ')})`);
   }
 
-  function classify(rawUrl: string, classifyOptions?: ClassifyOptions): UrlClassification {
+  function classify(rawUrl: string): UrlClassification {
     if (typeof rawUrl !== 'string') return refuse('no URL was given');
     const problem = rawProblem(rawUrl);
     if (problem !== undefined) return refuse(problem);
@@ -456,7 +459,7 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     } catch {
       return refuse('the URL cannot be parsed');
     }
-    return classifyParsed(url, classifyOptions);
+    return classifyParsed(url);
   }
 
   function initialHop(allowed: AllowedUrl): RequestHop {
@@ -505,7 +508,7 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     const url = asDirect?.allowed ? asDirect.url : target.href;
     if (url.length > MAX_URL_LENGTH) return refuse(`the redirect target is longer than ${MAX_URL_LENGTH} characters`);
     const sendAuthorization =
-      !leftOrigin && asDirect?.allowed === true && asDirect.needsToken && asDirect.server?.name === from.server?.name;
+      !leftOrigin && asDirect?.allowed === true && asDirect.needsToken && asDirect.server.name === from.server.name;
     return {
       allowed: true,
       hop: { url, originalUrl: from.originalUrl, server: from.server, sendAuthorization, redirects: from.redirects + 1, leftOrigin },

@@ -204,7 +204,7 @@ export class SourceService {
     }
     const url = classified.url;
     this.assertUrlFree(url);
-    if (classified.needsToken && classified.server !== undefined) this.deps.tokens.tokenFor(classified.server.name);
+    if (classified.needsToken) this.deps.tokens.tokenFor(classified.server.name);
     const result = await this.exchange.document({ url, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal });
     if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(this.canonicalOf(url))} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
@@ -325,7 +325,7 @@ export class SourceService {
     if (!classified.allowed) {
       problem(new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `${classified.reason}.` }), runtime.url);
       proceed = false;
-    } else if (classified.needsToken && classified.server !== undefined) {
+    } else if (classified.needsToken) {
       try {
         this.deps.tokens.tokenFor(classified.server.name);
       } catch (err) {
@@ -589,7 +589,7 @@ export class SourceService {
 
   private serverOf(url: string): string | undefined {
     const classified = this.deps.policy().classify(url);
-    return classified.allowed ? classified.server?.name : undefined;
+    return classified.allowed ? classified.server.name : undefined;
   }
 
   private assertUrlFree(url: string): void {

@@ -1,6 +1,6 @@
 import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
-import type { AllowedUrl, RequestHop, TokenPolicy, ClassifyOptions } from './policy.js';
+import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
 import { scrubSecrets } from './scrub.js';
@@ -37,7 +37,7 @@ export interface TokenUse {
   /** The server answered 401 to a request that carried it. */
   rejected(server: string, message: string): void;
   /** Secrets to scrub from upstream-derived text: the token carried and the current one. */
-  secrets(server: string | undefined): (string | undefined)[];
+  secrets(server: string): (string | undefined)[];
 }
 
 export interface ExchangeRequest {
@@ -74,8 +74,6 @@ export interface DocumentRequest {
   /** True when a 404 means "none" rather than an error. */
   optional?: boolean;
   signal?: AbortSignal | undefined;
-  /** Passed to the policy: allow this one third-party URL (`sources add`). */
-  classify?: ClassifyOptions;
 }
 
 export type DocumentResult =
@@ -101,8 +99,8 @@ export class UpstreamExchange {
   constructor(private readonly deps: UpstreamExchangeDeps) {}
 
   /** The policy's decision, or BROKER_URL_NOT_ALLOWED (nothing is sent). */
-  allowed(rawUrl: string, options?: ClassifyOptions): AllowedUrl {
-    const classified = this.deps.policy().classify(rawUrl, options);
+  allowed(rawUrl: string): AllowedUrl {
+    const classified = this.deps.policy().classify(rawUrl);
     if (!classified.allowed) {
       throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `The URL is not allowed: ${classified.reason}.`, details: { reason: classified.reason, url: describeUrl(rawUrl) } });
     }
@@ -117,7 +115,7 @@ export class UpstreamExchange {
       get: (server) => (value ??= access.tokenFor(server)),
       used: () => value,
       rejected: (server, message) => access.rejected(server, message, value),
-      secrets: (server) => [value, server === undefined ? undefined : currentToken(access, server)],
+      secrets: (server) => [value, currentToken(access, server)],
     };
   }
 
@@ -130,7 +128,7 @@ export class UpstreamExchange {
     const token = request.token ?? this.lazyToken();
     const target = request.target;
     // A request that needs the token checks it first: without a usable one nothing is sent.
-    if (target.needsToken && target.server !== undefined) token.get(target.server.name);
+    if (target.needsToken) token.get(target.server.name);
     const base: Record<string, string> = { ...request.headers, 'user-agent': this.deps.userAgent };
     let wholeBody = request.wholeBody === true;
     for (;;) {
@@ -154,7 +152,7 @@ export class UpstreamExchange {
     for (;;) {
       const server = hop.server;
       // Authorization is decided per hop: the policy drops it once the chain leaves the origin.
-      const hopHeaders = hop.sendAuthorization && server !== undefined ? { ...headers, authorization: `Bearer ${token.get(server.name)}` } : headers;
+      const hopHeaders = hop.sendAuthorization ? { ...headers, authorization: `Bearer ${token.get(server.name)}` } : headers;
       const response = await this.deps.upstream.request({ method, url: hop.url, headers: hopHeaders, ...(signal === undefined ? {} : { signal }) });
       // Until someone consumes the body, an upstream failure must not become an uncaught error.
       response.body.on('error', () => undefined);
@@ -193,7 +191,7 @@ export class UpstreamExchange {
     const message = this.scrub(failure.message, token, server);
     const said = message === '' ? '' : ` (the server said: ${message})`;
     if (status === 401) {
-      if (hop.sendAuthorization && server !== undefined) {
+      if (hop.sendAuthorization) {
         // The token was sent and refused: the lifecycle marks it invalid (no retry until replaced).
         token.rejected(server.name, message);
         const expired = /expired/i.test(message);
@@ -230,7 +228,7 @@ export class UpstreamExchange {
    * ETag, a size cap enforced while reading, errors mapped. Returns the bytes and their text.
    */
   async document(request: DocumentRequest): Promise<DocumentResult> {
-    const target = this.allowed(request.url, request.classify);
+    const target = this.allowed(request.url);
     const headers: Record<string, string> = { accept: request.accept ?? 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
     const exchanged = await this.open({ target, headers, signal: request.signal });
@@ -261,7 +259,7 @@ export class UpstreamExchange {
       });
     }
     const contentType = firstHeader(response.headers['content-type']);
-    if (headers.accept === 'application/json') assertNotHtml(contentType, body.bytes, target.canonicalUrl, target.server);
+    if (headers.accept === 'application/json') assertNotHtml(contentType, body.bytes, target.canonicalUrl, target.server, target.thirdParty);
     const etag = firstHeader(response.headers.etag);
     return { status: 'ok', body: body.bytes, text: body.text, etag: etag !== undefined && etag.length <= 512 ? etag : undefined, contentType, target };
   }
@@ -301,8 +299,8 @@ export class UpstreamExchange {
     return this.errorFor({ ...answer.exchanged, message: upstreamMessage(answer.text) });
   }
 
-  private scrub(text: string, token: TokenUse, server: ServerConfig | undefined): string {
-    return scrubSecrets(text, token.secrets(server?.name));
+  private scrub(text: string, token: TokenUse, server: ServerConfig): string {
+    return scrubSecrets(text, token.secrets(server.name));
   }
 }
 
@@ -326,13 +324,13 @@ function noToken(): TokenUse {
  * An HTML page where JSON was expected (a login page, a portal, a proxy's error page): the origin
  * is not an Artifactory API. Said so with a hint, instead of a confusing parse error.
  */
-export function assertNotHtml(contentType: string | undefined, body: Buffer, url: string, server: ServerConfig | undefined): void {
+export function assertNotHtml(contentType: string | undefined, body: Buffer, url: string, server: ServerConfig, thirdParty = false): void {
   const html = /^text\/html\b/i.test(contentType ?? '') || /^\s*<(!doctype|html)/i.test(body.subarray(0, 256).toString('utf8'));
   if (!html) return;
   throw new BrokerError('BROKER_UPSTREAM_ERROR', {
     message: `${describeUrl(url)} answered with an HTML page instead of JSON.`,
     hint:
-      server === undefined
+      thirdParty
         ? 'The URL does not point to a JSON document (perhaps a web page or a login portal); check it.'
         : `Check "origin" of server "${server.name}" in config.json (now ${server.origin}): it must be the Artifactory server itself, not a web page or login portal in front of it.`,
     details: { status: 200, reason: 'not-json', url: describeUrl(url) },
