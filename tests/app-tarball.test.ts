@@ -12,6 +12,11 @@ describe('tarball file names (download destinations)', () => {
     ['https://h/artifactory/x/.hidden.tgz', 'app-1.0.0.tgz'],
     ['https://h/artifactory/x/name%00.tgz', 'app-1.0.0.tgz'],
     ['not a url', 'app-1.0.0.tgz'],
+    // The UI download API form is named after its canonical path, never "download".
+    ['https://h/ui/api/v1/download?isNativeBrowsing=false&repoKey=swtools&path=external/ncd/apps/official/pc-nrfconnect-ppk-4.2.1.tgz', 'pc-nrfconnect-ppk-4.2.1.tgz'],
+    ['https://h/ui/api/v1/download?repoKey=swtools&path=external%2Fa%2Fpc-nrfconnect-ppk-4.2.1.tgz', 'pc-nrfconnect-ppk-4.2.1.tgz'],
+    ['https://h/ui/api/v1/download?repoKey=swtools&path=external/a/..', 'app-1.0.0.tgz'],
+    ['https://h/ui/api/v1/download?repoKey=swtools&path=a&path=b.tgz', 'app-1.0.0.tgz'],
   ])('%s -> %s', (url, expected) => {
     expect(tarballFileName(url, 'app', '1.0.0')).toBe(expected);
   });

@@ -93,4 +93,24 @@ describe('architecture', () => {
     ]);
     expect(importOffences('cli/commands/probe.ts', "import { x } from '../../node/config-file.js';")).toEqual([]);
   });
+
+  it('one upstream exchange: one redirect loop, one status mapper, one proxy resolver and CA loader in src/', async () => {
+    const files = await sourceFiles(path.join(REPO_ROOT, 'src'));
+    const where = async (pattern: RegExp): Promise<string[]> => {
+      const found: string[] = [];
+      for (const file of files) {
+        const count = [...(await readFile(file, 'utf8')).matchAll(pattern)].length;
+        for (let i = 0; i < count; i++) found.push(path.relative(REPO_ROOT, file));
+      }
+      return found;
+    };
+    // Following a redirect means asking the policy about it: exactly one place does.
+    expect(await where(/\.redirectDecision\(/g)).toEqual(['src/broker/upstream-exchange.ts']);
+    expect(await where(/new Set\(\[301, 302/g)).toEqual(['src/broker/upstream-exchange.ts']);
+    // Upstream statuses become envelopes in one mapper.
+    expect(await where(/status === 401\b/g)).toEqual(['src/broker/upstream-exchange.ts']);
+    expect(await where(/new (EnvHttpProxyAgent|ProxyAgent)\(/g)).toEqual(['src/node/undici-upstream.ts']);
+    expect(await where(/rootCertificates/g)).toEqual(['src/node/ca-loader.ts', 'src/node/ca-loader.ts']);
+    expect(await where(/(HTTPS?_PROXY|https?_proxy)\b/g).then((found) => [...new Set(found)])).toEqual(['src/node/proxy-resolver.ts']);
+  });
 });

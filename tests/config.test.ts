@@ -26,6 +26,15 @@ async function configErrorFor(content: string): Promise<string> {
 }
 
 describe('config', () => {
+  it('a configured server requests URLs as given unless it says "download-api"; a mirror must be an https origin', async () => {
+    const base = { name: 'mine', origin: 'https://artifacts.example' };
+    expect((await loadConfig(await configFile(JSON.stringify({ servers: [base] })))).servers[0]).toMatchObject({ requestForm: 'as-given', publicMirrorOrigin: null });
+    const mirrored = await loadConfig(await configFile(JSON.stringify({ servers: [{ ...base, requestForm: 'download-api', publicMirrorOrigin: 'https://mirror.example/' }] })));
+    expect(mirrored.servers[0]).toMatchObject({ requestForm: 'download-api', publicMirrorOrigin: 'https://mirror.example' });
+    await expect(loadConfig(await configFile(JSON.stringify({ servers: [{ ...base, publicMirrorOrigin: 'http://mirror.example' }] })))).rejects.toThrow(/publicMirrorOrigin/);
+    await expect(loadConfig(await configFile(JSON.stringify({ servers: [{ ...base, requestForm: 'short' }] })))).rejects.toThrow(/requestForm/);
+  });
+
   it('a missing file gives the real Nordic defaults, frozen', async () => {
     const config = await loadConfig(await configFile(undefined));
     expect(config.servers).toEqual([
@@ -36,6 +45,8 @@ describe('config', () => {
         pingPath: '/artifactory/api/system/ping',
         authenticatedPrefixes: ['/artifactory/'],
         publicPrefixes: ['/artifactory/swtools/external/'],
+        requestForm: 'download-api',
+        publicMirrorOrigin: null,
       },
     ]);
     expect(config.officialSource).toBe(DEFAULT_OFFICIAL_SOURCE);

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Check, DiagnoseReport } from '../src/cli/diagnose/check.js';
 import { socketChecks } from '../src/cli/diagnose/local-checks.js';
-import { proxyFor } from '../src/cli/diagnose/proxy.js';
 import { runDiagnoseChecks } from '../src/cli/diagnose/run-diagnose.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
@@ -164,18 +163,5 @@ describe('diagnose checks', () => {
     await chmod(socketPath, 0o600);
     await chmod(dir, 0o700);
     expect((await socketChecks(socketPath, process.getuid?.())).map((c) => c.status)).toEqual(['ok', 'ok']);
-  });
-
-  it('finds the proxy the daemon would use, with the same precedence and NO_PROXY rules', () => {
-    const env = { HTTPS_PROXY: 'http://user:secret@proxy.corp:3128', NO_PROXY: 'localhost,.internal.corp,mirror.corp:8443' };
-    expect(proxyFor('https://files.nordicsemi.com', null, env)).toEqual({ origin: 'http://proxy.corp:3128', source: 'environment' });
-    expect(proxyFor('https://a.internal.corp', null, env)).toBeNull();
-    expect(proxyFor('https://mirror.corp:8443', null, env)).toBeNull();
-    expect(proxyFor('https://mirror.corp', null, env)).not.toBeNull();
-    expect(proxyFor('https://files.nordicsemi.com', null, {})).toBeNull();
-    // Config first; an https origin falls back to the http proxy; a proxy with neither is "direct".
-    expect(proxyFor('https://files.nordicsemi.com', { http: 'http://cfg:8080' }, {})).toEqual({ origin: 'http://cfg:8080', source: 'config' });
-    expect(proxyFor('https://files.nordicsemi.com', { http: 'http://cfg:8080' }, env)).toEqual({ origin: 'http://proxy.corp:3128', source: 'environment' });
-    expect(proxyFor('https://files.nordicsemi.com', { noProxy: '*' }, env)).toBeNull();
   });
 });

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ERROR_DETAILS, errorDetailsSchema } from '../src/protocol/error-details.js';
 import { ERRORS, ERROR_CODES, BrokerError } from '../src/protocol/errors.js';
 import { REPO_ROOT } from './helpers/test-daemon.js';
 
@@ -55,5 +56,25 @@ describe('error registry', () => {
     expect(new BrokerError('BROKER_TOKEN_EXPIRED').exitCode).toBe(4);
     expect(new BrokerError('BROKER_UPSTREAM_UNREACHABLE').exitCode).toBe(5);
     expect(new BrokerError('BROKER_CHECKSUM_MISMATCH').exitCode).toBe(6);
+  });
+
+  it('every code declares the shape of its details, and docs/errors.md lists exactly those fields', async () => {
+    expect(Object.keys(ERROR_DETAILS).sort()).toEqual([...ERROR_CODES].sort());
+    const text = await readFile(path.join(REPO_ROOT, 'docs', 'errors.md'), 'utf8');
+    for (const code of ERROR_CODES) {
+      const row = new RegExp(`^\\|\\s*\`${code}\`\\s*\\|\\s*([^|]+)\\|\\s*$`, 'm').exec(text);
+      expect(row, code).not.toBeNull();
+      // Field names are the backticked words outside parentheses (which explain values).
+      const documented = [...(row?.[1] ?? '').replace(/\([^)]*\)/g, '').matchAll(/`(\w+)`/g)].map((m) => m[1]).sort();
+      expect(documented, code).toEqual(Object.keys(ERROR_DETAILS[code].shape).sort());
+    }
+  });
+
+  it('details schemas accept what the daemon sends and reject wrong types (retryAfter is whole seconds)', () => {
+    const schema = errorDetailsSchema('BROKER_UPSTREAM_ERROR');
+    expect(schema?.safeParse({ status: 429, retryAfter: 7, url: 'https://h/artifactory/r/a.tgz' }).success).toBe(true);
+    expect(schema?.safeParse({ status: 429, retryAfter: '7' }).success).toBe(false);
+    expect(schema?.safeParse({ status: 429, retryAfter: 1.5 }).success).toBe(false);
+    expect(errorDetailsSchema('BROKER_NO_SUCH_CODE')).toBeUndefined();
   });
 });

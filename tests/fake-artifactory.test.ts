@@ -133,6 +133,55 @@ describe('fake artifactory', () => {
     });
   });
 
+  describe('the UI download API form', () => {
+    it('answers /ui/api/v1/download?repoKey=R&path=P exactly as /artifactory/R/P (auth, ETag, Range, faults) and logs the form', async () => {
+      const long = af.downloadUrl(RESTRICTED);
+      expect(long).toBe(
+        `${af.origin}/ui/api/v1/download?isNativeBrowsing=false&repoKey=swtools&path=internal/ncd/apps/app-1.0.0.tgz`,
+      );
+      af.clearRequests();
+      const anon = await request(long);
+      expect(anon.statusCode).toBe(401);
+      await anon.body.text();
+      const ranged = await request(long, { headers: { ...auth, range: 'bytes=10-19' } });
+      expect(ranged.statusCode).toBe(206);
+      expect(ranged.headers.etag).toBe(sha1(BODY));
+      expect((await bytes(ranged)).equals(BODY.subarray(10, 20))).toBe(true);
+      const pub = await request(af.downloadUrl(PUBLIC));
+      expect(pub.statusCode).toBe(200);
+      expect((await bytes(pub)).equals(BODY)).toBe(true);
+
+      af.setFault(RESTRICTED, { kind: 'status', status: 429, retryAfter: 7 }, { times: 1 });
+      const limited = await request(long, { headers: auth });
+      expect(limited.statusCode).toBe(429);
+      expect(limited.headers['retry-after']).toBe('7');
+      await limited.body.text();
+
+      expect(af.requestsFor(RESTRICTED).map((r) => [r.form, r.authorization, r.status])).toEqual([
+        ['download-api', false, 401],
+        ['download-api', true, 206],
+        ['download-api', true, 429],
+      ]);
+      expect(af.requests[0]?.path).toBe(long.slice(af.origin.length));
+      expect(af.requestsFor(PUBLIC)[0]).toMatchObject({ form: 'download-api', authorization: false, status: 200 });
+    });
+
+    it('decodes a percent-encoded path once and ignores other parameters', async () => {
+      af.setFile('/artifactory/swtools/external/with space.txt', 'spaced');
+      const res = await request(af.url('/ui/api/v1/download?repoKey=swtools&x=1&path=external%2Fwith%20space.txt'));
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe('spaced');
+    });
+
+    it('answers 400 unless the query names exactly one repoKey and one path', async () => {
+      for (const query of ['repoKey=swtools', 'path=external/a', 'repoKey=a&repoKey=b&path=x', 'repoKey=swtools&path=a&path=b']) {
+        const res = await request(af.url(`/ui/api/v1/download?${query}`));
+        expect(res.statusCode).toBe(400);
+        await res.body.text();
+      }
+    });
+  });
+
   describe('Artifactory file semantics', () => {
     it('sends the bare sha1 as ETag and checksum headers', async () => {
       const res = await request(af.url(PUBLIC), { method: 'HEAD' });

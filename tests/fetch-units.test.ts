@@ -204,7 +204,7 @@ describe('FetchService with in-memory ports', () => {
         return { status: 206, headers: { 'content-range': `bytes 0-${body.length - 1}/${body.length}`, 'content-length': String(body.length), 'set-cookie': 'x=y' }, body: Readable.from([body]) };
       },
     };
-    const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'] };
+    const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'], requestForm: 'as-given' as const, publicMirrorOrigin: null };
     const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
     const tokens: TokenAccess = { tokenFor: () => 'tok', rejected: () => undefined };
     return new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: new EventBus(clock), clock, logger: createLogger({ level: 'silent' }), userAgent: 'test' });

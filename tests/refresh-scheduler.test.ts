@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, BACKOFF_MAX_MS, intervalDelay, parseRetryAfter, RefreshScheduler, RETRY_AFTER_MAX_MS } from '../src/broker/refresh-scheduler.js';
+import { backoffDelay, BACKOFF_MAX_MS, intervalDelay, RefreshScheduler } from '../src/broker/refresh-scheduler.js';
+import { retryAfterSeconds } from '../src/broker/upstream-errors.js';
 import { compareVersions } from '../src/broker/app-views.js';
 import { AppInfoSchema, parseDocument, SourceJsonSchema } from '../src/broker/source-documents.js';
 import { FakeClock } from './helpers/fake-clock.js';
@@ -22,17 +23,17 @@ describe('backoff and jitter', () => {
     expect(intervalDelay({ intervalMinutes: 1, jitterPercent: 0 }, () => 0.9)).toBe(60_000);
   });
 
-  it('Retry-After is read as seconds or an HTTP date; nonsense is ignored', () => {
-    const now = Date.UTC(2026, 0, 1, 12, 0, 0);
-    expect(parseRetryAfter('120', now)).toBe(120_000);
-    expect(parseRetryAfter(' 0 ', now)).toBe(0);
-    expect(parseRetryAfter('Thu, 01 Jan 2026 12:01:30 GMT', now)).toBe(90_000);
-    expect(parseRetryAfter('Thu, 01 Jan 2026 11:00:00 GMT', now)).toBe(0);
-    expect(parseRetryAfter('99999999', now)).toBe(RETRY_AFTER_MAX_MS);
-    expect(parseRetryAfter('soon', now)).toBeUndefined();
-    expect(parseRetryAfter('-5', now)).toBeUndefined();
-    expect(parseRetryAfter('1.5', now)).toBeUndefined();
-    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  it('Retry-After is read as whole seconds (delta or HTTP date, rounded up); nonsense is ignored', () => {
+    const now = Date.UTC(2026, 0, 1, 12, 0, 0) + 250;
+    expect(retryAfterSeconds('120', now)).toBe(120);
+    expect(retryAfterSeconds(' 0 ', now)).toBe(0);
+    expect(retryAfterSeconds('Thu, 01 Jan 2026 12:01:30 GMT', now)).toBe(90);
+    expect(retryAfterSeconds('Thu, 01 Jan 2026 11:00:00 GMT', now)).toBe(0);
+    expect(retryAfterSeconds(['7', '9'], now)).toBe(7);
+    expect(retryAfterSeconds('soon', now)).toBeUndefined();
+    expect(retryAfterSeconds('-5', now)).toBeUndefined();
+    expect(retryAfterSeconds('1.5', now)).toBeUndefined();
+    expect(retryAfterSeconds(undefined, now)).toBeUndefined();
   });
 });
 

@@ -355,7 +355,8 @@ describe('source refresh', () => {
     const retryAt = Math.ceil((built.clock.now() + 90_000) / 1000) * 1000;
     af.setFault(official.sourcePath, { kind: 'status', status: 429, retryAfter: new Date(retryAt).toUTCString() });
     await built.service.refresh('official');
-    expect(Date.parse(built.service.get('official').nextRefreshAt ?? '')).toBe(retryAt);
+    // Retry-After is whole seconds everywhere (as in details.retryAfter): rounded up from now.
+    expect(Date.parse(built.service.get('official').nextRefreshAt ?? '')).toBe(built.clock.now() + Math.ceil((retryAt - built.clock.now()) / 1000) * 1000);
   });
 
   it('500s on one app info: the other apps refresh, the broken one keeps its last good copy', async () => {

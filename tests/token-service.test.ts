@@ -101,12 +101,12 @@ describe('token lifecycle', () => {
     expect(await h.store.get('nordic')).toBe(good);
   });
 
-  it('upstream 5xx or a timeout while validating -> BROKER_UPSTREAM_UNREACHABLE, nothing stored', async () => {
+  it('upstream 5xx (BROKER_UPSTREAM_ERROR) or a timeout (BROKER_UPSTREAM_UNREACHABLE) while validating: nothing stored', async () => {
     const h = harness();
     await h.service.start();
     const token = newToken();
     af.setFault(TOKEN_INFO_PATH, { kind: 'status', status: 503 }, { times: 1 });
-    await expect(h.service.set(undefined, token, { verify: true })).rejects.toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE' });
+    await expect(h.service.set(undefined, token, { verify: true })).rejects.toMatchObject({ code: 'BROKER_UPSTREAM_ERROR', details: { status: 503 } });
     af.setFault(TOKEN_INFO_PATH, { kind: 'hang' }, { times: 1 });
     await expect(h.service.set(undefined, token, { verify: true })).rejects.toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE', details: { reason: 'headers-timeout' } });
     expect(await h.store.get('nordic')).toBeNull();

@@ -1,6 +1,7 @@
 import { BrokerError } from '../protocol/errors.js';
 import type { AppTarball } from '../protocol/sources.js';
-import { lastCanonicalSegment, type AppInfo } from './source-documents.js';
+import { artifactFileName } from './policy.js';
+import type { AppInfo } from './source-documents.js';
 
 /** What the source index knows about one app (SourceService.app). */
 export interface IndexedApp {
@@ -11,7 +12,7 @@ export interface IndexedApp {
 
 /**
  * Picks the version (the latest when none is asked for) and names the file it is saved as: the
- * tarball URL's last path segment, when that is a plain file name, else `<name>-<version>.tgz`.
+ * tarball URL's canonical last segment (DESIGN section 4), when that is a plain file name, else `<name>-<version>.tgz`.
  */
 export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
   const chosen = version ?? app.info.latestVersion;
@@ -28,7 +29,7 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
     name: app.info.name,
     version: chosen,
     tarballUrl: entry.tarballUrl,
-    ...(entry.shasum === undefined ? {} : { shasum: entry.shasum }),
+    shasum: entry.shasum,
     fileName: tarballFileName(entry.tarballUrl, app.info.name, chosen),
     withdrawn: app.withdrawn,
   };
@@ -37,8 +38,8 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
 const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
 
 export function tarballFileName(tarballUrl: string, name: string, version: string): string {
-  // The canonical artifact path's last segment: a download-API URL names `path`, never `download`.
-  const last = lastCanonicalSegment(tarballUrl) ?? '';
+  // The canonical name: a download-API URL is named after its `path`, never `download`.
+  const last = artifactFileName(tarballUrl);
   if (SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..') return last;
   const fallback = `${name}-${version}.tgz`.replace(/[^A-Za-z0-9._+-]/g, '_');
   return SAFE_FILE_NAME.test(fallback) ? fallback : 'app.tgz';

@@ -41,9 +41,11 @@ export class FetchLedger {
     }
   }
 
-  update(id: string, patch: { status?: number; cache?: 'hit' | 'miss' | 'off'; bytes?: number }): void {
+  /** `url`: the canonical URL, once the policy has judged the one the fetch started with. */
+  update(id: string, patch: { url?: string; status?: number; cache?: 'hit' | 'miss' | 'off'; bytes?: number }): void {
     const entry = this.entries.get(id);
     if (entry === undefined) return;
+    if (patch.url !== undefined) entry.url = patch.url;
     if (patch.status !== undefined) entry.status = patch.status;
     if (patch.cache !== undefined) entry.cache = patch.cache;
     if (patch.bytes !== undefined) entry.bytes = patch.bytes;

@@ -5,10 +5,11 @@ import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests }
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
 import type { CacheWriter, CachedContent, ContentCache, DomainLogger } from './fetch-ports.js';
-import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
+import type { RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, Upstream, UpstreamResponse } from './ports.js';
 import type { TokenAccess } from './token-access.js';
-import { describeUrl, discardBody, readErrorBody, retryAfterSeconds, upstreamMessage, upstreamStatusError } from './upstream-errors.js';
+import { describeUrl, discardBody } from './upstream-errors.js';
+import { UpstreamExchange } from './upstream-exchange.js';
 
 /** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */
 export interface FetchServiceDeps {
@@ -51,20 +52,22 @@ export interface FetchResponse {
   clientGone(): void;
 }
 
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** `bytes START-END/TOTAL` (TOTAL may be `*`). */
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
 /**
- * `GET /v1/fetch`: the token policy, the redirect loop, header filtering, upstream error mapping,
- * streaming verification and the verified-content cache. Pure orchestration over ports: the HTTP
- * layer only validates the query and pipes the body it gets back.
+ * `GET /v1/fetch`: header filtering, streaming verification and the verified-content cache on top
+ * of the one upstream exchange (policy, token, redirects, error mapping). Pure orchestration over
+ * ports: the HTTP layer only validates the query and pipes the body it gets back.
  */
 export class FetchService {
   readonly ledger: FetchLedger;
+  /** The one upstream exchange, also what daemon-written downloads build on. */
+  readonly exchange: UpstreamExchange;
 
   constructor(private readonly deps: FetchServiceDeps) {
     this.ledger = deps.ledger ?? new FetchLedger(deps.clock);
+    this.exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokenAccess, clock: deps.clock, userAgent: deps.userAgent });
   }
 
   /**
@@ -94,19 +97,16 @@ export class FetchService {
         details: { field: 'headers.range' },
       });
     }
-    const policy = this.deps.policy();
-    const classified = policy.classify(input.url);
-    if (!classified.allowed) {
-      throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `The URL is not allowed: ${classified.reason}.`, details: { reason: classified.reason } });
-    }
+    const target = this.exchange.allowed(input.url);
+    this.ledger.update(input.requestId, { url: describeUrl(target.canonicalUrl) });
     // The token check comes before the cache: restricted content needs a usable token either way.
-    const token = new LazyToken(this.deps.tokenAccess, classified.server.name);
-    if (classified.needsToken) token.get();
+    const token = this.exchange.lazyToken();
+    if (target.needsToken) token.get(target.server.name);
 
     const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;
     const cacheable = verifying && !conditional;
     if (cacheable) {
-      const hit = await this.deps.cache.lookup({ url: classified.url, sha1: input.sha1, sha256: input.sha256 }).catch((err: unknown) => {
+      const hit = await this.deps.cache.lookup({ url: target.canonicalUrl, sha1: input.sha1, sha256: input.sha256 }).catch((err: unknown) => {
         // The cache is an optimisation: a broken one means going upstream, not failing.
         this.deps.logger.warn({ requestId: input.requestId, err: errorText(err) }, 'cache lookup failed; fetching upstream');
         return undefined;
@@ -114,101 +114,31 @@ export class FetchService {
       if (hit !== undefined) return this.fromCache(input, hit, expected, startedAt);
     }
 
-    const { response, hop, wholeBody } = await this.exchange(classified, input, token);
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    for (const name of ['if-none-match', 'if-modified-since', 'range', 'if-range'] as const) {
+      const value = input.headers[name];
+      if (value !== undefined && (name !== 'if-range' || input.headers.range !== undefined)) headers[name] = value;
+    }
+    // Without a client Range the exchange asks for `bytes=0-`, so the answer carries the full length.
+    const exchanged = await this.exchange.open({ target, headers, wholeBody: input.headers.range === undefined, signal: input.signal, token });
+    const { response, hop } = exchanged;
     this.ledger.update(input.requestId, { cache: cacheable ? 'miss' : 'off' });
     if (response.status === 200 || response.status === 206) {
-      return this.relay(input, response, { hop, wholeBody, expected, cacheable, startedAt });
+      return this.relay(input, response, { hop, canonicalUrl: target.canonicalUrl, wholeBody: exchanged.wholeBody, expected, cacheable, startedAt });
     }
     if (response.status === 304) {
       discardBody(response);
-      const headers = passHeaders(response.headers);
-      delete headers['content-length'];
-      return this.bodiless(input, 304, headers, startedAt);
+      const passed = passHeaders(response.headers);
+      delete passed['content-length'];
+      return this.bodiless(input, 304, passed, startedAt);
     }
-    const text = await readErrorBody(response.body);
-    throw this.statusError(response, hop, upstreamMessage(text), token);
-  }
-
-  /**
-   * Follows redirects (at most MAX_REDIRECTS, each judged by the policy) and returns the final
-   * answer. Without a client Range it asks for `bytes=0-` so the answer carries the full length;
-   * an empty file answers that with 416, and then the request starts again from the original URL
-   * without a Range (never from a redirect target: signed URLs expire within seconds).
-   */
-  private async exchange(allowed: AllowedUrl, input: FetchInput, token: LazyToken): Promise<{ response: UpstreamResponse; hop: RequestHop; wholeBody: boolean }> {
-    const wholeBody = input.headers.range === undefined;
-    const base: Record<string, string> = { 'user-agent': this.deps.userAgent, 'accept-encoding': 'identity' };
-    for (const name of ['if-none-match', 'if-modified-since'] as const) {
-      const value = input.headers[name];
-      if (value !== undefined) base[name] = value;
-    }
-    if (!wholeBody) {
-      base.range = input.headers.range as string;
-      if (input.headers['if-range'] !== undefined) base['if-range'] = input.headers['if-range'];
-    }
-    let askWholeRange = wholeBody;
-    for (;;) {
-      const headers = askWholeRange ? { ...base, range: 'bytes=0-' } : base;
-      const { response, hop } = await this.followRedirects(allowed, headers, input.signal, token);
-      if (askWholeRange && response.status === 416) {
-        discardBody(response);
-        askWholeRange = false;
-        continue;
-      }
-      return { response, hop, wholeBody };
-    }
-  }
-
-  private async followRedirects(allowed: AllowedUrl, headers: Record<string, string>, signal: AbortSignal, token: LazyToken): Promise<{ response: UpstreamResponse; hop: RequestHop }> {
-    const policy = this.deps.policy();
-    let hop = policy.initialHop(allowed);
-    for (;;) {
-      // Authorization is decided per hop: the policy drops it once the chain leaves the origin.
-      const hopHeaders = hop.sendAuthorization ? { ...headers, authorization: `Bearer ${token.get()}` } : headers;
-      const response = await this.deps.upstream.request({ method: 'GET', url: hop.url, headers: hopHeaders, signal });
-      // Until someone consumes the body, an upstream failure must not become an uncaught error;
-      // the listeners that record the cause are added when the body is streamed.
-      response.body.on('error', () => undefined);
-      if (!REDIRECT_STATUSES.has(response.status)) return { response, hop };
-      discardBody(response);
-      const decision = policy.redirectDecision(hop, response.headers.location);
-      if (!decision.allowed) {
-        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-          message: `The server redirected ${describeUrl(hop.url)} somewhere the broker does not follow: ${decision.reason}.`,
-          hint: 'The server or a proxy in between is misconfigured; report it to the server\'s administrators.',
-          details: { status: response.status, reason: 'redirect-refused' },
-        });
-      }
-      hop = decision.hop;
-    }
-  }
-
-  private statusError(response: UpstreamResponse, hop: RequestHop, message: string, token: LazyToken): BrokerError {
-    if (response.status === 401) {
-      if (hop.sendAuthorization) {
-        // The token was sent and refused: the lifecycle marks it invalid (no retry until replaced).
-        this.deps.tokenAccess.rejected(hop.server.name, message, token.peek());
-        const expired = /expired/i.test(message);
-        return new BrokerError(expired ? 'BROKER_TOKEN_EXPIRED' : 'BROKER_TOKEN_INVALID', {
-          message: expired
-            ? `The server says the identity token for ${hop.server.name} has expired (${message}).`
-            : `The server rejected the identity token for ${hop.server.name}${message === '' ? '' : ` (${message})`}.`,
-          details: { server: hop.server.name },
-        });
-      }
-      return new BrokerError('BROKER_UPSTREAM_FORBIDDEN', {
-        message: `The server asks for authentication for ${describeUrl(hop.url)}, which the broker requests without the token (401).`,
-        hint: 'The URL is under a public prefix or is a redirect target; if it needs the token, list its prefix in authenticatedPrefixes (and not publicPrefixes) in config.json.',
-        details: { status: 401 },
-      });
-    }
-    return upstreamStatusError({ status: response.status, url: hop.url, message, retryAfter: retryAfterSeconds(response.headers['retry-after'], this.deps.clock.now()) });
+    throw await this.exchange.fail(exchanged);
   }
 
   private async relay(
     input: FetchInput,
     response: UpstreamResponse,
-    context: { hop: RequestHop; wholeBody: boolean; expected: Digests; cacheable: boolean; startedAt: number },
+    context: { hop: RequestHop; canonicalUrl: string; wholeBody: boolean; expected: Digests; cacheable: boolean; startedAt: number },
   ): Promise<FetchResponse> {
     const headers = passHeaders(response.headers);
     let status = response.status;
@@ -219,8 +149,8 @@ export class FetchService {
       if (range === null || Number(range[1]) !== 0 || (total !== undefined && Number(range[2]) + 1 !== total)) {
         discardBody(response);
         throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-          message: `The server answered a request for the whole of ${describeUrl(context.hop.url)} with only part of it (${headers['content-range'] ?? 'no Content-Range'}).`,
-          details: { status: 206, reason: 'partial-content' },
+          message: `The server answered a request for the whole of ${describeUrl(context.canonicalUrl)} with only part of it (${headers['content-range'] ?? 'no Content-Range'}).`,
+          details: { status: 206, reason: 'partial-content', url: describeUrl(context.canonicalUrl) },
         });
       }
       status = 200;
@@ -232,7 +162,7 @@ export class FetchService {
     if (mismatch !== undefined) {
       discardBody({ headers: {}, body: response.body });
       this.reportMismatch(input, mismatch, 'upstream-header');
-      throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(input.url)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
+      throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(context.canonicalUrl)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
     }
 
     const size = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -256,7 +186,7 @@ export class FetchService {
                   tee: (chunk: Buffer) => cacheWrite.write(chunk),
                   beforeRelease: (digests) =>
                     cacheWrite.commit({
-                      url: context.hop.originalUrl,
+                      url: context.canonicalUrl,
                       sha1: digests.sha1 as string,
                       sha256: digests.sha256 as string,
                       size: digests.size,
@@ -356,7 +286,8 @@ export class FetchService {
   }
 
   private reportMismatch(input: FetchInput, mismatch: ChecksumMismatch, source: 'upstream' | 'upstream-header' | 'cache'): void {
-    const url = describeUrl(input.url);
+    // The canonical URL once the policy judged it (the ledger holds it), never `.../ui/api/v1/download`.
+    const url = this.ledger.get(input.requestId)?.url ?? describeUrl(input.url);
     this.finish(input, 'checksum-mismatch', this.deps.clock.now(), {
       error: { code: 'BROKER_CHECKSUM_MISMATCH', message: `${mismatch.algorithm} ${mismatch.actual} differs from the expected ${mismatch.expected}` },
     });
@@ -368,28 +299,9 @@ export class FetchService {
     if (!this.ledger.finish(input.requestId, outcome, extra)) return;
     const record = this.ledger.get(input.requestId);
     this.deps.logger.debug(
-      { requestId: input.requestId, url: describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
+      { requestId: input.requestId, url: record?.url ?? describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
       'fetch ended',
     );
-  }
-}
-
-/** The token is fetched only when a hop needs it, once per fetch. */
-class LazyToken {
-  private value: string | undefined;
-  constructor(
-    private readonly access: TokenAccess,
-    private readonly server: string,
-  ) {}
-
-  get(): string {
-    this.value ??= this.access.tokenFor(this.server);
-    return this.value;
-  }
-
-  /** The token this request used, if it used one. */
-  peek(): string | undefined {
-    return this.value;
   }
 }
 

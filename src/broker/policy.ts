@@ -32,22 +32,42 @@ export interface TokenPolicyOptions {
   /** Permits http:// on loopback hosts only (tests, local mirrors); DESIGN section 3. */
   readonly allowInsecureLoopback: boolean;
   /**
-   * Third-party app sources (DESIGN section 6): asked, with the canonical URL, about an https URL
-   * (http on loopback with allowInsecureLoopback) on an origin that is no configured server. True
-   * = fetch it publicly, never with a token. The source registry answers from its current indexes.
+   * Third-party sources (DESIGN section 6): a URL on an origin that is no configured server is
+   * allowed (public, never the token) iff this says so for its canonical URL. Wired by the source
+   * service (the documents and the URLs its current indexes list); absent = no third party at all.
    */
   readonly thirdParty?: (canonicalUrl: string) => boolean;
 }
 
+/** Artifactory's UI download API: `?isNativeBrowsing=false&repoKey=R&path=P` is the artifact `/artifactory/R/P`. */
+export const DOWNLOAD_API_PATH = '/ui/api/v1/download';
+
 export interface AllowedUrl {
   readonly allowed: true;
-  /** Canonical form: request exactly this URL. */
+  /**
+   * The URL as given, normalised (the form to store and hand back: re-classifying it gives the
+   * same decision). For a download-API URL this is its rebuilt form with only repoKey and path.
+   */
   readonly url: string;
+  /**
+   * The canonical URL: origin + canonical artifact path (`/artifactory/R/P` for both URL forms),
+   * plus the query of a short URL. Used for file names, cache keys, problems, error messages and
+   * the ledger: two different apps never read the same `.../ui/api/v1/download`.
+   */
+  readonly canonicalUrl: string;
+  /**
+   * What goes upstream: the form given, or the download-API form when the server's requestForm
+   * is "download-api", or the same path and query on the server's publicMirrorOrigin (public only).
+   */
+  readonly requestUrl: string;
+  /** Last segment of the canonical path, percent-decoded (`pc-nrfconnect-ppk-4.2.1.tgz`). */
+  readonly fileName: string;
+  /** The configured server whose prefixes matched (a synthetic all-public one for a third-party URL). */
   readonly server: ServerConfig;
-  /** True when the request must carry the server's token. */
+  /** True when the request must carry the server's token (never for third-party or mirror requests). */
   readonly needsToken: boolean;
-  /** True for a URL allowed by the third-party hook: `server` is synthetic, never with a token. */
-  readonly thirdParty?: boolean;
+  /** True for a public URL on an origin that is no configured server (section 6). */
+  readonly thirdParty: boolean;
 }
 
 export interface RefusedUrl {
@@ -105,6 +125,8 @@ export interface TokenPolicy {
 interface PreparedServer {
   readonly config: ServerConfig;
   readonly origin: string;
+  /** publicMirrorOrigin, if any. */
+  readonly mirror: string | undefined;
   /** Prefixes in comparison form (see `analysePath`). */
   readonly authenticated: readonly string[];
   readonly public: readonly string[];
@@ -227,6 +249,109 @@ function rawProblem(raw: string): string | undefined {
   return undefined;
 }
 
+type ArtifactAnalysis =
+  | {
+      readonly ok: true;
+      /** Canonical artifact path (canonical escapes). */
+      readonly canonicalPath: string;
+      /** Comparison form of the canonical path (see `analysePath`). */
+      readonly comparable: string;
+      /** Query kept in the canonical URL: a short URL's own; none for the download API. */
+      readonly query: string;
+      /** The URL as given, normalised (download API: rebuilt with only repoKey and path). */
+      readonly given: string;
+      /** repoKey and path of a download-API URL. */
+      readonly downloadApi: { readonly repoKey: string; readonly path: string } | undefined;
+    }
+  | { readonly ok: false; readonly problem: string };
+
+/**
+ * The canonical artifact of a URL (DESIGN section 4). On a configured server the UI download
+ * API names `/artifactory/<repoKey>/<path>`: exactly one non-empty repoKey and path, other
+ * parameters ignored, the path percent-decoded once (URLSearchParams), then checked like any
+ * path (no "." / ".." or empty segments, no backslash, no encoded "/" "\\" "%").
+ */
+function canonicalArtifact(url: URL, onServer: boolean): ArtifactAnalysis {
+  const path = analysePath(url.pathname);
+  if (!path.ok) return { ok: false, problem: `the path ${path.problem}` };
+  if (!onServer || path.comparable !== DOWNLOAD_API_PATH) {
+    return { ok: true, canonicalPath: path.canonical, comparable: path.comparable, query: url.search, given: `${url.origin}${path.canonical}${url.search}`, downloadApi: undefined };
+  }
+  const query = url.searchParams;
+  const repoKeys = query.getAll('repoKey');
+  const paths = query.getAll('path');
+  if (repoKeys.length !== 1 || paths.length !== 1) {
+    return { ok: false, problem: `the download API URL must name exactly one repoKey and one path (it has ${repoKeys.length} and ${paths.length})` };
+  }
+  const repoKey = repoKeys[0] as string;
+  const artifactPath = paths[0] as string;
+  if (repoKey === '' || artifactPath === '') return { ok: false, problem: 'the download API URL has an empty repoKey or path' };
+  if (repoKey.includes('/')) return { ok: false, problem: 'the repoKey of the download API URL contains "/"' };
+  const segments = [repoKey, ...artifactPath.split('/')];
+  for (const segment of segments) {
+    if (segment === '') return { ok: false, problem: 'the path of the download API URL contains an empty segment' };
+    if (segment === '.' || segment === '..') return { ok: false, problem: 'the path of the download API URL contains a "." or ".." segment' };
+    if (segment.includes('\\')) return { ok: false, problem: 'the path of the download API URL contains a backslash' };
+    if (/%(2f|5c)/i.test(segment)) return { ok: false, problem: 'the path of the download API URL contains an encoded slash or backslash' };
+    if (hasControlOrSpace(segment.replace(/ /g, 'x'))) return { ok: false, problem: 'the path of the download API URL contains control characters' };
+  }
+  const encoded = `/artifactory/${segments.map(encodeURIComponent).join('/')}`;
+  const canonical = analysePath(encoded);
+  if (!canonical.ok) return { ok: false, problem: `the path of the download API URL ${canonical.problem}` };
+  return {
+    ok: true,
+    canonicalPath: canonical.canonical,
+    comparable: canonical.comparable,
+    query: '',
+    given: downloadApiUrl(url.origin, repoKey, artifactPath),
+    downloadApi: { repoKey, path: artifactPath },
+  };
+}
+
+/** `origin/ui/api/v1/download?isNativeBrowsing=false&repoKey=R&path=P`, P with its slashes kept (as the launcher writes it). */
+function downloadApiUrl(origin: string, repoKey: string, artifactPath: string): string {
+  const path = artifactPath.split('/').map(encodeURIComponent).join('/');
+  return `${origin}${DOWNLOAD_API_PATH}?isNativeBrowsing=false&repoKey=${encodeURIComponent(repoKey)}&path=${path}`;
+}
+
+/** The download-API form of a short `/artifactory/R/P` canonical path; undefined for other paths. */
+function downloadApiForm(origin: string, canonicalPath: string): string | undefined {
+  const match = /^\/artifactory\/([^/]+)\/(.+[^/])$/.exec(canonicalPath);
+  if (match === null) return undefined;
+  const decode = (value: string): string => value.split('/').map(decodeSegment).join('/');
+  return downloadApiUrl(origin, decode(match[1] as string), decode(match[2] as string));
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/**
+ * The file name a URL's download is saved under, without a policy: the last segment of the
+ * download API's single `path` parameter, else of the URL path, decoded ('' when there is none).
+ */
+export function artifactFileName(rawUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return '';
+  }
+  const paths = url.searchParams.getAll('path');
+  if (url.pathname === DOWNLOAD_API_PATH) return paths.length === 1 ? ((paths[0] as string).split('/').pop() ?? '') : '';
+  return decodeSegment(url.pathname.split('/').pop() ?? '');
+}
+
+/** The file name a download is saved under: the last canonical segment, decoded. */
+function lastSegment(canonicalPath: string): string {
+  const segments = canonicalPath.split('/').filter((segment) => segment !== '');
+  return decodeSegment(segments.at(-1) ?? '');
+}
+
 function underAny(path: string, prefixes: readonly string[]): boolean {
   return prefixes.some((prefix) => path.startsWith(prefix));
 }
@@ -244,6 +369,7 @@ function prepareServer(server: ServerConfig): PreparedServer {
   return {
     config: server,
     origin: originUrl.origin,
+    mirror: server.publicMirrorOrigin === null ? undefined : new URL(server.publicMirrorOrigin).origin,
     authenticated: server.authenticatedPrefixes.map(comparablePrefix),
     public: server.publicPrefixes.map(comparablePrefix),
   };
@@ -257,6 +383,8 @@ const THIRD_PARTY_SERVER: ServerConfig = {
   pingPath: '/',
   authenticatedPrefixes: [],
   publicPrefixes: ['/'],
+  requestForm: 'as-given',
+  publicMirrorOrigin: null,
 };
 
 export function createTokenPolicy(servers: readonly ServerConfig[], options: TokenPolicyOptions): TokenPolicy {
@@ -274,39 +402,51 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     }
     if (url.username !== '' || url.password !== '') return refuse('the URL must not contain a user name or password');
     const candidates = prepared.filter((server) => server.origin === url.origin);
-    if (candidates.length === 0) {
-      const thirdParty = classifyThirdParty(url);
-      if (thirdParty !== undefined) return thirdParty;
+    const mirrored = candidates.length === 0 ? prepared.filter((server) => server.mirror === url.origin) : [];
+    if (candidates.length === 0 && mirrored.length === 0 && options.thirdParty === undefined) {
       return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
     }
     if (!insecureAllowed(url)) {
       return refuse(`plain http:// is only allowed for loopback servers with "allowInsecureLoopback": true (${url.origin})`);
     }
-    const path = analysePath(url.pathname);
-    if (!path.ok) return refuse(`the path of ${describe(url)} ${path.problem}`);
-    const canonical = `${url.origin}${path.canonical}${url.search}`;
-    if (canonical.length > MAX_URL_LENGTH) return refuse(`the URL is longer than ${MAX_URL_LENGTH} characters`);
+    const artifact = canonicalArtifact(url, candidates.length > 0);
+    if (!artifact.ok) return refuse(`${describe(url)}: ${artifact.problem}`);
+    const canonicalUrl = `${url.origin}${artifact.canonicalPath}${artifact.query}`;
+    if (canonicalUrl.length > MAX_URL_LENGTH || artifact.given.length > MAX_URL_LENGTH) {
+      return refuse(`the URL is longer than ${MAX_URL_LENGTH} characters`);
+    }
+    const fileName = lastSegment(artifact.canonicalPath);
+    if (candidates.length === 0) {
+      // A public URL on a server's mirror is requested as given, never with the token.
+      for (const server of mirrored) {
+        if (underAny(artifact.comparable, server.public)) {
+          return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server: server.config, needsToken: false, thirdParty: false };
+        }
+      }
+      if (options.thirdParty?.(canonicalUrl) === true) {
+        const server: ServerConfig = { ...THIRD_PARTY_SERVER, name: `third-party ${url.origin}`, origin: url.origin };
+        return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server, needsToken: false, thirdParty: true };
+      }
+      return refuse(`${url.origin} is not a configured server (configured: ${configuredOrigins})`);
+    }
     // Servers sharing an origin are tried in config order; the first whose prefixes match wins.
     for (const server of candidates) {
-      const isPublic = underAny(path.comparable, server.public);
-      const isAuthenticated = underAny(path.comparable, server.authenticated);
-      if (isPublic || isAuthenticated) {
-        return { allowed: true, url: canonical, server: server.config, needsToken: isAuthenticated && !isPublic };
-      }
+      const isPublic = underAny(artifact.comparable, server.public);
+      const isAuthenticated = underAny(artifact.comparable, server.authenticated);
+      if (!isPublic && !isAuthenticated) continue;
+      const needsToken = isAuthenticated && !isPublic;
+      const form =
+        artifact.downloadApi !== undefined
+          ? artifact.given
+          : server.config.requestForm === 'download-api'
+            ? (downloadApiForm(url.origin, artifact.canonicalPath) ?? artifact.given)
+            : artifact.given;
+      // The mirror serves public files only: the token never goes there.
+      const requestUrl = !needsToken && server.mirror !== undefined ? server.mirror + form.slice(url.origin.length) : form;
+      return { allowed: true, url: artifact.given, canonicalUrl, requestUrl, fileName, server: server.config, needsToken, thirdParty: false };
     }
     const prefixes = [...new Set(candidates.flatMap((server) => [...server.config.authenticatedPrefixes, ...server.config.publicPrefixes]))];
-    return refuse(`${describe(url)} is outside the configured prefixes of ${url.origin} (${prefixes.join(', ')})`);
-  }
-
-  /** A URL the third-party hook vouches for, public; undefined = not third-party (refuse as usual). */
-  function classifyThirdParty(url: URL): UrlClassification | undefined {
-    if (options.thirdParty === undefined || !insecureAllowed(url)) return undefined;
-    const path = analysePath(url.pathname);
-    if (!path.ok) return undefined;
-    const canonical = `${url.origin}${path.canonical}${url.search}`;
-    if (canonical.length > MAX_URL_LENGTH || !options.thirdParty(canonical)) return undefined;
-    const server: ServerConfig = { ...THIRD_PARTY_SERVER, name: `third-party ${url.origin}`, origin: url.origin };
-    return { allowed: true, url: canonical, server, needsToken: false, thirdParty: true };
+    return refuse(`${url.origin}${artifact.canonicalPath.slice(0, MAX_SHOWN_PATH)} is outside the configured prefixes of ${url.origin} (${prefixes.join(', ')})`);
   }
 
   function classify(rawUrl: string): UrlClassification {
@@ -324,8 +464,8 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
 
   function initialHop(allowed: AllowedUrl): RequestHop {
     return {
-      url: allowed.url,
-      originalUrl: allowed.url,
+      url: allowed.requestUrl,
+      originalUrl: allowed.requestUrl,
       server: allowed.server,
       sendAuthorization: allowed.needsToken,
       redirects: 0,

@@ -20,14 +20,3 @@ export async function readBodyCapped(body: Readable, maxBytes: number): Promise<
   const bytes = Buffer.concat(chunks);
   return { bytes, text: bytes.toString('utf8'), tooLarge: false };
 }
-
-/** The first `errors[].message` of an Artifactory error body, if there is one. */
-export function artifactoryMessage(text: string): string | undefined {
-  try {
-    const parsed = JSON.parse(text) as { errors?: { message?: unknown }[] };
-    const message = parsed.errors?.[0]?.message;
-    return typeof message === 'string' ? message.slice(0, 300) : undefined;
-  } catch {
-    return undefined;
-  }
-}

@@ -1,5 +1,4 @@
 import type { Clock, TimerHandle } from './ports.js';
-import { retryAfterMs } from './upstream-errors.js';
 
 /**
  * When each source is refreshed next (DESIGN section 6): every `intervalMinutes` ± `jitterPercent`
@@ -34,12 +33,6 @@ export function intervalDelay(timing: RefreshTiming, random: () => number): numb
   const base = timing.intervalMinutes * 60_000;
   const spread = (timing.jitterPercent / 100) * base;
   return Math.max(BACKOFF_MIN_MS, Math.round(base + (random() * 2 - 1) * spread));
-}
-
-/** Retry-After -> ms from now, capped at RETRY_AFTER_MAX_MS; undefined when absent or unusable. */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
-  const ms = retryAfterMs(value, now);
-  return ms === undefined ? undefined : Math.min(RETRY_AFTER_MAX_MS, ms);
 }
 
 interface Entry {

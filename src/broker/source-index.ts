@@ -20,6 +20,7 @@ const ProblemRecordSchema = z.object({
   url: z.string().optional(),
   field: z.string().optional(),
   status: z.number().optional(),
+  retryAfter: z.number().int().nonnegative().optional(),
 });
 export type ProblemRecord = z.output<typeof ProblemRecordSchema>;
 

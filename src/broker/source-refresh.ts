@@ -1,11 +1,11 @@
-import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { BrokerError, isBrokerError, retryAfterOf } from '../protocol/errors.js';
 import type { RefreshOutcome } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, assetContentType, assetsKey, assetUrl, dropAsset, saveAsset } from './app-assets.js';
-import type { DocumentResult } from './document-fetch.js';
+import type { DocumentResult } from './upstream-exchange.js';
 import type { Limiter } from './limiter.js';
 import type { TokenPolicy } from './policy.js';
 import type { Clock, StateStore } from './ports.js';
-import { parseRetryAfter } from './refresh-scheduler.js';
+import { RETRY_AFTER_MAX_MS } from './refresh-scheduler.js';
 import {
   APP_ASSET_MAX_BYTES,
   APP_INFO_MAX_BYTES,
@@ -239,10 +239,9 @@ class Attempt {
     if (TOKEN_CODES.has(error.code)) this.tokenProblem = true;
     const details = error.details ?? {};
     const status = typeof details.status === 'number' ? details.status : undefined;
-    if (typeof details.retryAfter === 'string') {
-      const ms = parseRetryAfter(details.retryAfter, this.deps.clock.now());
-      if (ms !== undefined) this.retryAfterMs = Math.max(this.retryAfterMs ?? 0, ms);
-    }
+    // The same whole seconds the envelope of a fetch carries (details.retryAfter).
+    const retryAfter = retryAfterOf(error);
+    if (retryAfter !== undefined) this.retryAfterMs = Math.max(this.retryAfterMs ?? 0, Math.min(RETRY_AFTER_MAX_MS, retryAfter * 1000));
     if (this.problems.length >= MAX_PROBLEMS) return;
     this.problems.push({
       code: error.code,
@@ -251,6 +250,7 @@ class Attempt {
       url: canonicalDocumentUrl(url),
       ...(field === undefined ? {} : { field }),
       ...(status === undefined ? {} : { status }),
+      ...(retryAfter === undefined ? {} : { retryAfter }),
     });
   }
 }

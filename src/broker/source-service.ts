@@ -3,7 +3,6 @@ import { BrokerError } from '../protocol/errors.js';
 import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
 import { appCounts, appViews, findApp, indexedApps, type IndexedAppInfo } from './app-views.js';
-import { fetchDocument } from './document-fetch.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
 import type { DomainLog } from './log.js';
@@ -15,6 +14,7 @@ import { emptyIndex, toProblemView, type SourceIndex } from './source-index.js';
 import { refreshSource, TOKEN_CODES, type DocumentFetcher, type Prefetched } from './source-refresh.js';
 import { errorText, SourceRegistry, type SourceRuntime } from './source-registry.js';
 import type { TokenAccess } from './token-access.js';
+import { UpstreamExchange } from './upstream-exchange.js';
 
 /**
  * App sources (DESIGN sections 5 and 6), the one entry point the routes use: views of the
@@ -34,6 +34,8 @@ export interface SourceServiceDeps {
   clock: Clock;
   events: EventBus;
   log: DomainLog;
+  /** Sent upstream as User-Agent. */
+  userAgent?: string;
   /** For jitter; injectable for tests. */
   random?: () => number;
 }
@@ -52,11 +54,12 @@ export class SourceService {
   private stopped = false;
   /** Aborted by stop(): shutdown never waits for a slow upstream. */
   private aborter = new AbortController();
-  /** Every document of every source goes through this (re-point to the upstream exchange, issue 12). */
+  /** Every document of every source goes through the one upstream exchange. */
   private readonly fetchDocument: DocumentFetcher;
 
   constructor(private readonly deps: SourceServiceDeps) {
-    this.fetchDocument = (request) => fetchDocument({ upstream: deps.upstream, policy: deps.policy(), tokens: deps.tokens }, request);
+    const exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokens, clock: deps.clock, userAgent: deps.userAgent ?? 'tokenbroker' });
+    this.fetchDocument = (request) => exchange.document(request);
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({
       clock: deps.clock,

@@ -6,7 +6,10 @@ import type { EventBus } from './event-bus.js';
 import type { DomainLog } from './log.js';
 import type { Clock, SecretStore, StateStore, TimerHandle, Upstream } from './ports.js';
 import type { TokenAccess } from './token-access.js';
+import { createTokenPolicy } from './policy.js';
+import { tokenShape } from './token-shape.js';
 import { validateToken, type ValidatedToken } from './token-validator.js';
+import { UpstreamExchange } from './upstream-exchange.js';
 
 export const DAY_MS = 86_400_000;
 /** setTimeout cannot wait longer than ~24.8 days; re-evaluate at least daily anyway. */
@@ -48,6 +51,8 @@ export interface TokenServiceDeps {
   log: DomainLog;
   /** For backoff jitter; injectable for tests. */
   random?: () => number;
+  /** Sent upstream as User-Agent (default `tokenbroker`). */
+  userAgent?: string;
 }
 
 /**
@@ -70,8 +75,18 @@ export class TokenService implements TokenAccess {
   private backgroundEnabled = false;
   private readonly random: () => number;
 
+  /** Token validation goes through the one upstream exchange (its endpoint requests need no policy of URLs). */
+  private readonly exchange: UpstreamExchange;
+
   constructor(private readonly deps: TokenServiceDeps) {
     this.random = deps.random ?? Math.random;
+    this.exchange = new UpstreamExchange({
+      policy: () => createTokenPolicy(deps.servers(), { allowInsecureLoopback: false }),
+      upstream: deps.upstream,
+      tokenAccess: this,
+      clock: deps.clock,
+      userAgent: deps.userAgent ?? 'tokenbroker',
+    });
   }
 
   /**
@@ -148,15 +163,28 @@ export class TokenService implements TokenAccess {
    */
   async set(name: string | undefined, token: string, options: { verify: boolean }): Promise<TokenView> {
     const server = this.server(name);
-    const info: ValidatedToken | undefined = options.verify ? await validateToken(this.deps.upstream, server, token) : undefined;
+    // A reference token or JWT says when it expires: an expired one is refused without a request.
+    const shape = tokenShape(token);
+    const shapeExpiry = shape.kind === 'unknown' ? undefined : shape.expiresAt;
+    if (shapeExpiry !== undefined && shapeExpiry <= this.deps.clock.now()) {
+      throw new BrokerError('BROKER_TOKEN_EXPIRED', {
+        message: `This ${shape.kind === 'jwt' ? 'access token' : 'identity token'} expired on ${new Date(shapeExpiry).toISOString()}; nothing was stored or sent.`,
+        details: { server: server.name, expiresAt: new Date(shapeExpiry).toISOString() },
+      });
+    }
+    const validated: ValidatedToken | undefined = options.verify ? await validateToken(this.exchange, server, token) : undefined;
+    // The token's own expiry stands until (and unless) the server says otherwise.
+    const info = validated === undefined ? undefined : { ...validated, ...(validated.expiresAt === undefined && shapeExpiry !== undefined ? { expiresAt: shapeExpiry } : {}) };
     await this.deps.store.set(server.name, token);
     const now = this.deps.clock.now();
     this.bumpGeneration(server.name);
     this.cancelRetry(server.name);
     this.loadProblems.delete(server.name);
     this.secrets.set(server.name, token);
+    const { metadataUnknown: _unknown, ...known } = info ?? {};
     this.meta.set(server.name, {
-      ...(info ?? {}),
+      ...(info === undefined && shapeExpiry !== undefined ? { expiresAt: shapeExpiry } : {}),
+      ...known,
       setAt: now,
       verified: info !== undefined,
       ...(info === undefined ? {} : { verifiedAt: now }),
@@ -361,7 +389,7 @@ export class TokenService implements TokenAccess {
     if (token === undefined || state === 'invalid' || state === 'expired') return;
     const generation = this.generationOf(server);
     try {
-      const info = await validateToken(this.deps.upstream, this.server(server), token);
+      const { metadataUnknown: _unknown, ...info } = await validateToken(this.exchange, this.server(server), token);
       if (generation !== this.generationOf(server)) return;
       const meta = this.meta.get(server);
       if (meta === undefined) return;

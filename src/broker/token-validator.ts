@@ -2,9 +2,7 @@ import { z } from 'zod';
 import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError } from '../protocol/errors.js';
 import { describeIssue } from '../protocol/zod-issues.js';
-import type { Upstream } from './ports.js';
-import { artifactoryMessage, readBodyCapped } from './read-body.js';
-import { retryAfterSeconds } from './upstream-errors.js';
+import { assertNotHtml, givenToken, type UpstreamExchange } from './upstream-exchange.js';
 
 /** `GET origin+tokenInfoPath` answer (times in unix seconds; unknown fields ignored). */
 const UpstreamTokenInfoSchema = z.looseObject({
@@ -16,65 +14,46 @@ const UpstreamTokenInfoSchema = z.looseObject({
 });
 
 export interface ValidatedToken {
-  tokenId: string;
+  /** Absent when the server accepted the token but would not describe it (403). */
+  tokenId?: string;
   subject?: string;
   /** Epoch ms. */
   issuedAt?: number;
-  /** Epoch ms; absent = does not expire. */
+  /** Epoch ms; absent = does not expire (or unknown, see `metadataUnknown`). */
   expiresAt?: number;
   description?: string;
+  /** `tokens/me` answered 403: the token is valid but may not read its own details. */
+  metadataUnknown?: true;
 }
 
-const MAX_INFO_BYTES = 64 * 1024;
-
 /**
- * Asks the server who the token belongs to. The token goes only to the server's own origin, and a
- * redirect is not followed (a token-info endpoint has no reason to redirect).
+ * Asks the server who the token belongs to, through the one upstream exchange (the server's own
+ * origin only, no redirect followed, the one error mapper). 401 -> TOKEN_INVALID/_EXPIRED;
+ * 403 -> valid, metadata unknown; 200 with HTML -> the origin is not an Artifactory API.
  */
-export async function validateToken(upstream: Upstream, server: ServerConfig, token: string, signal?: AbortSignal): Promise<ValidatedToken> {
-  const url = `${server.origin}${server.tokenInfoPath}`;
-  const response = await upstream.request({
-    method: 'GET',
-    url,
-    headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-    ...(signal === undefined ? {} : { signal }),
-  });
-  const body = await readBodyCapped(response.body, MAX_INFO_BYTES).catch((err: unknown) => {
-    throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `The connection to ${server.origin} broke while validating the token.`, details: { reason: 'network' }, cause: err });
-  });
-  const text = body.tooLarge ? '' : body.text;
-  const status = response.status;
-  if (status === 401) {
-    const upstreamMessage = artifactoryMessage(text) ?? 'Unauthorized';
-    if (/expired/i.test(upstreamMessage)) {
-      throw new BrokerError('BROKER_TOKEN_EXPIRED', { message: `${server.origin} says the token has expired (${upstreamMessage}).`, details: { server: server.name } });
+export async function validateToken(exchange: UpstreamExchange, server: ServerConfig, token: string, signal?: AbortSignal): Promise<ValidatedToken> {
+  const answer = await exchange.endpoint({ server, path: server.tokenInfoPath, token: givenToken(token), signal });
+  if (answer.status === 403) return { metadataUnknown: true };
+  if (answer.status !== 200) {
+    const error = exchange.endpointError(answer);
+    if (error.code === 'BROKER_TOKEN_INVALID') {
+      throw new BrokerError('BROKER_TOKEN_INVALID', {
+        message: `${server.origin} rejected the token; nothing was stored.`,
+        hint: 'Check that you copied the whole identity token (User Profile > Generate an Identity Token), then try again.',
+        details: { server: server.name },
+      });
     }
-    throw new BrokerError('BROKER_TOKEN_INVALID', {
-      message: `${server.origin} rejected the token (${upstreamMessage}).`,
-      hint: 'Check that you copied the whole identity token (User Profile > Generate an Identity Token), then try again.',
-      details: { server: server.name },
-    });
+    if (error.code === 'BROKER_UPSTREAM_NOT_FOUND') {
+      throw new BrokerError('BROKER_UPSTREAM_NOT_FOUND', { message: error.message, hint: `Check "origin" and "tokenInfoPath" of server "${server.name}" in config.json.`, details: { status: answer.status } });
+    }
+    throw error;
   }
-  if (status === 429 || status >= 500) {
-    throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', {
-      message: `${server.origin} could not validate the token right now (HTTP ${status}); nothing was stored.`,
-      hint: 'Try again later, or store it without validation with `tokenbroker token set --no-verify`.',
-      details: { reason: 'status', status, ...retryAfterDetail(response.headers['retry-after']) },
-    });
-  }
-  if (status === 403) {
-    throw new BrokerError('BROKER_UPSTREAM_FORBIDDEN', { message: `${server.origin} refused to describe the token (HTTP 403).`, details: { server: server.name, status } });
-  }
-  if (status !== 200) {
-    throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-      message: `${server.origin}${server.tokenInfoPath} answered HTTP ${status} instead of the token details.`,
-      hint: `Check "tokenInfoPath" for server "${server.name}" in config.json.`,
-      details: { status },
-    });
-  }
+  const url = `${server.origin}${server.tokenInfoPath}`;
+  const contentType = answer.headers['content-type'];
+  assertNotHtml(Array.isArray(contentType) ? contentType[0] : contentType, Buffer.from(answer.text), url, server);
   let json: unknown;
   try {
-    json = body.tooLarge ? undefined : JSON.parse(text);
+    json = JSON.parse(answer.text);
   } catch {
     json = undefined;
   }
@@ -82,8 +61,8 @@ export async function validateToken(upstream: Upstream, server: ServerConfig, to
   if (!parsed.success) {
     throw new BrokerError('BROKER_UPSTREAM_ERROR', {
       message: `${server.origin} answered the token check with an unexpected document: ${json === undefined ? 'not JSON (or too large)' : describeIssue(parsed.error.issues[0])}.`,
-      hint: `Check "tokenInfoPath" for server "${server.name}" in config.json.`,
-      details: { status },
+      hint: `Check "origin" and "tokenInfoPath" of server "${server.name}" in config.json: they must lead to the Artifactory access API.`,
+      details: { status: 200, reason: 'not-json' },
     });
   }
   const info = parsed.data;
@@ -94,9 +73,4 @@ export async function validateToken(upstream: Upstream, server: ServerConfig, to
     ...(info.expiry === undefined || info.expiry === 0 ? {} : { expiresAt: info.expiry * 1000 }),
     ...(info.description === undefined ? {} : { description: info.description }),
   };
-}
-
-function retryAfterDetail(header: string | string[] | undefined): { retryAfter?: number } {
-  const seconds = retryAfterSeconds(header, Date.now());
-  return seconds === undefined ? {} : { retryAfter: seconds };
 }

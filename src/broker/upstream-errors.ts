@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { BrokerError } from '../protocol/errors.js';
 
 /** Error bodies are read only this far: enough for Artifactory's JSON, bounded for anything else. */
 const MAX_ERROR_BODY = 8 * 1024;
@@ -70,9 +69,9 @@ function clean(text: string): string {
 
 /**
  * `Retry-After` (RFC 9110 10.2.3) as milliseconds from `now`: delta-seconds or an HTTP date;
- * undefined when absent or unusable ("1.5", "-5", "soon"). The one parser: callers round or cap.
+ * undefined when absent or unusable ("1.5", "-5", "soon").
  */
-export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
+function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return undefined;
   const trimmed = raw.trim();
@@ -87,35 +86,4 @@ export function retryAfterMs(value: string | string[] | undefined, now: number):
 export function retryAfterSeconds(value: string | string[] | undefined, now: number): number | undefined {
   const ms = retryAfterMs(value, now);
   return ms === undefined ? undefined : Math.ceil(ms / 1000);
-}
-
-export interface UpstreamFailure {
-  status: number;
-  url: string;
-  message: string;
-  retryAfter: number | undefined;
-}
-
-/**
- * The envelope for an upstream error status other than 401 (which involves the token lifecycle;
- * see the fetch service): 403 -> UPSTREAM_FORBIDDEN, 404/410 -> UPSTREAM_NOT_FOUND, anything
- * else (429, 5xx, unexpected 4xx) -> UPSTREAM_ERROR with the status and Retry-After in details.
- */
-export function upstreamStatusError(failure: UpstreamFailure): BrokerError {
-  const where = describeUrl(failure.url);
-  const said = failure.message === '' ? '' : ` (the server said: ${failure.message})`;
-  if (failure.status === 403) {
-    return new BrokerError('BROKER_UPSTREAM_FORBIDDEN', { message: `The server refused access to ${where} (403)${said}.`, details: { status: 403 } });
-  }
-  if (failure.status === 404 || failure.status === 410) {
-    return new BrokerError('BROKER_UPSTREAM_NOT_FOUND', { message: `The server has no file at ${where} (${failure.status}).`, details: { status: failure.status } });
-  }
-  const details: Record<string, unknown> = { status: failure.status };
-  if (failure.retryAfter !== undefined) details.retryAfter = failure.retryAfter;
-  const retry = failure.retryAfter === undefined ? '' : ` It asked to retry after ${failure.retryAfter} s.`;
-  return new BrokerError('BROKER_UPSTREAM_ERROR', {
-    message: `The server answered ${failure.status} for ${where}${said}.${retry}`,
-    ...(failure.status === 429 ? { hint: 'The server is rate-limiting requests; wait and try again (details.retryAfter says how long, when the server said).' } : {}),
-    details,
-  });
 }

@@ -115,7 +115,7 @@ async function explainBrokenBody(cause: Error, requestId: string, client: Pick<F
   return new BrokerError('BROKER_UPSTREAM_UNREACHABLE', {
     message: `The download broke off after ${record?.bytes ?? 'some'} bytes: ${how}.`,
     hint: 'Try again; `tokenbroker fetch -o FILE` and client.download() resume where they stopped.',
-    details: { requestId, reason: record?.outcome ?? 'unknown' },
+    details: { requestId, reason: record?.outcome === 'timeout' || record?.outcome === 'upstream-aborted' || record?.outcome === 'client-aborted' ? record.outcome : 'unknown' },
     cause,
   });
 }

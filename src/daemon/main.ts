@@ -99,6 +99,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     events,
     log: logger,
+    userAgent: USER_AGENT,
   });
   await tokens.start();
   // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
@@ -113,6 +114,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clock: systemClock,
     events,
     log: logger,
+    userAgent: USER_AGENT,
   });
   await sources.load();
   thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
@@ -129,7 +131,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     events,
     clock: systemClock,
     logger,
-    userAgent: `tokenbroker/${VERSION}`,
+    userAgent: USER_AGENT,
   });
   const app = await buildServer({
     logger,
@@ -232,6 +234,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     process.on('SIGINT', stop);
   });
 }
+
+/** Sent upstream on every request (fetches, documents, token validation). */
+const USER_AGENT = `tokenbroker/${VERSION}`;
 
 /** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
 function policyFollowing(config: () => Readonly<Config>, thirdParty: (canonicalUrl: string) => boolean): () => TokenPolicy {

@@ -8,7 +8,7 @@ import type { Clock } from '../broker/ports.js';
 import type { SourceService } from '../broker/source-service.js';
 import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
-import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { BrokerError, isBrokerError, retryAfterOf } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
 import type { ClientTokenService } from '../broker/client-tokens.js';
@@ -111,6 +111,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
     }
     void reply.header(VERSION_HEADER, VERSION);
+    // Every envelope that carries details.retryAfter also says it the HTTP way.
+    const retryAfter = retryAfterOf(brokerError);
+    if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     return reply.code(brokerError.status).type('application/json; charset=utf-8').send(brokerError.toEnvelope());
   });
 

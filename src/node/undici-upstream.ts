@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 import type { Upstream, UpstreamRequest, UpstreamResponse } from '../broker/ports.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError } from '../protocol/errors.js';
+import { loadTrustedCas } from './ca-loader.js';
+import { describeProxySettings, proxyFor, proxySettings, type ProxyChoice } from './proxy-resolver.js';
 
 export interface UndiciUpstreamOptions {
   timeouts: Config['timeouts'];
@@ -13,8 +13,10 @@ export interface UndiciUpstreamOptions {
 }
 
 export interface UndiciUpstream extends Upstream {
-  /** Which proxy is in effect, for diagnose/status (never with credentials). */
+  /** Which proxy settings are in effect, for diagnose/status (never with credentials). */
   readonly proxyDescription: string | null;
+  /** The proxy a request to `url` goes through (null: direct): the one resolver's answer. */
+  proxyFor(url: string): ProxyChoice | null;
   close(): Promise<void>;
 }
 
@@ -23,36 +25,45 @@ const TLS_ERROR = /^(CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|ERR_TLS_|ERR_SSL_|H
 /**
  * The real upstream: one HTTP exchange per call through undici, never following redirects (the
  * domain does, so the token policy applies at every hop). Connect, response-header and idle-body
- * timeouts come from config. Proxies come from config, else HTTP(S)_PROXY/NO_PROXY.
+ * timeouts come from config. Each request is dispatched directly or through the proxy that the
+ * one proxy resolver (proxy-resolver.ts) names for its URL; CAs come from the one CA loader.
  */
 export function createUndiciUpstream(options: UndiciUpstreamOptions): UndiciUpstream {
   const env = options.env ?? process.env;
-  const connect = { timeout: options.timeouts.connectMs, ...(options.caFile === null ? {} : { ca: trustedCas(options.caFile, env) }) };
+  const ca = trustedCas(options.caFile, env);
+  const connect = { timeout: options.timeouts.connectMs, ...(ca === undefined ? {} : { ca }) };
   const common = { connect, headersTimeout: options.timeouts.headersMs, bodyTimeout: options.timeouts.bodyIdleMs, keepAliveTimeout: 10_000 };
-  const proxy = resolveProxy(options.proxy, env);
-  const dispatcher: Dispatcher =
-    proxy === null
-      ? new Agent(common)
-      : new EnvHttpProxyAgent({
-          ...common,
-          // Empty strings, not undefined: undici would otherwise read process.env behind our back
-          // (a config proxy replaces the environment's; tests pass their own env).
-          httpProxy: proxy.http ?? '',
-          httpsProxy: proxy.https ?? '',
-          noProxy: proxy.noProxy ?? '',
-          // http origins go through the proxy as absolute-form requests, as curl does; https ones
-          // are tunnelled with CONNECT.
-          proxyTunnel: false,
-          ...(options.caFile === null ? {} : { requestTls: { ca: connect.ca } }),
-        });
+  const settings = proxySettings(options.proxy, env);
+  const direct = new Agent(common);
+  const proxied = new Map<string, ProxyAgent>();
+
+  function dispatcherFor(url: URL): Dispatcher {
+    const choice = proxyFor(url, settings);
+    if (choice === null) return direct;
+    let agent = proxied.get(choice.url);
+    if (agent === undefined) {
+      agent = new ProxyAgent({
+        ...common,
+        uri: choice.url,
+        // http origins go through the proxy as absolute-form requests, as curl does; https ones
+        // are tunnelled with CONNECT.
+        proxyTunnel: false,
+        ...(ca === undefined ? {} : { requestTls: { ca } }),
+      });
+      proxied.set(choice.url, agent);
+    }
+    return agent;
+  }
 
   return {
-    proxyDescription: proxy === null ? null : describeProxy(proxy),
+    proxyDescription: settings === null ? null : describeProxySettings(settings),
+    proxyFor: (url) => proxyFor(url, settings),
     async request(request: UpstreamRequest): Promise<UpstreamResponse> {
       try {
-        const response = await dispatcher.request({
-          origin: new URL(request.url).origin,
-          path: pathAndQuery(request.url),
+        const url = new URL(request.url);
+        const response = await dispatcherFor(url).request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
           method: request.method,
           headers: request.headers,
           signal: request.signal,
@@ -62,68 +73,18 @@ export function createUndiciUpstream(options: UndiciUpstreamOptions): UndiciUpst
         throw toUpstreamError(err, request.url);
       }
     },
-    close: () => dispatcher.close(),
+    close: async () => {
+      await Promise.all([direct.close(), ...[...proxied.values()].map((agent) => agent.close())]);
+    },
   };
 }
 
-function pathAndQuery(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.pathname}${parsed.search}`;
-}
-
-interface ProxySettings {
-  http?: string;
-  https?: string;
-  noProxy?: string;
-}
-
-function resolveProxy(configured: Config['proxy'], env: NodeJS.ProcessEnv): ProxySettings | null {
-  if (configured !== null) {
-    return configured.http === undefined && configured.https === undefined ? null : { ...configured };
-  }
-  const http = env.http_proxy ?? env.HTTP_PROXY;
-  const https = env.https_proxy ?? env.HTTPS_PROXY;
-  if (!http && !https) return null;
-  return {
-    ...(http ? { http } : {}),
-    ...(https ? { https } : {}),
-    ...((env.no_proxy ?? env.NO_PROXY) ? { noProxy: env.no_proxy ?? env.NO_PROXY } : {}),
-  };
-}
-
-function describeProxy(proxy: ProxySettings): string {
-  const strip = (url: string | undefined): string | undefined => {
-    if (url === undefined) return undefined;
-    try {
-      const parsed = new URL(url);
-      return parsed.origin;
-    } catch {
-      return '(invalid proxy URL)';
-    }
-  };
-  return [proxy.http ? `http: ${strip(proxy.http)}` : '', proxy.https ? `https: ${strip(proxy.https)}` : '', proxy.noProxy ? `no_proxy: ${proxy.noProxy}` : ''].filter(Boolean).join(', ');
-}
-
-/**
- * Passing `ca` replaces Node's default trust store, so keep the public roots and the
- * NODE_EXTRA_CA_CERTS file (which Node only adds to its own default) and add `caFile`.
- */
-function trustedCas(caFile: string, env: NodeJS.ProcessEnv): string[] {
-  const cas = [...rootCertificates];
-  const extra = env.NODE_EXTRA_CA_CERTS;
-  if (extra) {
-    try {
-      cas.push(readFileSync(extra, 'utf8'));
-    } catch {
-      // Node already warned at start-up about an unreadable NODE_EXTRA_CA_CERTS.
-    }
-  }
+function trustedCas(caFile: string | null, env: NodeJS.ProcessEnv): string[] | undefined {
   try {
-    cas.push(readFileSync(caFile, 'utf8'));
+    return loadTrustedCas(caFile, env);
   } catch (err) {
-    throw new BrokerError('BROKER_INTERNAL', { message: `Cannot read caFile ${caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, hint: 'Fix "caFile" in config.json to point to a PEM file.' });
+    throw new BrokerError('BROKER_INTERNAL', { message: `Cannot read caFile ${caFile ?? ''} (${(err as NodeJS.ErrnoException).code ?? 'error'}).`, hint: 'Fix "caFile" in config.json to point to a PEM file.' });
   }
-  return cas;
 }
 
 /** Network failures and timeouts as BROKER_UPSTREAM_UNREACHABLE with a reason and a useful hint. */

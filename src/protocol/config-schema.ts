@@ -49,6 +49,17 @@ export const ServerSchema = z.strictObject({
   pingPath: z.string().startsWith('/', 'must start with "/"').default('/artifactory/api/system/ping'),
   authenticatedPrefixes: z.array(prefix).default(['/artifactory/']),
   publicPrefixes: z.array(prefix).default(['/artifactory/swtools/external/']),
+  /**
+   * How artifact URLs go upstream: "as-given" (the form the caller used) or "download-api" (short
+   * `/artifactory/R/P` URLs are requested as `/ui/api/v1/download?isNativeBrowsing=false&repoKey=R&path=P`,
+   * as the launcher does). The default server uses "download-api"; a configured one "as-given".
+   */
+  requestForm: z.enum(['download-api', 'as-given']).default('as-given'),
+  /** Public canonical paths are fetched from this origin instead (same path and query), never with the token. */
+  publicMirrorOrigin: originString
+    .transform((value) => safeUrl(value)?.origin ?? value)
+    .nullable()
+    .default(null),
 });
 export type ServerConfig = z.output<typeof ServerSchema>;
 
@@ -79,6 +90,8 @@ export const DEFAULT_SERVER = {
   pingPath: '/artifactory/api/system/ping',
   authenticatedPrefixes: ['/artifactory/'],
   publicPrefixes: ['/artifactory/swtools/external/'],
+  requestForm: 'download-api',
+  publicMirrorOrigin: null,
 } as const;
 
 export const DEFAULT_OFFICIAL_SOURCE =
@@ -122,6 +135,10 @@ export const ConfigSchema = z
       names.add(server.name);
       const url = safeUrl(server.origin);
       if (url === undefined) return;
+      const mirror = server.publicMirrorOrigin === null ? undefined : safeUrl(server.publicMirrorOrigin);
+      if (mirror !== undefined && mirror.protocol === 'http:' && !(config.allowInsecureLoopback && isLoopbackHost(mirror.hostname))) {
+        ctx.addIssue({ code: 'custom', path: ['servers', index, 'publicMirrorOrigin'], message: 'must be https:// (http:// only on loopback with "allowInsecureLoopback": true)' });
+      }
       if (url.protocol === 'http:' && !(config.allowInsecureLoopback && isLoopbackHost(url.hostname))) {
         ctx.addIssue({
           code: 'custom',

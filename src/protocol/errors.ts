@@ -1,3 +1,5 @@
+import type { ErrorDetailsOf } from './error-details.js';
+
 /**
  * The one error registry shared by the daemon (to answer), the client (to rebuild typed errors)
  * and the CLI (to pick an exit code). Codes are stable API; `docs/errors.md` documents each one
@@ -144,10 +146,11 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERRORS, value);
 }
 
-export interface BrokerErrorOptions {
+export interface BrokerErrorOptions<C extends ErrorCode = ErrorCode> {
   message?: string;
   hint?: string;
-  details?: Record<string, unknown>;
+  /** Declared per code in error-details.ts. */
+  details?: ErrorDetailsOf<C>;
   cause?: unknown;
 }
 
@@ -155,13 +158,13 @@ export interface BrokerErrorOptions {
  * The typed error every layer throws and catches. The daemon serialises it into the envelope,
  * the client rebuilds it from the envelope, the CLI maps `code` to an exit code.
  */
-export class BrokerError extends Error {
-  readonly code: ErrorCode;
+export class BrokerError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
   readonly status: number;
   readonly hint: string;
-  readonly details: Record<string, unknown> | undefined;
+  readonly details: ErrorDetailsOf<C> | undefined;
 
-  constructor(code: ErrorCode, options: BrokerErrorOptions = {}) {
+  constructor(code: C, options: BrokerErrorOptions<C> = {}) {
     const spec = ERRORS[code];
     super(options.message ?? spec.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BrokerError';
@@ -187,7 +190,7 @@ export class BrokerError extends Error {
   }
 }
 
-export function isBrokerError(err: unknown, code?: ErrorCode): err is BrokerError {
+export function isBrokerError<C extends ErrorCode = ErrorCode>(err: unknown, code?: C): err is BrokerError<C> {
   return err instanceof BrokerError && (code === undefined || err.code === code);
 }
 
@@ -198,4 +201,10 @@ export interface ErrorEnvelope {
     hint: string;
     details?: Record<string, unknown>;
   };
+}
+
+/** Whole seconds to send as `Retry-After` with this error's envelope, if its details carry them. */
+export function retryAfterOf(err: BrokerError): number | undefined {
+  const value = (err.details as { retryAfter?: unknown } | undefined)?.retryAfter;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
 }

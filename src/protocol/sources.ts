@@ -42,6 +42,8 @@ export const SourceProblemSchema = z.looseObject({
   field: z.string().optional(),
   /** Upstream HTTP status, when the problem was an HTTP answer. */
   status: z.number().optional(),
+  /** Whole seconds the server asked to wait (the same number as an envelope's `details.retryAfter`). */
+  retryAfter: z.number().int().nonnegative().optional(),
 });
 export type SourceProblem = z.output<typeof SourceProblemSchema>;
 

@@ -1,13 +1,14 @@
 import { lookup } from 'node:dns/promises';
-import { readFileSync } from 'node:fs';
 import { connect as netConnect, isIP } from 'node:net';
-import { connect as tlsConnect, rootCertificates } from 'node:tls';
-import { artifactoryMessage, readBodyCapped } from '../../broker/read-body.js';
-import { createUndiciUpstream } from '../../node/undici-upstream.js';
+import { connect as tlsConnect } from 'node:tls';
+import { loadTrustedCas } from '../../node/ca-loader.js';
+import type { ProxyChoice } from '../../node/proxy-resolver.js';
+import { createServerProbe, type ServerProbe } from '../../node/server-probe.js';
 import type { Config, ServerConfig } from '../../protocol/config-schema.js';
 import { BrokerError } from '../../protocol/errors.js';
 import { check, forServer, type Check } from './check.js';
-import { proxyFor, type ProxyInEffect } from './proxy.js';
+
+type ProxyInEffect = ProxyChoice;
 
 /** Token expiry and `daysLeft` are judged by the local clock; more skew than this is worth a warning. */
 export const CLOCK_SKEW_WARN_MS = 5 * 60 * 1000;
@@ -38,8 +39,16 @@ export async function serverChecks(options: ServerCheckOptions): Promise<Check[]
   const url = new URL(server.origin);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number.parseInt(url.port, 10) || (url.protocol === 'https:' ? 443 : 80);
-  const proxy = proxyFor(server.origin, config.proxy, env);
   const connectMs = Math.min(config.timeouts.connectMs, MAX_CONNECT_MS);
+  let probe: ServerProbe;
+  try {
+    probe = createServerProbe(config, env, { connectMs, headersMs: Math.min(config.timeouts.headersMs, MAX_HEADERS_MS), bodyIdleMs: MAX_HEADERS_MS });
+  } catch (err) {
+    const error = err instanceof BrokerError ? err : new BrokerError('BROKER_INTERNAL', { message: String(err) });
+    return [check('ping', 'fail', error.message, error.hint)].map((c) => forServer(c, server.name));
+  }
+  // The daemon's own decision (the one proxy resolver), not a second opinion.
+  const proxy = probe.proxyFor(`${server.origin}${server.pingPath}`);
 
   const proxyTarget = proxy === null ? undefined : new URL(proxy.origin);
   const tcpTarget = proxyTarget === undefined ? { host, port } : { host: proxyTarget.hostname.replace(/^\[|\]$/g, ''), port: Number.parseInt(proxyTarget.port, 10) || (proxyTarget.protocol === 'https:' ? 443 : 80) };
@@ -47,7 +56,7 @@ export async function serverChecks(options: ServerCheckOptions): Promise<Check[]
     dnsCheck(host, proxy),
     tcpCheck(tcpTarget, proxy === null ? '' : ` (the proxy for ${server.origin})`, connectMs),
     url.protocol === 'https:' && proxy === null ? tlsCheck(host, port, config.caFile, env, connectMs) : Promise.resolve(undefined),
-    ping(server, config, env),
+    ping(server, probe).finally(() => probe.close().catch(() => undefined)),
   ]);
   const checks = [proxyCheck(proxy, server.origin), dns, tcp];
   if (directTls !== undefined) checks.push(directTls);
@@ -116,7 +125,7 @@ async function tcpCheck(target: { host: string; port: number }, via: string, tim
 async function tlsCheck(host: string, port: number, caFile: string | null, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Check> {
   let ca: string[] | undefined;
   try {
-    ca = caFile === null ? undefined : trustedCas(caFile, env);
+    ca = loadTrustedCas(caFile, env);
   } catch (err) {
     return check('tls', 'fail', `caFile ${caFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'Fix "caFile" in config.json to point to a PEM file.');
   }
@@ -147,20 +156,6 @@ async function tlsCheck(host: string, port: number, caFile: string | null, env: 
   }
 }
 
-/** Node replaces its trust store when `ca` is given: keep the public roots and NODE_EXTRA_CA_CERTS, like the daemon. */
-function trustedCas(caFile: string, env: NodeJS.ProcessEnv): string[] {
-  const cas = [...rootCertificates];
-  if (env.NODE_EXTRA_CA_CERTS) {
-    try {
-      cas.push(readFileSync(env.NODE_EXTRA_CA_CERTS, 'utf8'));
-    } catch {
-      // Node warns about an unreadable NODE_EXTRA_CA_CERTS itself.
-    }
-  }
-  cas.push(readFileSync(caFile, 'utf8'));
-  return cas;
-}
-
 interface PingOutcome {
   check: Check;
   /** The upstream error, when there was no answer. */
@@ -170,57 +165,39 @@ interface PingOutcome {
   answered: boolean;
 }
 
-async function ping(server: ServerConfig, config: Readonly<Config>, env: NodeJS.ProcessEnv): Promise<PingOutcome> {
+async function ping(server: ServerConfig, probe: ServerProbe): Promise<PingOutcome> {
   const url = `${server.origin}${server.pingPath}`;
-  let upstream;
   try {
-    upstream = createUndiciUpstream({
-      timeouts: { connectMs: Math.min(config.timeouts.connectMs, MAX_CONNECT_MS), headersMs: Math.min(config.timeouts.headersMs, MAX_HEADERS_MS), bodyIdleMs: MAX_HEADERS_MS },
-      proxy: config.proxy,
-      caFile: config.caFile,
-      env,
-    });
-  } catch (err) {
-    const error = err instanceof BrokerError ? err : new BrokerError('BROKER_INTERNAL', { message: String(err) });
-    return { check: check('ping', 'fail', error.message, error.hint), error, answered: false };
-  }
-  try {
-    const sent = Date.now();
-    const response = await upstream.request({ method: 'GET', url, headers: { accept: 'text/plain' } });
-    const received = Date.now();
-    const body = await readBodyCapped(response.body, 4096).catch(() => ({ tooLarge: true as const }));
-    const text = body.tooLarge ? '' : body.text.trim();
-    const date = Date.parse(String(response.headers.date ?? ''));
+    const answer = await probe.ping(server);
+    const date = Date.parse(answer.date ?? '');
     // The server stamped its Date somewhere between sending and receiving: compare with the midpoint.
-    const skewMs = Number.isNaN(date) ? undefined : date - (sent + received) / 2;
+    const skewMs = Number.isNaN(date) ? undefined : date - (answer.sentAt + answer.receivedAt) / 2;
     const base = { answered: true, ...(skewMs === undefined ? {} : { skewMs }) };
-    if (response.status === 200) return { ...base, check: check('ping', 'ok', `GET ${url}: HTTP 200${text === '' ? '' : ` ${JSON.stringify(text.slice(0, 40))}`}`) };
-    const said = artifactoryMessage(text);
+    if (answer.status === 200) return { ...base, check: check('ping', 'ok', `GET ${url}: HTTP 200${answer.text === '' ? '' : ` ${JSON.stringify(answer.text.slice(0, 40))}`}`) };
     return {
       ...base,
       check: check(
         'ping',
         'fail',
-        `GET ${url}: HTTP ${response.status}${said === undefined ? '' : ` (${said})`}, expected 200`,
-        response.status === 404 ? 'Check "pingPath" and the origin in config.json.' : 'The server answered but is not healthy, or a proxy answered for it; try again later or ask the server\'s operators.',
+        `GET ${url}: HTTP ${answer.status} (${answer.error?.message ?? 'unexpected answer'}), expected 200`,
+        answer.status === 404 ? 'Check "pingPath" and the origin in config.json.' : "The server answered but is not healthy, or a proxy answered for it; try again later or ask the server's operators.",
       ),
     };
   } catch (err) {
-    const error = err instanceof BrokerError ? err : new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `Cannot reach ${server.origin}.`, cause: err });
-    const reason = (error.details?.reason as string | undefined) ?? '';
+    const error = err instanceof BrokerError ? err : new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `Cannot reach ${server.origin}.`, details: { reason: 'network' }, cause: err });
+    const reason = (error.details as { reason?: string } | undefined)?.reason ?? '';
     const hint =
       reason === 'tls'
         ? TLS_HINT
         : `Nothing answered at ${server.origin}: check the network, VPN and proxy${reason === 'dns' ? ' (the name does not resolve)' : ''}, the "origin" in config.json, and whether the server is up.`;
     return { check: check('ping', 'fail', `GET ${url}: ${error.message}`, hint), error, answered: false };
-  } finally {
-    await upstream.close().catch(() => undefined);
   }
 }
 
 function tlsThroughProxy(pinged: PingOutcome): Check {
   if (pinged.answered) return check('tls', 'ok', 'handshake through the proxy succeeded (see ping)');
-  if (pinged.error?.details?.reason === 'tls') return check('tls', 'fail', pinged.error.message, TLS_HINT);
+  const error = pinged.error;
+  if (error !== undefined && (error.details as { reason?: string } | undefined)?.reason === 'tls') return check('tls', 'fail', error.message, TLS_HINT);
   return check('tls', 'warn', 'not checked: the ping through the proxy did not get that far', 'Fix the ping first.');
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FetchService } from '../../broker/fetch-service.js';
-import { BrokerError, isBrokerError } from '../../protocol/errors.js';
+import { BrokerError } from '../../protocol/errors.js';
 import { FetchIdParamsSchema, FetchQuerySchema, FetchRequestHeadersSchema, FORWARDED_REQUEST_HEADERS, REQUEST_ID_HEADER, type FetchRecord } from '../../protocol/fetch.js';
 import { VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { parseRequestPart } from '../validate.js';
@@ -80,7 +80,6 @@ export async function serveFetch(request: FastifyRequest, reply: FastifyReply, s
       res.destroy();
       return;
     }
-    if (isBrokerError(err) && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
     throw err;
   }
   listener.clientGone = response.clientGone;
