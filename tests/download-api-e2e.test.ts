@@ -25,6 +25,8 @@ function tarball(app: string): Buffer {
 function publishLongForm(af: FakeArtifactory, base: string, name: string, apps: readonly string[]): string {
   for (const app of apps) {
     af.setFile(`${base}/${app}-${VERSION}.tgz`, tarball(app));
+    af.setFile(`${base}/${app}.svg`, '<svg xmlns="http://www.w3.org/2000/svg"/>', { contentType: 'image/svg+xml' });
+    af.setFile(`${base}/${app}-Changelog.md`, `## ${VERSION}\n- first\n`, { contentType: 'text/markdown' });
     af.setJson(`${base}/${app}.json`, {
       name: app,
       displayName: app,
@@ -90,7 +92,8 @@ describe('download-API documents through the real daemon', () => {
     await daemon.client.setToken(TOKEN, { verify: true });
     let mark = af.requests.length;
     const added = await daemon.client.addSource(af.downloadUrl(`${RESTRICTED_BASE}/source.json`));
-    expect(added).toMatchObject({ name: 'restricted-apps', restricted: true });
+    expect(added.source).toMatchObject({ id: 'restricted-apps', name: 'restricted-apps', restricted: true });
+    expect(added.apps.map((app) => app.name)).toEqual(['secret-app']);
     const restricted = af.requests.slice(mark).filter((r) => r.artifactPath?.startsWith(RESTRICTED_BASE));
     expect(restricted.length).toBeGreaterThanOrEqual(2);
     expect(restricted.every((r) => r.form === 'download-api' && r.authorization && r.status === 200)).toBe(true);
