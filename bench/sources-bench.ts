@@ -9,7 +9,7 @@ const APPS = 500;
  * needs the canonical-URL policy of issue 12 (upstream exchange): flip to 'download-api' once that
  * is merged (the fake serves both).
  */
-const FORM: UrlForm = 'artifact';
+const FORM: UrlForm = 'download-api';
 
 /**
  * Source refresh figures: a source of 500 apps refreshed when every document answers 304 (the

@@ -22,7 +22,7 @@ export interface PublishedSource {
  * How documents name each other. `download-api` is what nRF Connect for Desktop's publishing
  * (pc-nrfconnect-shared scripts/nordic-publish.ts) writes into every source.json and app info:
  * `/ui/api/v1/download?isNativeBrowsing=false&repoKey=R&path=P`. `artifact` is `/artifactory/R/P`.
- * The download-API form needs the canonical-URL policy of the upstream-exchange work (issue 12).
+ * Acceptance tests publish in the download-API form, as real sources are; unit tests mostly in the artifact form.
  */
 export type UrlForm = 'artifact' | 'download-api';
 
