@@ -31,6 +31,8 @@ export interface SecretStore {
   readonly persistent: boolean;
   /** True for the opt-in file store: the secret is readable on disk. */
   readonly plaintextAtRest: boolean;
+  /** How the store answered its last call (status shows it); null before the first call. */
+  readonly lastState: SecretStoreState | null;
   get(account: string): Promise<string | null>;
   set(account: string, secret: string): Promise<void>;
   /** Resolves true when something was removed. */

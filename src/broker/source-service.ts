@@ -276,6 +276,7 @@ export class SourceService {
         failing: failing.length,
         failingSources: failing,
         needsToken: states.filter((entry) => entry.state === 'needs-token').map((entry) => entry.name),
+        items: states.map((entry) => ({ id: entry.name, name: entry.name, state: entry.state })),
       },
     };
   }

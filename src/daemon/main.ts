@@ -20,7 +20,7 @@ import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
 import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
-import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
+import { createKeychainStore } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
@@ -29,6 +29,7 @@ import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
+import { statusSections } from './status-sections.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -126,12 +127,13 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     sources,
     clientTokens,
     fetchService,
-    statusSections: [
-      () => ({ secretStore: secretStoreStatus(secretStore) }),
-      () => sources.statusSection(),
-      () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
-      async () => ({ cache: await contentCache.usage() }),
-    ],
+    statusSections: statusSections({
+      secretStore: () => secretStoreStatus(secretStore),
+      sources,
+      clientTokens,
+      listeners: () => extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })),
+      cache: () => contentCache.usage(),
+    }),
   });
   await app.ready();
   const server = rawServer(app);
@@ -260,7 +262,7 @@ async function openSecretStore(setting: Config['secretStore'], paths: Paths, log
 
 function secretStoreStatus(selection: SecretStoreSelection): SecretStoreStatus {
   const { store, warning } = selection;
-  const state = store.kind === 'keychain' ? ((store as KeychainStore).lastState ?? 'unknown') : 'ok';
+  const state = store.lastState ?? 'unknown';
   return {
     kind: store.kind,
     state,

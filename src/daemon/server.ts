@@ -10,6 +10,7 @@ import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
 import type { Paths } from '../protocol/paths.js';
+import type { StatusSections } from '../protocol/status.js';
 import type { ClientTokenService } from '../broker/client-tokens.js';
 import { installListenerAuth, type ExtraListenerTag } from './listener-auth.js';
 import { registerClientTokenRoutes } from './routes/client-token-routes.js';
@@ -32,11 +33,8 @@ export interface ServerDeps {
   startedAt: number;
   /** How the main socket was obtained, for status. */
   socketActivated: boolean;
-  /**
-   * Sections merged into `GET /v1/status` (secret store, tokens, sources...). Each capability adds
-   * one in main.ts, so status grows without every capability editing the status route.
-   */
-  statusSections?: readonly StatusSection[];
+  /** The services' sections of `GET /v1/status` (secret store, sources, listeners, cache...). */
+  statusSections(): Promise<StatusSections>;
   /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
   fetchService?: FetchService;
   /** The token lifecycle (the only holder of the raw token). */
@@ -50,9 +48,6 @@ export interface ServerDeps {
   /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
   listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
-
-/** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
-export type StatusSection = () => Promise<Record<string, unknown>> | Record<string, unknown>;
 
 /** Token values are short; a few KiB is plenty for any JSON body the API takes. */
 export const BODY_LIMIT_BYTES = 64 * 1024;

@@ -1,10 +1,15 @@
 import { z } from 'zod';
+import { SourcesStatusSchema } from './sources.js';
+import { SecretStoreStatusSchema, TokenViewSchema } from './token.js';
 
 /**
- * `GET /v1/status`. Later capabilities add sections (secret store, tokens, sources); the client
- * keeps unknown keys so an older client still shows what it understands.
+ * `GET /v1/status`: the one schema the daemon's route returns, the client library parses and the
+ * CLI prints. Objects are loose, so a client keeps (and `status --json` shows) sections a newer
+ * daemon adds; optional sections are ones a daemon may not report on every platform.
  */
-export const StatusSchema = z.looseObject({
+
+/** What the HTTP server knows about itself. */
+export const ServerStatusSchema = z.looseObject({
   version: z.string(),
   pid: z.number().int(),
   uptimeSeconds: z.number(),
@@ -20,5 +25,36 @@ export const StatusSchema = z.looseObject({
     state: z.string(),
     cache: z.string(),
   }),
+  /** One entry per configured server. */
+  tokens: z.array(TokenViewSchema),
+});
+
+/** An extra listener (DESIGN section 8): its socket and octal mode, e.g. "0660". */
+export const ListenerStatusSchema = z.looseObject({
+  path: z.string(),
+  mode: z.string(),
+});
+export type ListenerStatus = z.output<typeof ListenerStatusSchema>;
+
+export const CacheStatusSchema = z.looseObject({
+  bytes: z.number(),
+  entries: z.number().int(),
+  maxBytes: z.number(),
+});
+export type CacheStatus = z.output<typeof CacheStatusSchema>;
+
+/** The sections the daemon's services report (wired in the daemon's composition root). */
+export const StatusSectionsSchema = z.looseObject({
+  secretStore: SecretStoreStatusSchema,
+  sources: SourcesStatusSchema,
+  listeners: z.array(ListenerStatusSchema),
+  clientTokens: z.looseObject({ count: z.number().int() }),
+  cache: CacheStatusSchema,
+});
+export type StatusSections = z.output<typeof StatusSectionsSchema>;
+
+export const StatusSchema = z.looseObject({
+  ...ServerStatusSchema.shape,
+  ...StatusSectionsSchema.shape,
 });
 export type Status = z.output<typeof StatusSchema>;

@@ -10,6 +10,7 @@ import type { ContentCache } from '../../src/broker/fetch-ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
+import { statusSections } from '../../src/daemon/status-sections.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
@@ -65,6 +66,14 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
   return {
     logger,
+    // The real assembly (src/daemon/status-sections.ts) over this harness's services.
+    statusSections: statusSections({
+      secretStore: () => ({ kind: store.kind, state: store.lastState ?? 'unknown', persistent: store.persistent, plaintextAtRest: store.plaintextAtRest }),
+      sources,
+      clientTokens,
+      listeners: () => [],
+      cache: async () => ({ bytes: 0, entries: 0, maxBytes: config.cacheMaxMegabytes * 1024 * 1024 }),
+    }),
     getConfig: () => config,
     paths: {
       configFile: '/tmp/tb-test/config.json',

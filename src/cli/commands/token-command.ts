@@ -3,6 +3,7 @@ import type { TokenRemoved, TokenView } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { writeJson, writeLine, type IO } from '../io.js';
+import { plural } from '../table.js';
 import { confirm, readSecret } from '../secret-input.js';
 
 export interface TokenSetOptions {
@@ -118,7 +119,7 @@ export function formatToken(view: TokenView): string[] {
   if (view.state === 'absent') {
     return [`Server:          ${view.server}`, 'State:           no token set', ...(view.reason ? [`Note:            ${view.reason}`] : []), 'Set one with `tokenbroker token set`.'];
   }
-  const expiry = view.expiresAt === undefined ? 'never (or unknown)' : `${view.expiresAt.slice(0, 10)}${view.daysLeft === undefined ? '' : ` (${view.daysLeft} day${view.daysLeft === 1 ? '' : 's'} left)`}`;
+  const expiry = view.expiresAt === undefined ? 'never (or unknown)' : `${view.expiresAt.slice(0, 10)}${view.daysLeft === undefined ? '' : ` (${plural(view.daysLeft, 'day')} left)`}`;
   return [
     `Server:          ${view.server}`,
     `Token ID:        ${view.tokenId ?? 'unknown (not verified yet)'}`,

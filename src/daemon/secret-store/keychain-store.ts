@@ -29,8 +29,6 @@ export interface KeychainStoreOptions {
 
 export interface KeychainStore extends SecretStore {
   readonly kind: 'keychain';
-  /** How the last call (probe included) ended; null before the first call. For status. */
-  readonly lastState: SecretStoreState | null;
   /** The error of the last call when it failed, else null. */
   readonly lastError: BrokerError | null;
 }
