@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../src/daemon/logger.js';
+import { createLogger, formatHumanLine } from '../src/daemon/logger.js';
 
 function memoryDestination(): { stream: Writable; lines: () => Record<string, unknown>[]; text: () => string } {
   let text = '';
@@ -38,5 +38,23 @@ describe('logger', () => {
     expect(dest.text()).not.toContain(secret);
     expect(dest.lines()).toHaveLength(6);
     expect(dest.text()).toContain('[redacted]');
+  });
+
+  it('redacts secret keys at any depth and in any letter case', () => {
+    const dest = memoryDestination();
+    const logger = createLogger({ level: 'info', destination: dest.stream });
+    logger.info({ upstream: { request: { headers: { Authorization: `Bearer ${secret}`, Cookie: secret, accept: 'application/json' } } } }, 'three levels deep');
+    logger.info({ a: { b: { c: { d: { authorization: secret } } } } }, 'four levels deep');
+    logger.info({ list: [{ headers: { 'Set-Cookie': secret, 'Proxy-Authorization': secret } }] }, 'in an array');
+    expect(dest.text()).not.toContain(secret);
+    const [first] = dest.lines();
+    // Only the secrets go: the rest of the object is still there to debug with.
+    expect(first).toMatchObject({ upstream: { request: { headers: { Authorization: '[redacted]', Cookie: '[redacted]', accept: 'application/json' } } } });
+  });
+
+  it('a terminal gets readable lines: time, level, message, then the fields', () => {
+    const line = formatHumanLine(JSON.stringify({ level: 40, time: '2026-01-02T03:04:05.678Z', pid: 7, msg: 'token expires soon', server: 'nordic', daysLeft: 3 }));
+    expect(line).toBe('03:04:05 WARN  token expires soon server=nordic daysLeft=3');
+    expect(formatHumanLine('not json')).toBe('not json');
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
+import { REQUEST_ID_HEADER } from '../protocol/fetch.js';
 import type { Paths } from '../protocol/paths.js';
 import type { StatusSections } from '../protocol/status.js';
 import type { ClientTokenService } from '../broker/client-tokens.js';
@@ -63,8 +65,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // Our onResponse hook logs requests at debug; fastify's own per-request info lines are noise here.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // One id per request: ours, never a client's (requestIdHeader off), answered in
+    // X-Tokenbroker-Request-Id and carried as `requestId` (the LogController's label) by every
+    // request.log line and by the services that receive it.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
     // Requests are local and small; a slow client must not hold a connection forever.
     connectionTimeout: 0,
     requestTimeout: 0,
@@ -73,18 +80,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
     // The router's own refusals (a path parameter over maxParamLength, a malformed escape in one)
     // would otherwise bypass the error handler and answer without the envelope.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const refused = new BrokerError('BROKER_BAD_REQUEST', {
         message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The request path is not valid.',
         hint: 'Path parameters are short names (sources: 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-").',
         details: { reason: error.code },
       });
-      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
+      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
     },
   });
 
   app.addHook('onRequest', async (request, reply) => {
-    void reply.header(VERSION_HEADER, VERSION);
+    void reply.header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id);
     refuseBrowserRequests(request);
   });
   // Before any route: it records every route (route table test) and guards extra listeners.
@@ -99,7 +106,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     if (brokerError.code === 'BROKER_INTERNAL') {
       request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
     }
-    void reply.header(VERSION_HEADER, VERSION);
+    void reply.header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id);
     return reply.code(brokerError.status).type('application/json; charset=utf-8').send(brokerError.toEnvelope());
   });
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FetchService } from '../../broker/fetch-service.js';
 import { BrokerError, isBrokerError } from '../../protocol/errors.js';
@@ -45,8 +44,8 @@ export interface FetchTarget {
  * tarball route, so both get the same policy, token, verification, cache and abort handling.
  */
 export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget): Promise<void> {
-  const requestId = randomUUID();
-  void reply.header(REQUEST_ID_HEADER, requestId);
+  // The one id of this request: fastify's (genReqId), already in the header and on request.log.
+  const requestId = request.id;
   const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
 
   const res = reply.raw;
