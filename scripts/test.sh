@@ -5,6 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=.vitest-results.json
+# vitest colours its report whenever CI is set; logs read by people and tools want plain text.
+if [ -n "${CI:-}" ] || [ ! -t 1 ]; then export NO_COLOR=1; fi
 rm -f "$results"
 
 if [ "${TOKENBROKER_TEST_SKIP_STATIC:-}" = 1 ]; then

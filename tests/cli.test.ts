@@ -46,7 +46,26 @@ describe('CLI', () => {
   it.each([[['bogus']], [['status', '--frobnicate']], [['--socket']]])('usage error %j exits 2', async (args) => {
     const io = bufferIO();
     expect(await main(args, { io })).toBe(2);
-    expect(io.err()).toMatch(/error:/);
+    // Every error the CLI prints starts with the program's name, commander's own included.
+    expect(io.err()).toMatch(/^tokenbroker: /);
+    expect(io.err()).not.toMatch(/^error:/m);
+  });
+
+  it('help shows no placeholder argument and one default per option', async () => {
+    const tokenSet = bufferIO();
+    expect(await main(['token', 'set', '--help'], { io: tokenSet })).toBe(0);
+    expect(tokenSet.out()).toContain('Usage: tokenbroker token set [options]\n');
+    expect(tokenSet.out()).not.toMatch(/refused/);
+    const create = bufferIO();
+    expect(await main(['client-token', 'create', '--help'], { io: create })).toBe(0);
+    const scopeHelp = create.out().slice(create.out().indexOf('--scope'), create.out().indexOf('\n  -', create.out().indexOf('--scope') + 1));
+    expect(scopeHelp.match(/default/g)).toHaveLength(1);
+  });
+
+  it('a token on the command line is refused with the reason, and the usage does not offer one', async () => {
+    const io = bufferIO();
+    expect(await main(['token', 'set', 'tbk-on-argv'], { io })).toBe(2);
+    expect(io.err()).toMatch(/^tokenbroker: The token is never taken from the command line/);
   });
 
   it('--help and --version exit 0', async () => {
