@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createFileStore, SECRETS_FILE } from '../src/daemon/secret-store/file-store.js';
-import { createKeychainStore, importKeytar, KEYCHAIN_SERVICE } from '../src/daemon/secret-store/keychain-store.js';
+import { createKeychainStore, importKeytar, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
 import type { KeytarLike } from '../src/daemon/secret-store/keychain-store.js';
 import { createMemoryStore } from '../src/daemon/secret-store/memory-store.js';
 import { selectSecretStore } from '../src/daemon/secret-store/select-store.js';
@@ -151,6 +151,27 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     expect(out['value']).toBe('persisted-value');
   });
 
+  it('a non-default TOKENBROKER_HOME has entries of its own: setting or removing there leaves the default home\'s token', async () => {
+    const server = fresh();
+    const mainHome = createKeychainStore({ accountScope: keychainAccountScope({}) });
+    const otherScope = keychainAccountScope({ TOKENBROKER_HOME: `/tmp/tokenbroker-other-${randomUUID()}` });
+    const otherHome = createKeychainStore({ accountScope: otherScope });
+    created.push(`${server}@${otherScope}`);
+    await mainHome.set(server, 'main-home-token');
+    expect(await otherHome.get(server)).toBeNull();
+    await otherHome.set(server, 'other-home-token');
+    expect(await otherHome.delete(server)).toBe(true);
+    expect(await mainHome.get(server)).toBe('main-home-token');
+    // The entry names as another program sees them: bare server name for the default home.
+    const out = await runChild(
+      `import { createRequire } from 'node:module';
+       const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
+       console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(server)}) }));`,
+      process.env,
+    );
+    expect(out['value']).toBe('main-home-token');
+  });
+
   it('keeps separate entries per account', async () => {
     const store = createKeychainStore();
     const [a, b] = [fresh(), fresh()];
@@ -181,6 +202,17 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     expect(out['set']).toMatchObject({ code: 'BROKER_SECRET_STORE_UNAVAILABLE', state: 'locked' });
     expect(out['lastState']).toBe('locked');
     expect(JSON.stringify(out)).not.toContain(CHILD_SECRET);
+  });
+});
+
+describe('keychain account scope', () => {
+  it('none for the default home; a stable 12-hex scope per TOKENBROKER_HOME, different for different homes', () => {
+    expect(keychainAccountScope({})).toBeUndefined();
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '' })).toBeUndefined();
+    const a = keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-test' });
+    expect(a).toMatch(/^[0-9a-f]{12}$/);
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-test/' })).toBe(a);
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-other' })).not.toBe(a);
   });
 });
 

@@ -20,7 +20,7 @@ import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
 import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
-import { createKeychainStore } from './secret-store/keychain-store.js';
+import { createKeychainStore, keychainAccountScope } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
@@ -247,13 +247,13 @@ async function reloadConfig(paths: Paths, logger: Logger): Promise<Readonly<Conf
  */
 async function openSecretStore(setting: Config['secretStore'], paths: Paths, logger: Logger): Promise<SecretStoreSelection> {
   try {
-    const selection = await selectSecretStore(setting, { stateDir: paths.stateDir });
+    const selection = await selectSecretStore(setting, { stateDir: paths.stateDir, keychainAccountScope: keychainAccountScope(process.env) });
     if (selection.warning !== undefined) logger.warn({ secretStore: selection.store.kind }, selection.warning);
     return selection;
   } catch (err) {
     if (setting === 'keychain' && isBrokerError(err, 'BROKER_SECRET_STORE_UNAVAILABLE')) {
       logger.error({ err: err.message }, 'the configured OS keychain is not usable; token operations fail until it is');
-      return { store: createKeychainStore(), warning: err.message };
+      return { store: createKeychainStore({ accountScope: keychainAccountScope(process.env) }), warning: err.message };
     }
     if (isBrokerError(err)) throw new StartupError(err.message, err.hint);
     throw err;
