@@ -103,6 +103,22 @@ describe('service install --dry-run', () => {
  * still enables and disables units there, by editing ~/.config/systemd/user itself, which is what
  * install and uninstall fall back to. Starting and stopping is covered with a stand-in below.
  */
+describe('service status in a D-Bus session without a systemd user manager', () => {
+  // scripts/with-keyring.sh runs the tests in such a session (dbus-daemon, no systemd): the bus
+  // is reachable, the manager is not, and status must say so rather than "active no (socket , ...)".
+  itWithTools(['systemctl'], 'reports the manager unreachable and the state unknown', async () => {
+    if (process.env['DBUS_SESSION_BUS_ADDRESS'] === undefined) throw new Error('Run the tests under scripts/with-keyring.sh (it starts a D-Bus session).');
+    const { env } = await tempLogin();
+    env['DBUS_SESSION_BUS_ADDRESS'] = process.env['DBUS_SESSION_BUS_ADDRESS'];
+    const json = await runCli(['service', 'status', '--json'], { env });
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ active: null, activeState: 'unknown', managerReachable: false, message: expect.stringMatching(/no user systemd instance is running/) });
+    const human = await runCli(['service', 'status'], { env });
+    expect(human.stdout).toMatch(/active\s+unknown: no user systemd instance is running/);
+    expect(human.stdout).not.toMatch(/socket ,/);
+  });
+});
+
 describe('service install/uninstall with the real systemctl and no user manager', () => {
   itWithTools(['systemctl'], 'round-trips in a temp HOME: files, enable symlink, status, idempotent re-install, uninstall', async () => {
     const { env, unitDir } = await tempLogin();
