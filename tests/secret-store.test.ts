@@ -12,6 +12,7 @@ import type { KeytarLike } from '../src/daemon/secret-store/keychain-store.js';
 import { createMemoryStore } from '../src/daemon/secret-store/memory-store.js';
 import { selectSecretStore } from '../src/daemon/secret-store/select-store.js';
 import { BrokerError } from '../src/protocol/errors.js';
+import { isLinux, itWhen } from './helpers/tools.js';
 
 const execFileAsync = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -196,7 +197,7 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
   });
 
   // A throwaway gnome-keyring of its own, so locking it does not disturb the other tests.
-  it.runIf(process.platform === 'linux')('reports a locked keyring as locked', async () => {
+  itWhen(isLinux, 'Linux (gnome-keyring)', 'reports a locked keyring as locked', async () => {
     const out = await runChild(probeAndSetScript(true), { ...process.env, CI: 'true' }, ['bash', withKeyring]);
     expect(out['probe']).toBe('locked');
     expect(out['set']).toMatchObject({ code: 'BROKER_SECRET_STORE_UNAVAILABLE', state: 'locked' });
