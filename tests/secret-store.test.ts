@@ -441,7 +441,8 @@ describe('selectSecretStore', () => {
     const selection = await selectSecretStore('auto', { stateDir: '/nonexistent-unused', createKeychain: unavailableKeychain });
     expect(selection.store.kind).toBe('memory');
     expect(selection.store.persistent).toBe(false);
-    expect(selection.warning).toMatch(/keychain unavailable/);
+    // The warning names why, so the user knows what to fix (here: no D-Bus session to reach).
+    expect(selection.warning).toMatch(/^The OS keychain is not available \(.*Cannot autolaunch D-Bus without X11 \$DISPLAY.*\)\./);
     expect(selection.warning).toMatch(/memory only/);
   });
 

@@ -44,7 +44,8 @@ export async function selectSecretStore(setting: SecretStoreSetting, deps: Selec
       if (setting === 'auto') {
         return {
           store: createMemoryStore(),
-          warning: `OS keychain ${state}: the token is kept in memory only and must be set again after a restart.`,
+          // Name the reason (no Secret Service, locked, keytar missing...): the fix depends on it.
+          warning: `${(store.lastError ?? keychainError(state, 'probe failed')).message} The token is kept in memory only and must be set again after a restart.`,
         };
       }
       const cause = store.lastError ?? keychainError(state, 'probe failed');
