@@ -14,7 +14,7 @@ import {
 import { describe, fetchDocument, type DocumentResult } from './document-fetch.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
-import type { DomainLog } from './log.js';
+import type { DomainLog } from './ports.js';
 import type { TokenPolicy } from './policy.js';
 import type { Clock, StateStore, Upstream } from './ports.js';
 import { parseRetryAfter, RefreshScheduler } from './refresh-scheduler.js';

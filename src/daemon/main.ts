@@ -30,6 +30,7 @@ import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 import { statusSections } from './status-sections.js';
+import { extraListenerOf } from './listener-auth.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -104,7 +105,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
-  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger });
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
   const fetchService = new FetchService({
     policy,
     upstream,
@@ -127,6 +128,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     sources,
     clientTokens,
     fetchService,
+    listenerOf: extraListenerOf,
     statusSections: statusSections({
       secretStore: () => secretStoreStatus(secretStore),
       sources,

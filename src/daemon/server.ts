@@ -37,8 +37,8 @@ export interface ServerDeps {
   socketActivated: boolean;
   /** The services' sections of `GET /v1/status` (secret store, sources, listeners, cache...). */
   statusSections(): Promise<StatusSections>;
-  /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
-  fetchService?: FetchService;
+  /** `GET /v1/fetch`, `GET /v1/fetches/:id` and app tarballs. */
+  fetchService: FetchService;
   /** The token lifecycle (the only holder of the raw token). */
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
@@ -47,8 +47,11 @@ export interface ServerDeps {
   sources: SourceService;
   /** Scoped client tokens for extra listeners (DESIGN section 8). */
   clientTokens: ClientTokenService;
-  /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
-  listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
+  /**
+   * Which extra listener a request came in on: `extraListenerOf` (the socket tag) in the daemon;
+   * inject() tests, which have no socket, pass their own.
+   */
+  listenerOf: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
 
 /** Token values are short; a few KiB is plenty for any JSON body the API takes. */
@@ -119,7 +122,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
-  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
+  registerFetchRoutes(app, deps.fetchService);
   registerAppRoutes(app, deps.sources, deps.fetchService);
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);

@@ -83,7 +83,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const events: BrokerEvent[] = [];
   const bus = new EventBus(systemClock);
   bus.subscribe((event) => events.push(event));
-  const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, logger: deps.logger });
+  const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
   const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
   const app = await buildServer({ ...deps, fetchService: service });

@@ -6,11 +6,12 @@ import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
-import type { ContentCache } from '../../src/broker/fetch-ports.js';
+import type { ContentCache } from '../../src/broker/ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
 import { statusSections } from '../../src/daemon/status-sections.js';
+import { extraListenerOf } from '../../src/daemon/listener-auth.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
@@ -84,6 +85,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     },
     startedAt: clock.now(),
     socketActivated: false,
+    listenerOf: extraListenerOf,
     ...overrides,
     tokens,
     events,

@@ -11,7 +11,7 @@ import { serveFetch } from './fetch-routes.js';
  * name) and `GET /v1/apps/:source/:name/tarball?version=` (the tarball itself, verified against
  * the index's `shasum` through the fetch pipeline and its cache).
  */
-export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService | undefined): void {
+export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService): void {
   app.get('/v1/apps/:source/:name', async (request): Promise<AppDetail> => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query');
@@ -21,7 +21,6 @@ export function registerAppRoutes(app: FastifyInstance, sources: SourceService, 
     return { ...(view ?? { source: indexed.source, name: indexed.info.name, displayName: indexed.info.displayName, description: indexed.info.description, latestVersion: indexed.info.latestVersion, versions: Object.keys(indexed.info.versions), withdrawn: indexed.withdrawn }), tarball };
   });
 
-  if (fetchService === undefined) return;
   app.get('/v1/apps/:source/:name/tarball', { exposeHeadRoute: false }, async (request, reply) => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query', 'Call GET /v1/apps/<source>/<name>/tarball[?version=<version>].');
