@@ -133,7 +133,7 @@ describe('sources and apps end to end', () => {
     const list = await cli(['sources', 'list']);
     expect(list.stdout).toMatch(/^official \*\s+failing\s+3\s/m);
     expect(list.stdout).toMatch(/! .*source\.json: source\.json is not valid JSON .*\(BROKER_SOURCE_INVALID\)/);
-    expect(list.stdout).toMatch(/Next attempt: .* The last good index is still served\./);
+    expect(list.stdout).toMatch(/Next attempt: .* The last good index \(\d{4}-\d{2}-\d{2} \d{2}:\d{2}Z\) is still served\./);
 
     af.clearFaults();
     af.setFault(official.sourcePath, { kind: 'status', status: 500 });
