@@ -12,6 +12,7 @@ import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
 import { bufferIO } from './helpers/buffer-io.js';
 import { CLI_ENTRY, runCli, startTestDaemon } from './helpers/test-daemon.js';
 import { itWithTools } from './helpers/tools.js';
+import { readFileSync } from 'node:fs';
 
 const temps: string[] = [];
 afterEach(async () => {
@@ -282,7 +283,8 @@ describe('service install/uninstall with a user manager (stand-in systemctl)', (
       const systemctl = fakeSystemctl(unitDir);
       let daemonGoneAtReload: boolean | undefined;
       systemctl.state.onCall = (command) => {
-        if (command.endsWith('daemon-reload')) daemonGoneAtReload = daemon.process.exitCode !== null || daemon.process.signalCode !== null;
+        // Read from /proc, not the ChildProcess: under load its 'exit' event can lag the exit itself.
+        if (command.endsWith('daemon-reload')) daemonGoneAtReload = processGone(daemon.pid);
       };
       const ctx = context(env);
       await runServiceInstall({ dryRun: false, json: false }, ctx, { host: hostFor(env, home, systemctl.run) });
@@ -340,3 +342,12 @@ describe('launchd agent (stand-in launchctl: there is no launchd on Linux)', () 
     await expect(lstat(plist)).rejects.toThrow(/ENOENT/);
   });
 });
+
+/** The process has exited: no /proc entry, or only a zombie waiting for its parent to reap it. */
+function processGone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
