@@ -88,6 +88,17 @@ const probeAndSetScript = (lockFirst: boolean): string => `
 const realKeychainState = await createKeychainStore().probe();
 const skipRealKeychain = realKeychainState !== 'ok' && process.env['CI'] !== 'true';
 
+/** An entry read straight from the Secret Service by a separate process with its own keytar. */
+async function readDirectly(account: string): Promise<unknown> {
+  const out = await runChild(
+    `import { createRequire } from 'node:module';
+     const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
+     console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(account)}) }));`,
+    process.env,
+  );
+  return out['value'];
+}
+
 describe.skipIf(skipRealKeychain)('keychain store against the real Secret Service', () => {
   const created: string[] = [];
   const fresh = (): string => {
@@ -143,13 +154,7 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     expect(await createKeychainStore().get(name)).toBe('persisted-value');
     // A separate process with its own keytar handle reads the entry straight from the Secret
     // Service, which also pins the entry's service and account names (DESIGN section 3).
-    const out = await runChild(
-      `import { createRequire } from 'node:module';
-       const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
-       console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(name)}) }));`,
-      process.env,
-    );
-    expect(out['value']).toBe('persisted-value');
+    expect(await readDirectly(name)).toBe('persisted-value');
   });
 
   it('a non-default TOKENBROKER_HOME has entries of its own: setting or removing there leaves the default home\'s token', async () => {
@@ -161,16 +166,12 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     await mainHome.set(server, 'main-home-token');
     expect(await otherHome.get(server)).toBeNull();
     await otherHome.set(server, 'other-home-token');
+    // The entry names as another program sees them: the bare server name for the default home,
+    // `<server>@<scope>` for the other.
+    expect(await readDirectly(server)).toBe('main-home-token');
+    expect(await readDirectly(`${server}@${otherScope}`)).toBe('other-home-token');
     expect(await otherHome.delete(server)).toBe(true);
     expect(await mainHome.get(server)).toBe('main-home-token');
-    // The entry names as another program sees them: bare server name for the default home.
-    const out = await runChild(
-      `import { createRequire } from 'node:module';
-       const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
-       console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(server)}) }));`,
-      process.env,
-    );
-    expect(out['value']).toBe('main-home-token');
   });
 
   it('keeps separate entries per account', async () => {
