@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
+import { StatusSchema } from '../src/protocol/status.js';
 import { bufferIO } from './helpers/buffer-io.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 
@@ -17,8 +18,10 @@ describe('CLI', () => {
   it('status --json prints valid JSON with pid and version (real process)', async () => {
     const result = await runCli(['status', '--json'], { env: daemon.env });
     expect(result.code).toBe(0);
-    const status = JSON.parse(result.stdout) as { pid: number; version: string };
+    // The real daemon's answer satisfies the one StatusSchema, every section included.
+    const status = StatusSchema.parse(JSON.parse(result.stdout));
     expect(status.pid).toBe(daemon.pid);
+    expect(status.sources.items.map((source) => source.id)).toContain('official');
     expect(status.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
@@ -28,6 +31,8 @@ describe('CLI', () => {
     expect(code).toBe(0);
     expect(io.out()).toContain(`(pid ${daemon.pid})`);
     expect(io.out()).toContain(`socket  ${daemon.socketPath}`);
+    expect(io.out()).toMatch(/^sources: 1 source, /m);
+    expect(io.out()).toMatch(/^ {2}official {2}(ok|stale|failing|needs-token)$/m);
   });
 
   it('a daemon that is not running gives exit 3 and a hint, no stack trace', async () => {
