@@ -179,7 +179,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
     throw err;
   }
-  logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
   sources.start();
 
@@ -215,6 +214,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // Only now: the line can reach a reader (log writes are asynchronous) before this code goes
+    // on, and whoever waits for it may stop us at once; that must drain, not kill.
+    logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   });
 }
 
