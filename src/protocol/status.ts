@@ -36,6 +36,16 @@ export const ListenerStatusSchema = z.looseObject({
 });
 export type ListenerStatus = z.output<typeof ListenerStatusSchema>;
 
+/**
+ * `coreDumps` in `GET /v1/status`: the daemon's soft core-file limit in bytes (`null` where the
+ * platform does not tell), with a warning unless it is 0 (a core file would hold the token).
+ */
+export const CoreDumpsStatusSchema = z.object({
+  limit: z.union([z.number().int().nonnegative(), z.literal('unlimited'), z.null()]),
+  warning: z.string().optional(),
+});
+export type CoreDumpsStatus = z.output<typeof CoreDumpsStatusSchema>;
+
 export const CacheStatusSchema = z.looseObject({
   bytes: z.number(),
   entries: z.number().int(),
@@ -50,6 +60,8 @@ export const StatusSectionsSchema = z.looseObject({
   listeners: z.array(ListenerStatusSchema),
   clientTokens: z.looseObject({ count: z.number().int() }),
   cache: CacheStatusSchema,
+  /** Reported where the platform has core-file limits (the hardening work wires it in main.ts). */
+  coreDumps: CoreDumpsStatusSchema.optional(),
 });
 export type StatusSections = z.output<typeof StatusSectionsSchema>;
 

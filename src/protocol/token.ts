@@ -59,6 +59,8 @@ export const SecretStoreStatusSchema = z.looseObject({
   state: z.enum(['ok', 'locked', 'unavailable', 'timeout', 'unknown']),
   persistent: z.boolean(),
   plaintextAtRest: z.boolean(),
+  /** The plaintext file: the `file` store's own, or one it left behind after a switch. */
+  plaintextPath: z.string().optional(),
   warning: z.string().optional(),
 });
 export type SecretStoreStatus = z.output<typeof SecretStoreStatusSchema>;

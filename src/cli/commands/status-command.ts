@@ -37,10 +37,12 @@ export function formatStatus(status: Status): string[] {
   const store = status.secretStore;
   lines.push(`secret store: ${store.kind} (${store.state}${store.persistent ? '' : ', not persistent'}${store.plaintextAtRest ? ', PLAINTEXT AT REST' : ''})`);
   if (store.warning) lines.push(`  warning: ${store.warning}`);
+  if (store.plaintextPath !== undefined) lines.push(`  plaintext file: ${store.plaintextPath}`);
   for (const t of status.tokens) {
     const expiry = t.expiresAt ? `, expires ${t.expiresAt.slice(0, 10)}${t.daysLeft === undefined ? '' : ` (${plural(t.daysLeft, 'day')} left)`}` : '';
     lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
   }
+  if (status.coreDumps?.warning !== undefined) lines.push(`core dumps: limit ${status.coreDumps.limit}`, `  warning: ${status.coreDumps.warning}`);
   lines.push(...formatSources(status.sources));
   for (const l of status.listeners) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);
   return lines;
@@ -53,6 +55,8 @@ function formatSources(sources: SourcesStatus): string[] {
   const urgency = (state: SourceState): number => ['failing', 'needs-token', 'stale', 'ok'].indexOf(state);
   const ordered = [...sources.items].sort((a, b) => urgency(a.state) - urgency(b.state));
   for (const source of ordered) lines.push(`  ${source.id}  ${source.state}${source.name === source.id ? '' : `  (${source.name})`}`);
+  // Follows the token at once: a removed or rejected token shows here before any refresh.
+  if (sources.needsToken.length > 0) lines.push(`  needs a token: ${sources.needsToken.join(', ')} (\`tokenbroker token set\`, or \`token replace\` for a rejected one)`);
   return lines;
 }
 
