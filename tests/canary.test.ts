@@ -6,6 +6,7 @@ import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory, type Fault } from './fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from './helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+import { recordEvents } from './helpers/event-stream.js';
 
 /**
  * The canary: a token `tbk-canary-<random>` goes through every route, CLI command, event and error
@@ -21,7 +22,7 @@ describe('canary token across everything', () => {
   let home: string;
   let out: string;
   let daemon: TestDaemon;
-  const events: BrokerEvent[] = [];
+  let events: BrokerEvent[] = [];
   const controller = new AbortController();
   let stream: Promise<void>;
 
@@ -54,10 +55,10 @@ describe('canary token across everything', () => {
       home,
       config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `canary-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
     });
-    stream = (async () => {
-      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
-    })();
-    await new Promise((r) => setTimeout(r, 200));
+    const recording = recordEvents(daemon.client, controller.signal);
+    events = recording.events;
+    stream = recording.done;
+    await recording.opened;
   });
   afterAll(async () => {
     await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);

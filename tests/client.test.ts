@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerError, DaemonUnavailableError, TokenBrokerClient } from '../src/client/index.js';
 import { makeTempHome } from './helpers/test-daemon.js';
+import type { Status } from '../src/protocol/status.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -42,7 +43,7 @@ describe('TokenBrokerClient', () => {
     const socketPath = await fakeDaemon((req, res) => {
       seen = req.headers;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ version: '0.1.0', pid: 1, uptimeSeconds: 0, startedAt: 'x', socket: { path: 'p', activated: false }, config: { path: 'c' }, paths: { state: 's', cache: 'c' } }));
+      res.end(JSON.stringify(minimalStatus('0.1.0')));
     });
     const client = new TokenBrokerClient({ socketPath });
     cleanups.push(() => client.close());
@@ -64,7 +65,7 @@ describe('TokenBrokerClient', () => {
   it('warns once when the daemon version differs', async () => {
     const socketPath = await fakeDaemon((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'x-tokenbroker-version': '9.9.9' });
-      res.end(JSON.stringify({ version: '9.9.9', pid: 1, uptimeSeconds: 0, startedAt: 'x', socket: { path: 'p', activated: false }, config: { path: 'c' }, paths: { state: 's', cache: 'c' } }));
+      res.end(JSON.stringify(minimalStatus('9.9.9')));
     });
     const warnings: string[] = [];
     const client = new TokenBrokerClient({ socketPath, onVersionMismatch: (daemon, own) => warnings.push(`${daemon}/${own}`) });
@@ -84,3 +85,22 @@ describe('TokenBrokerClient', () => {
     expect((error as DaemonUnavailableError).hint).toMatch(/tokenbroker daemon/);
   });
 });
+
+/** The smallest answer that satisfies StatusSchema (a fake daemon's `GET /v1/status`). */
+function minimalStatus(version: string): Status {
+  return {
+    version,
+    pid: 1,
+    uptimeSeconds: 0,
+    startedAt: 'x',
+    socket: { path: 'p', activated: false },
+    config: { path: 'c' },
+    paths: { state: 's', cache: 'c' },
+    tokens: [],
+    secretStore: { kind: 'memory', state: 'ok', persistent: false, plaintextAtRest: false },
+    sources: { count: 0, lastRefreshAt: null, nextRefreshAt: null, failing: 0, failingSources: [], needsToken: [], items: [] },
+    listeners: [],
+    clientTokens: { count: 0 },
+    cache: { bytes: 0, entries: 0, maxBytes: 0 },
+  };
+}

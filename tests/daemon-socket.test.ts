@@ -2,6 +2,7 @@ import { chmod, lstat, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+import { recordEvents } from './helpers/event-stream.js';
 
 const daemons: TestDaemon[] = [];
 const homes: string[] = [];
@@ -107,13 +108,11 @@ describe('daemon on its socket', () => {
 
   it('SIGTERM sends daemon.stopping to event listeners and ends their stream', async () => {
     const daemon = await start();
-    const types: string[] = [];
-    const stream = (async () => {
-      for await (const event of daemon.client.events()) types.push(event.type);
-    })();
-    await new Promise((r) => setTimeout(r, 300));
+    const recording = recordEvents(daemon.client);
+    await recording.opened;
     daemon.process.kill('SIGTERM');
-    await stream;
+    await recording.done;
+    const types = recording.events.map((event) => event.type);
     // With the default config the official source cannot be refreshed here (no network): a
     // source.failed may come first; daemon.stopping is the last event, sent once.
     expect(types.filter((type) => type !== 'source.failed')).toEqual(['daemon.stopping']);

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import { ensureListenerDir, listenerDirMode } from '../src/daemon/extra-listener
 import { PrivateDirError } from '../src/node/private-dir.js';
 import { BrokerError } from '../src/protocol/errors.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon } from './helpers/test-daemon.js';
+import { isRoot, itWhen, itWithTools } from './helpers/tools.js';
 
 const homes: string[] = [];
 afterAll(async () => {
@@ -223,11 +224,10 @@ describe('extra listeners (real daemon)', () => {
   });
 });
 
-const hasActivator = spawnSync('sh', ['-c', 'command -v systemd-socket-activate'], { encoding: 'utf8' }).status === 0;
 
 describe('extra listeners under socket activation', () => {
-  // Locally a missing systemd skips this; in CI (CI=true) it must run (scripts/setup.sh installs systemd).
-  it.runIf(hasActivator || process.env.CI === 'true')('the daemon opens and removes its extra listeners itself; the activated socket is left to its owner', async () => {
+  // Locally a missing systemd skips this; in CI (CI=true) it fails (scripts/setup.sh installs systemd).
+  itWithTools(['systemd-socket-activate'], 'the daemon opens and removes its extra listeners itself; the activated socket is left to its owner', async () => {
     const home = await tempHome();
     await mkdir(path.join(home, 'run'), { mode: 0o700 });
     const mainSocket = path.join(home, 'run', 'broker.sock');
@@ -321,7 +321,7 @@ describe('listener directories', () => {
     expect((err as Error).message).toMatch(message);
   });
 
-  it.runIf(process.getuid?.() === 0)('refuses a directory owned by another user', async () => {
+  itWhen(isRoot, 'root (to chown a directory to another user)', 'refuses a directory owned by another user', async () => {
     const home = await tempHome();
     const dir = path.join(home, 'shared');
     await mkdir(dir, { mode: 0o710 });

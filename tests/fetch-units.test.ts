@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BodyRelay } from '../src/broker/body-relay.js';
 import { EventBus } from '../src/broker/event-bus.js';
-import type { ContentCache } from '../src/broker/fetch-ports.js';
+import type { ContentCache } from '../src/broker/ports.js';
 import { FetchService, type FetchResponse } from '../src/broker/fetch-service.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
@@ -90,7 +90,7 @@ describe('fs content cache', () => {
     const home = await makeTempHome('tbc-');
     homes.push(home);
     const logger = createLogger({ level: 'silent' });
-    return { cache: createFsContentCache({ cacheDir: home, maxBytes: () => maxBytes, logger, now }), dir: path.join(home, 'content'), home };
+    return { cache: createFsContentCache({ cacheDir: home, maxBytes: () => maxBytes, log: logger, now }), dir: path.join(home, 'content'), home };
   }
 
   async function store(cache: FsContentCache, url: string, body: string): Promise<void> {
@@ -154,7 +154,7 @@ describe('fs content cache', () => {
     const old = new Date(Date.now() - 86_400_000);
     await utimes(path.join(dir, sha256('keep me')), old, old);
 
-    const reopened = createFsContentCache({ cacheDir: home, maxBytes: () => 1024, logger: createLogger({ level: 'silent' }) });
+    const reopened = createFsContentCache({ cacheDir: home, maxBytes: () => 1024, log: createLogger({ level: 'silent' }) });
     expect(await reopened.lookup({ url: 'https://s/keep', sha256: sha256('keep me') })).toBeDefined();
     expect(await reopened.lookup({ url: 'https://s/damaged', sha256: sha256('damaged') })).toBeUndefined();
     expect((await readdir(dir)).sort()).toEqual([sha256('keep me'), `${sha256('keep me')}.json`].sort());

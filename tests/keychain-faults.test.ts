@@ -15,10 +15,12 @@ class FlakyKeychain implements SecretStore {
   readonly persistent = true;
   readonly plaintextAtRest = false;
   state: SecretStoreState = 'ok';
+  lastState: SecretStoreState | null = null;
   readonly secrets = new Map<string, string>();
   calls = 0;
   private check(): void {
     this.calls++;
+    this.lastState = this.state;
     if (this.state !== 'ok') throw new BrokerError('BROKER_SECRET_STORE_UNAVAILABLE', { message: `The keychain is ${this.state}.`, details: { state: this.state } });
   }
   async get(account: string) {
@@ -34,6 +36,7 @@ class FlakyKeychain implements SecretStore {
     return this.secrets.delete(account);
   }
   async probe() {
+    this.lastState = this.state;
     return this.state;
   }
 }

@@ -23,28 +23,22 @@ describe('route scope table', () => {
     expect(missing, 'add these routes to ROUTE_ACCESS in src/daemon/route-scopes.ts').toEqual([]);
   });
 
-  it('covers every route of the design (DESIGN section 5 and 8, plus the app detail route) with the decided scope', () => {
-    expect(ROUTE_ACCESS).toEqual({
-      'GET /v1/status': 'status:read',
-      'GET /v1/token': 'status:read',
-      'PUT /v1/token': 'token:write',
-      'DELETE /v1/token': 'token:write',
-      'GET /v1/events': 'status:read',
-      'GET /v1/sources': 'sources:read',
-      'POST /v1/sources': 'sources:write',
-      'DELETE /v1/sources/:': 'sources:write',
-      'POST /v1/sources/refresh': 'sources:write',
-      'GET /v1/apps': 'sources:read',
-      'GET /v1/apps/:/:': 'sources:read',
-      'GET /v1/apps/:/:/icon': 'sources:read',
-      'GET /v1/apps/:/:/release-notes': 'sources:read',
-      'GET /v1/apps/:/:/tarball': 'fetch',
-      'GET /v1/fetch': 'fetch',
-      'GET /v1/fetches/:': 'fetch',
-      'GET /v1/client-tokens': 'owner',
-      'POST /v1/client-tokens': 'owner',
-      'DELETE /v1/client-tokens/:': 'owner',
-    });
+  it('the table has no entry without a registered route, and the scopes follow the design', async () => {
+    app = await buildServer(testServerDeps());
+    await app.ready();
+    // Derived from what the server registers, not a copy of the table: a stale entry (a route that
+    // was renamed or removed) shows up here, a new route in the test above.
+    const registered = new Set(routesOf(app).map((r) => routeKey(r.method, r.url)));
+    expect(Object.keys(ROUTE_ACCESS).filter((key) => !registered.has(key))).toEqual([]);
+    const byScope = (access: string): string[] => [...registered].filter((key) => ROUTE_ACCESS[key] === access).sort();
+    // The decisions that matter for safety: only the owner manages client tokens; only token:write
+    // touches the token; reading never needs more than a read scope.
+    expect(byScope('owner')).toEqual(['DELETE /v1/client-tokens/:', 'GET /v1/client-tokens', 'POST /v1/client-tokens']);
+    expect(byScope('token:write')).toEqual(['DELETE /v1/token', 'PUT /v1/token']);
+    for (const key of registered) {
+      if (key.startsWith('GET ') && ROUTE_ACCESS[key] !== 'owner') expect(ROUTE_ACCESS[key], key).toMatch(/:read$|^fetch$|^download$/);
+      if (!key.startsWith('GET ')) expect(ROUTE_ACCESS[key], key).not.toMatch(/:read$/);
+    }
   });
 
   it('keys ignore parameter names and map HEAD to GET; unknown routes have no entry', () => {

@@ -7,11 +7,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createFileStore, SECRETS_FILE } from '../src/daemon/secret-store/file-store.js';
-import { createKeychainStore, importKeytar, KEYCHAIN_SERVICE } from '../src/daemon/secret-store/keychain-store.js';
+import { createKeychainStore, importKeytar, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
 import type { KeytarLike } from '../src/daemon/secret-store/keychain-store.js';
 import { createMemoryStore } from '../src/daemon/secret-store/memory-store.js';
 import { selectSecretStore } from '../src/daemon/secret-store/select-store.js';
 import { BrokerError } from '../src/protocol/errors.js';
+import { isLinux, itWhen } from './helpers/tools.js';
 
 const execFileAsync = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -87,6 +88,17 @@ const probeAndSetScript = (lockFirst: boolean): string => `
 const realKeychainState = await createKeychainStore().probe();
 const skipRealKeychain = realKeychainState !== 'ok' && process.env['CI'] !== 'true';
 
+/** An entry read straight from the Secret Service by a separate process with its own keytar. */
+async function readDirectly(account: string): Promise<unknown> {
+  const out = await runChild(
+    `import { createRequire } from 'node:module';
+     const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
+     console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(account)}) }));`,
+    process.env,
+  );
+  return out['value'];
+}
+
 describe.skipIf(skipRealKeychain)('keychain store against the real Secret Service', () => {
   const created: string[] = [];
   const fresh = (): string => {
@@ -142,13 +154,24 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     expect(await createKeychainStore().get(name)).toBe('persisted-value');
     // A separate process with its own keytar handle reads the entry straight from the Secret
     // Service, which also pins the entry's service and account names (DESIGN section 3).
-    const out = await runChild(
-      `import { createRequire } from 'node:module';
-       const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
-       console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(name)}) }));`,
-      process.env,
-    );
-    expect(out['value']).toBe('persisted-value');
+    expect(await readDirectly(name)).toBe('persisted-value');
+  });
+
+  it('a non-default TOKENBROKER_HOME has entries of its own: setting or removing there leaves the default home\'s token', async () => {
+    const server = fresh();
+    const mainHome = createKeychainStore({ accountScope: keychainAccountScope({}) });
+    const otherScope = keychainAccountScope({ TOKENBROKER_HOME: `/tmp/tokenbroker-other-${randomUUID()}` });
+    const otherHome = createKeychainStore({ accountScope: otherScope });
+    created.push(`${server}@${otherScope}`);
+    await mainHome.set(server, 'main-home-token');
+    expect(await otherHome.get(server)).toBeNull();
+    await otherHome.set(server, 'other-home-token');
+    // The entry names as another program sees them: the bare server name for the default home,
+    // `<server>@<scope>` for the other.
+    expect(await readDirectly(server)).toBe('main-home-token');
+    expect(await readDirectly(`${server}@${otherScope}`)).toBe('other-home-token');
+    expect(await otherHome.delete(server)).toBe(true);
+    expect(await mainHome.get(server)).toBe('main-home-token');
   });
 
   it('keeps separate entries per account', async () => {
@@ -175,12 +198,23 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
   });
 
   // A throwaway gnome-keyring of its own, so locking it does not disturb the other tests.
-  it.runIf(process.platform === 'linux')('reports a locked keyring as locked', async () => {
+  itWhen(isLinux, 'Linux (gnome-keyring)', 'reports a locked keyring as locked', async () => {
     const out = await runChild(probeAndSetScript(true), { ...process.env, CI: 'true' }, ['bash', withKeyring]);
     expect(out['probe']).toBe('locked');
     expect(out['set']).toMatchObject({ code: 'BROKER_SECRET_STORE_UNAVAILABLE', state: 'locked' });
     expect(out['lastState']).toBe('locked');
     expect(JSON.stringify(out)).not.toContain(CHILD_SECRET);
+  });
+});
+
+describe('keychain account scope', () => {
+  it('none for the default home; a stable 12-hex scope per TOKENBROKER_HOME, different for different homes', () => {
+    expect(keychainAccountScope({})).toBeUndefined();
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '' })).toBeUndefined();
+    const a = keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-test' });
+    expect(a).toMatch(/^[0-9a-f]{12}$/);
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-test/' })).toBe(a);
+    expect(keychainAccountScope({ TOKENBROKER_HOME: '/home/ada/tb-other' })).not.toBe(a);
   });
 });
 
@@ -408,7 +442,8 @@ describe('selectSecretStore', () => {
     const selection = await selectSecretStore('auto', { stateDir: '/nonexistent-unused', createKeychain: unavailableKeychain });
     expect(selection.store.kind).toBe('memory');
     expect(selection.store.persistent).toBe(false);
-    expect(selection.warning).toMatch(/keychain unavailable/);
+    // The warning names why, so the user knows what to fix (here: no D-Bus session to reach).
+    expect(selection.warning).toMatch(/^The OS keychain is not available \(.*Cannot autolaunch D-Bus without X11 \$DISPLAY.*\)\./);
     expect(selection.warning).toMatch(/memory only/);
   });
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HEADERS_TIMEOUT_MS } from '../src/daemon/server.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon } from './helpers/test-daemon.js';
+import { isRoot, itWhen } from './helpers/tools.js';
 
 const homes: string[] = [];
 afterAll(async () => {
@@ -25,7 +26,7 @@ describe('security', () => {
     expect(result.stderr).toContain(`${dir} directory ${path.join(h, dir)} is a symlink; refusing to use it`);
   });
 
-  it.runIf(process.getuid?.() === 0)('a state directory owned by another user is refused', async () => {
+  itWhen(isRoot, 'root (to chown a directory to another user)', 'a state directory owned by another user is refused', async () => {
     const h = await home();
     await mkdir(path.join(h, 'state'), { mode: 0o700 });
     await chown(path.join(h, 'state'), 65534, 65534);

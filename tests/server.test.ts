@@ -36,6 +36,26 @@ describe('API conventions', () => {
     expect(res.headers['x-tokenbroker-version']).toBe(VERSION);
   });
 
+  it('every response carries its own request id, the one its log lines carry; a client-supplied id is ignored', async () => {
+    const { app, deps } = await build();
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    const ok = await app.inject({ method: 'GET', url: '/v1/status', headers: { 'x-tokenbroker-request-id': 'chosen-by-client' } });
+    const missing = await app.inject({ method: 'GET', url: '/v1/nope' });
+    const refused = await app.inject({ method: 'GET', url: '/v1/status', headers: { origin: 'https://evil.example' } });
+    const ids = [ok, missing, refused].map((res) => String(res.headers['x-tokenbroker-request-id']));
+    for (const id of ids) expect(id).toMatch(uuid);
+    expect(new Set(ids).size).toBe(3);
+    const requestLines = deps
+      .logText()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { msg: string; requestId?: string; reqId?: string })
+      .filter((line) => line.msg === 'request');
+    // One id per request, under one name: no second id (fastify's `reqId`) beside it.
+    expect(requestLines.map((line) => line.requestId)).toEqual(ids);
+    expect(requestLines.every((line) => line.reqId === undefined)).toBe(true);
+  });
+
   it('an unknown route is a 404 envelope', async () => {
     const { app } = await build();
     const res = await app.inject({ method: 'GET', url: '/v1/nope' });

@@ -12,6 +12,7 @@ import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
 import { bufferIO } from './helpers/buffer-io.js';
 import { CLI_ENTRY, runCli, startTestDaemon } from './helpers/test-daemon.js';
 import { itWithTools } from './helpers/tools.js';
+import { readFileSync } from 'node:fs';
 
 const temps: string[] = [];
 afterEach(async () => {
@@ -103,6 +104,22 @@ describe('service install --dry-run', () => {
  * still enables and disables units there, by editing ~/.config/systemd/user itself, which is what
  * install and uninstall fall back to. Starting and stopping is covered with a stand-in below.
  */
+describe('service status in a D-Bus session without a systemd user manager', () => {
+  // scripts/with-keyring.sh runs the tests in such a session (dbus-daemon, no systemd): the bus
+  // is reachable, the manager is not, and status must say so rather than "active no (socket , ...)".
+  itWithTools(['systemctl'], 'reports the manager unreachable and the state unknown', async () => {
+    if (process.env['DBUS_SESSION_BUS_ADDRESS'] === undefined) throw new Error('Run the tests under scripts/with-keyring.sh (it starts a D-Bus session).');
+    const { env } = await tempLogin();
+    env['DBUS_SESSION_BUS_ADDRESS'] = process.env['DBUS_SESSION_BUS_ADDRESS'];
+    const json = await runCli(['service', 'status', '--json'], { env });
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ active: null, activeState: 'unknown', managerReachable: false, message: expect.stringMatching(/no user systemd instance is running/) });
+    const human = await runCli(['service', 'status'], { env });
+    expect(human.stdout).toMatch(/active\s+unknown: no user systemd instance is running/);
+    expect(human.stdout).not.toMatch(/socket ,/);
+  });
+});
+
 describe('service install/uninstall with the real systemctl and no user manager', () => {
   itWithTools(['systemctl'], 'round-trips in a temp HOME: files, enable symlink, status, idempotent re-install, uninstall', async () => {
     const { env, unitDir } = await tempLogin();
@@ -266,7 +283,8 @@ describe('service install/uninstall with a user manager (stand-in systemctl)', (
       const systemctl = fakeSystemctl(unitDir);
       let daemonGoneAtReload: boolean | undefined;
       systemctl.state.onCall = (command) => {
-        if (command.endsWith('daemon-reload')) daemonGoneAtReload = daemon.process.exitCode !== null || daemon.process.signalCode !== null;
+        // Read from /proc, not the ChildProcess: under load its 'exit' event can lag the exit itself.
+        if (command.endsWith('daemon-reload')) daemonGoneAtReload = processGone(daemon.pid);
       };
       const ctx = context(env);
       await runServiceInstall({ dryRun: false, json: false }, ctx, { host: hostFor(env, home, systemctl.run) });
@@ -324,3 +342,12 @@ describe('launchd agent (stand-in launchctl: there is no launchd on Linux)', () 
     await expect(lstat(plist)).rejects.toThrow(/ENOENT/);
   });
 });
+
+/** The process has exited: no /proc entry, or only a zombie waiting for its parent to reap it. */
+function processGone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}

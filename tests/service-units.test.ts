@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
 import { exited } from './helpers/process.js';
+import { findTool, itWithTools } from './helpers/tools.js';
 import {
   LAUNCHD_LABEL,
   TEMPLATE_FILES,
@@ -40,28 +41,6 @@ async function readTemplate(relative: string): Promise<string> {
 
 async function systemdTemplates(): Promise<SystemdUnitTexts> {
   return { socket: await readTemplate(TEMPLATE_FILES.systemdSocket), service: await readTemplate(TEMPLATE_FILES.systemdService) };
-}
-
-function findTool(name: string): string | undefined {
-  const found = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8' });
-  return found.status === 0 && found.stdout.trim() !== '' ? found.stdout.trim() : undefined;
-}
-
-/**
- * A test that needs external tools. Locally a missing tool skips it (macOS has no systemd), but
- * in CI (CI=true) it fails: a check that silently disappears from the pipeline is worse than none.
- */
-function itWithTools(tools: string[], title: string, fn: () => Promise<void>): void {
-  const missing = tools.filter((tool) => findTool(tool) === undefined);
-  if (missing.length === 0) {
-    it(title, fn);
-  } else if (process.env.CI === 'true') {
-    it(title, () => {
-      throw new Error(`${missing.join(', ')} not found, and CI=true requires this check to run (Debian/Ubuntu: apt-get install systemd python3)`);
-    });
-  } else {
-    it.skip(`${title} (needs ${missing.join(', ')})`, fn);
-  }
 }
 
 /** Section -> key -> every value assigned (unit files allow repeated keys). Comments dropped. */

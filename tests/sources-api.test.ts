@@ -11,6 +11,8 @@ import { buildServer } from '../src/daemon/server.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';
 import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.js';
+import { StatusSchema } from '../src/protocol/status.js';
+import { formatStatus } from '../src/cli/commands/status-command.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess } from './helpers/app-sources.js';
 import { FakeClock } from './helpers/fake-clock.js';
@@ -66,7 +68,7 @@ async function build() {
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
   const sources = new SourceService({ config: () => config, policy: () => policy, tokens, upstream, state, clock, events, log: silentLog });
   await sources.load();
-  const deps = testServerDeps({ config, clock, events, sources, statusSections: [() => sources.statusSection()] });
+  const deps = testServerDeps({ config, clock, events, sources });
   app = await buildServer(deps);
   return { app, sources, state, tokens, clock };
 }
@@ -243,14 +245,36 @@ describe('sources API', () => {
     af.clearFaults();
     tokens.set('tok');
     await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { id: 'official' } });
-    const status = await app.inject({ method: 'GET', url: '/v1/status' });
-    expect(status.json<{ sources: unknown }>().sources).toEqual({
+    const status = StatusSchema.parse((await app.inject({ method: 'GET', url: '/v1/status' })).json());
+    expect(status.sources).toEqual({
       count: 2,
       lastRefreshAt: new Date(clock.now()).toISOString(),
       nextRefreshAt: null,
       failing: 0,
       failingSources: [],
       needsToken: ['restricted'],
+      items: [
+        { id: 'official', name: 'official', state: 'ok' },
+        { id: 'restricted', name: 'restricted', state: 'needs-token' },
+      ],
     });
+    // Human `status`: the summary, then each source, the one needing action before the healthy one.
+    const printed = formatStatus(status);
+    const summary = printed.findIndex((line) => line.startsWith('sources: 2 sources, 0 failing, last refresh '));
+    expect(summary).toBeGreaterThan(-1);
+    expect(printed.slice(summary + 1, summary + 3)).toEqual(['  restricted  needs-token', '  official  ok']);
+  });
+
+  it('human status lists a failing source first', async () => {
+    const { app, tokens } = await build();
+    tokens.set('tok');
+    await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${RESTRICTED_BASE}/source.json`) } });
+    af.setFault(`${OFFICIAL_BASE}/source.json`, { kind: 'status', status: 503 });
+    await app.inject({ method: 'POST', url: '/v1/sources/refresh' });
+    const printed = formatStatus(StatusSchema.parse((await app.inject({ method: 'GET', url: '/v1/status' })).json()));
+    const summary = printed.findIndex((line) => line.startsWith('sources: 2 sources, 1 failing'));
+    expect(summary).toBeGreaterThan(-1);
+    expect(printed.slice(summary + 1, summary + 3)).toEqual(['  official  failing', '  restricted  ok']);
+    af.clearFaults();
   });
 });

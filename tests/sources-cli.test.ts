@@ -32,7 +32,8 @@ describe('sources and apps output', () => {
       'my-apps:',
       `  ! ${problem.message} [field: versions.1.0.0.shasum] (BROKER_SOURCE_INVALID)`,
       '  ... and 6 more problems',
-      '  Next attempt: 2026-01-01 10:20Z. The last good index is still served.',
+      // Never refreshed whole: no claim of a "last good index" that never existed.
+      '  Next attempt: 2026-01-01 10:20Z. The 3 apps read so far are still served.',
       '',
       '* the official source (always present)',
     ]);
@@ -47,7 +48,24 @@ describe('sources and apps output', () => {
     expect(lines[0]).toBe('official: up to date (12 apps)');
     expect(lines[1]).toBe('restricted: needs a token (1 app from the last good index)');
     expect(lines[2]).toBe('  ! No identity token is set for "nordic". (BROKER_TOKEN_MISSING)');
-    expect(lines[3]).toMatch(/tokenbroker token set/);
+    expect(lines[3]).toMatch(/tokenbroker token set`/);
+  });
+
+  it('a rejected token is replaced, not set (token set refuses while one is set)', () => {
+    const problem = { code: 'BROKER_TOKEN_INVALID', message: 'The server rejected the identity token for "nordic".', at: '2026-01-01T10:20:00.000Z' };
+    const lines = formatRefresh([{ ...base, name: 'restricted', official: false, restricted: true, state: 'needs-token', appCount: 1, lastError: problem, errors: [problem], errorCount: 1, outcome: 'needs-token' }]);
+    expect(lines.join('\n')).toMatch(/tokenbroker token replace`/);
+    expect(lines.join('\n')).not.toMatch(/token set`/);
+  });
+
+  it('a source never fetched claims no last good index', () => {
+    const problem = { code: 'BROKER_UPSTREAM_UNREACHABLE', message: 'The server cannot be reached.', at: '2026-01-01T10:20:00.000Z' };
+    const never: SourceView = { ...base, name: 'mine', official: false, state: 'failing', appCount: 0, lastRefreshAt: null, lastError: problem, errors: [problem], errorCount: 1 };
+    const listed = formatSources([never]).join('\n');
+    expect(listed).toContain('No index has been fetched yet');
+    expect(listed).not.toMatch(/last good index/);
+    expect(formatRefresh([{ ...never, outcome: 'failed' }])[0]).toBe('mine: failed (no index fetched yet)');
+    expect(formatRefresh([{ ...base, appCount: 1, outcome: 'updated' }])[0]).toBe('official: updated (1 app)');
   });
 
   it('apps list with no apps says how to get some', () => {

@@ -9,6 +9,7 @@ import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.j
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, tarballBytes, type PublishedSource } from './helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+import { tempFilesIn, writeUnderWay } from './helpers/mid-write.js';
 
 /** Sources and apps through the real daemon, its real token service and the real CLI. */
 
@@ -243,7 +244,7 @@ describe('sources and apps end to end', () => {
     const list = await cli(['sources', 'list']);
     expect(list.stdout).toMatch(/^official \*\s+Official nRF Connect apps\s+failing\s+3\s/m);
     expect(list.stdout).toMatch(/! .*source\.json: source\.json is not valid JSON .*\(BROKER_SOURCE_INVALID\)/);
-    expect(list.stdout).toMatch(/Next attempt: .* The last good index is still served\./);
+    expect(list.stdout).toMatch(/Next attempt: .* The last good index \(\d{4}-\d{2}-\d{2} \d{2}:\d{2}Z\) is still served\./);
 
     af.clearFaults();
     af.setFault(official.sourcePath, { kind: 'status', status: 500 });
@@ -298,21 +299,27 @@ describe('index persistence', () => {
     const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps, versions });
     const indexFile = path.join(home, 'state', 'indexes', 'official.json');
     try {
-      for (let round = 0; round < 4; round++) {
+      // Kill the moment an index write is under way; count only kills proven to have landed
+      // mid-write (the temp file outlived the daemon), until there are two of them.
+      let midWrite = 0;
+      for (let round = 0; round < 8 && midWrite < 2; round++) {
         const daemon = await startTestDaemon({ home, config: configFor(af, official) });
         await until('a complete index', async () => ((await sourceNamed(daemon, 'official'))?.appCount === 300 ? true : undefined), 20_000);
-        // Refreshes rewrite the ~1.5 MB index back to back; kill at a random moment among them.
+        const leftovers = new Set(await tempFilesIn(path.dirname(indexFile)));
+        // Refreshes rewrite the ~1.5 MB index back to back.
         const hammer = (async () => {
           for (;;) await daemon.client.refreshSources();
         })().catch(() => undefined);
-        await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 400));
+        await writeUnderWay(path.dirname(indexFile), leftovers);
         daemon.process.kill('SIGKILL');
         await new Promise((resolve) => daemon.process.once('exit', resolve));
         await hammer;
         await daemon.client.close();
+        if ((await tempFilesIn(path.dirname(indexFile))).some((name) => !leftovers.has(name))) midWrite++;
         const stored = JSON.parse(await readFile(indexFile, 'utf8')) as { apps: Record<string, { info?: unknown }> };
         expect(Object.values(stored.apps).filter((entry) => entry.info !== undefined)).toHaveLength(300);
       }
+      expect(midWrite).toBe(2);
       // The last start: upstream fails everything, so what is served comes from disk.
       af.setFault(/.*/, { kind: 'status', status: 500 });
       const daemon = await startTestDaemon({ home, config: configFor(af, official) });

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { sweepTempFiles, writeFileAtomic } from '../src/node/atomic-file.js';
 import { createFsStateStore } from '../src/daemon/fs-state-store.js';
 import { makeTempHome, REPO_ROOT } from './helpers/test-daemon.js';
+import { tempFilesIn, writeUnderWay } from './helpers/mid-write.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -58,16 +59,22 @@ describe('state store', () => {
         await writeFileAtomic(${JSON.stringify(file)}, JSON.stringify(doc));
         if (v === 1) process.stdout.write('first\\n');
       }`;
-    for (let round = 0; round < 5; round++) {
+    // Kill the moment a write is under way; count only kills proven to have landed mid-write (the
+    // writer's temp file outlived it), until there are three of them.
+    let midWrite = 0;
+    for (let round = 0; round < 30 && midWrite < 3; round++) {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-      await new Promise((r) => setTimeout(r, 30 + Math.floor(Math.random() * 200)));
+      const before = new Set(await tempFilesIn(dir));
+      await writeUnderWay(dir, before);
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
+      if ((await tempFilesIn(dir)).some((name) => !before.has(name))) midWrite++;
       const doc = JSON.parse(await readFile(file, 'utf8')) as { version: number; apps: { v: number }[] };
       expect(doc.apps).toHaveLength(20000);
       expect(doc.apps.every((a) => a.v === doc.version)).toBe(true);
     }
+    expect(midWrite).toBe(3);
     // Temp files of killed writers are swept (as the daemon does at start); the document stays.
     await sweepTempFiles(dir);
     expect(await readdir(dir)).toEqual(['big.json']);

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { CLI_ENTRY, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
+import { watchCommandLines } from './helpers/command-lines.js';
+import { recordEvents } from './helpers/event-stream.js';
 
 /**
  * The token lifecycle through the real daemon, the real CLI and the REAL OS keychain (gnome-keyring
@@ -52,22 +54,26 @@ describe('token lifecycle end to end (real keychain)', () => {
 
   it('token set reads stdin (one trailing newline trimmed), never argv, and shows the seed details', async () => {
     const controller = new AbortController();
-    const stream = (async () => {
-      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
-    })();
-    await new Promise((r) => setTimeout(r, 200));
+    const recording = recordEvents(daemon.client, controller.signal);
+    await recording.opened;
 
-    // Read the CLI's argv while it waits for stdin: the token must not be there.
+    // Every command line on the machine, from before the token is sent until the daemon has
+    // validated and stored it: neither the CLI, the daemon nor any helper either spawns has it.
+    const watch = watchCommandLines();
+    // The watcher's own proof that it can fail: a short-lived process with a marker in argv.
+    const marker = `argv-marker-${canary.slice(-8)}`;
+    await new Promise((resolve) => spawn('sh', ['-c', 'sleep 0.2', marker]).once('close', resolve));
     const child = spawn(process.execPath, [CLI_ENTRY, 'token', 'set'], { env: daemon.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    await new Promise((r) => setTimeout(r, 300));
-    const cmdline = await readFile(`/proc/${child.pid}/cmdline`, 'utf8');
-    seen.push(cmdline, await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8'));
     child.stdin.end(`${canary}\n`);
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-    seen.push(out);
+    const commandLines = await watch.stop();
+    expect(commandLines.some((line) => line.includes(marker))).toBe(true);
+    expect(commandLines.some((line) => line.includes(`${CLI_ENTRY} token set`))).toBe(true);
+    expect(commandLines.filter((line) => line.includes(canary))).toEqual([]);
+    seen.push(...commandLines, out);
     expect(code).toBe(0);
     expect(out).toContain('Token ID:        tid-canary');
     expect(out).toContain('Description:     CI laptop');
@@ -76,7 +82,8 @@ describe('token lifecycle end to end (real keychain)', () => {
     const show = await cli(['token', 'show', '--json']);
     expect(JSON.parse(show.stdout)).toMatchObject({ state: 'valid', tokenId: 'tid-canary', daysLeft: 19 });
     controller.abort();
-    await stream;
+    await recording.done;
+    events.push(...recording.events);
     expect(events.map((e) => e.type)).toContain('token.set');
   });
 

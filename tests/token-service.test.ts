@@ -118,6 +118,7 @@ describe('token lifecycle', () => {
       kind: 'keychain',
       persistent: true,
       plaintextAtRest: false,
+      lastState: 'locked',
       get: async () => null,
       set: async () => {
         throw new BrokerError('BROKER_SECRET_STORE_UNAVAILABLE', { message: 'The keychain is locked.', details: { state: 'locked' } });

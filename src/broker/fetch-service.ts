@@ -4,7 +4,7 @@ import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from 
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
-import type { CacheWriter, CachedContent, ContentCache, DomainLogger } from './fetch-ports.js';
+import type { CacheWriter, CachedContent, ContentCache, DomainLog } from './ports.js';
 import type { RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, Upstream, UpstreamResponse } from './ports.js';
 import type { TokenAccess } from './token-access.js';
@@ -20,7 +20,7 @@ export interface FetchServiceDeps {
   cache: ContentCache;
   events: EventBus;
   clock: Clock;
-  logger: DomainLogger;
+  logger: DomainLog;
   /** Defaults to a new ledger of the last LEDGER_CAPACITY fetches. */
   ledger?: FetchLedger;
   /** Sent upstream as User-Agent. */
@@ -313,7 +313,7 @@ class SafeCacheWrite {
   private failed = false;
   constructor(
     private readonly writer: CacheWriter,
-    private readonly logger: DomainLogger,
+    private readonly logger: DomainLog,
     private readonly requestId: string,
   ) {}
 

@@ -1,6 +1,7 @@
 /**
- * Ports: the only ways the domain (src/broker) touches the world. Adapters live in src/daemon and
- * are wired in src/daemon/main.ts; tests pass in-memory fakes. Nothing under src/broker may import
+ * Ports: the only ways the domain (src/broker) touches the world, all of them in this one file.
+ * Adapters live in src/daemon and src/node and are wired in src/daemon/main.ts; tests pass
+ * in-memory fakes. Nothing under src/broker may import
  * fastify, undici, keytar, node:fs, node:net or node:http (a test checks it).
  */
 import type { Readable } from 'node:stream';
@@ -31,6 +32,8 @@ export interface SecretStore {
   readonly persistent: boolean;
   /** True for the opt-in file store: the secret is readable on disk. */
   readonly plaintextAtRest: boolean;
+  /** How the store answered its last call (status shows it); null before the first call. */
+  readonly lastState: SecretStoreState | null;
   get(account: string): Promise<string | null>;
   set(account: string, secret: string): Promise<void>;
   /** Resolves true when something was removed. */
@@ -72,4 +75,55 @@ export interface UpstreamResponse {
  */
 export interface Upstream {
   request(request: UpstreamRequest): Promise<UpstreamResponse>;
+}
+
+/**
+ * The one logger type of the domain: the slice of a pino logger it uses (pino's Logger, and a
+ * request's `request.log` child, satisfy it). Never log a secret.
+ */
+export interface DomainLog {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
+// ---- the fetch pipeline's verified-content cache (adapter: src/daemon/fs-content-cache.ts) ----
+
+/** What is known about a verified body in the cache. */
+export interface CachedContentInfo {
+  sha1: string;
+  sha256: string;
+  size: number;
+  contentType?: string | undefined;
+  etag?: string | undefined;
+  lastModified?: string | undefined;
+}
+
+export interface CachedContent extends CachedContentInfo {
+  /** Streams the stored bytes (the caller verifies them again while streaming). */
+  open(): Readable;
+}
+
+/** A body on its way into the cache; nothing is visible to `lookup` before `commit`. */
+export interface CacheWriter {
+  /** Resolves when the chunk is written: the stream waits for it (backpressure, flat memory). */
+  write(chunk: Buffer): Promise<void>;
+  /** The body was verified: make it visible under its digests for `url` (atomic rename). */
+  commit(entry: CachedContentInfo & { url: string }): Promise<void>;
+  /** Throws the partial body away. Safe to call more than once and after commit. */
+  abort(): Promise<void>;
+}
+
+/**
+ * Content-addressed store of verified bodies. A body is found only by the URL it was fetched from
+ * together with one of its digests, so the cache never serves content for a URL that did not
+ * itself produce it (policy and token checks happen before `lookup`, in the fetch service).
+ */
+export interface ContentCache {
+  lookup(query: { url: string; sha1?: string | undefined; sha256?: string | undefined }): Promise<CachedContent | undefined>;
+  /** A writer for a new body, or undefined when caching is off or the body would not fit. */
+  begin(expectedSize: number | undefined): Promise<CacheWriter | undefined>;
+  /** Drops a stored body (it failed verification when read back). */
+  remove(sha256: string): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { BrokerError } from '../protocol/errors.js';
 import { OFFICIAL_SOURCE_ID } from '../protocol/sources.js';
 import { listedUrls } from './app-views.js';
-import type { DomainLog } from './log.js';
+import type { DomainLog } from './ports.js';
 import type { StateStore } from './ports.js';
 import type { SourceRefreshResult } from '../protocol/sources.js';
 import { canonicalDocumentUrl as describe, sourceIdFor } from './source-documents.js';

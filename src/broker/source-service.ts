@@ -5,7 +5,7 @@ import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind
 import { appCounts, appViews, findApp, indexedApps, type IndexedAppInfo } from './app-views.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
-import type { DomainLog } from './log.js';
+import type { DomainLog } from './ports.js';
 import type { TokenPolicy } from './policy.js';
 import type { Clock, StateStore, Upstream } from './ports.js';
 import { RefreshScheduler } from './refresh-scheduler.js';
@@ -223,7 +223,7 @@ export class SourceService {
   statusSection(): { sources: SourcesStatus } {
     // Cheap on purpose (status is polled): states only, no app views.
     const runtimes = this.registry.all();
-    const states = runtimes.map((runtime) => ({ id: runtime.id, state: this.stateOf(runtime) }));
+    const states = runtimes.map((runtime) => ({ id: runtime.id, name: this.registry.displayName(runtime), state: this.stateOf(runtime) }));
     const last = Math.max(...runtimes.map((runtime) => this.registry.indexOf(runtime).lastRefreshAt ?? -Infinity));
     const next = Math.min(...runtimes.map((runtime) => this.scheduler.nextAt(runtime.id) ?? Infinity));
     const failing = states.filter((entry) => entry.state === 'failing').map((entry) => entry.id);
@@ -235,6 +235,7 @@ export class SourceService {
         failing: failing.length,
         failingSources: failing,
         needsToken: states.filter((entry) => entry.state === 'needs-token').map((entry) => entry.id),
+        items: states.map(({ id, name, state }) => ({ id, name, state })),
       },
     };
   }

@@ -3,7 +3,7 @@ import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { TOKEN_REMOVAL_CONSEQUENCES, type TokenRemoved, type TokenState, type TokenView } from '../protocol/token.js';
 import type { EventBus } from './event-bus.js';
-import type { DomainLog } from './log.js';
+import type { DomainLog } from './ports.js';
 import type { Clock, SecretStore, StateStore, TimerHandle, Upstream } from './ports.js';
 import type { TokenAccess } from './token-access.js';
 import { createTokenPolicy } from './policy.js';

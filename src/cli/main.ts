@@ -35,6 +35,8 @@ export function buildProgram(ctx: CliContext, runDaemon?: DaemonRunner): Command
     .configureOutput({
       writeOut: (text) => ctx.io.stdout.write(text),
       writeErr: (text) => ctx.io.stderr.write(text),
+      // Every CLI error starts "tokenbroker:", commander's usage errors included.
+      outputError: (text, write) => write(text.replace(/^error: /, 'tokenbroker: ')),
     });
   // commander exits 1 on usage errors; the contract says 2, so errors are thrown and mapped here.
   program.exitOverride();

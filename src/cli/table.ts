@@ -14,3 +14,8 @@ export function formatWhen(iso: string | null | undefined, none = 'never'): stri
   if (iso === null || iso === undefined) return none;
   return `${iso.slice(0, 10)} ${iso.slice(11, 16)}Z`;
 }
+
+/** "1 day", "2 days", "0 apps": a count with its noun in the right number. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}

@@ -233,10 +233,12 @@ export class TokenBrokerClient {
    * The daemon's events (`token.expiring`, `sources.refreshed`, ...) as an async iterator. Ends
    * when the daemon closes the stream (e.g. `daemon.stopping`) or `signal` aborts.
    */
-  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<BrokerEvent, void, undefined> {
+  async *events(options: { signal?: AbortSignal; onOpen?: () => void } = {}): AsyncGenerator<BrokerEvent, void, undefined> {
     await this.verifySocket();
     const dispatcher = new Agent({ connect: { socketPath: this.socketPath } });
     const socket = new WebSocket('ws://localhost/v1/events', { dispatcher, headers: this.authHeaders });
+    // The daemon subscribes before it answers the upgrade: from `open` on, no event is missed.
+    if (options.onOpen !== undefined) socket.addEventListener('open', options.onOpen, { once: true });
     const queue: BrokerEvent[] = [];
     let wake: (() => void) | undefined;
     let ended = false;

@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { constants, mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import type { CacheWriter, CachedContent, CachedContentInfo, ContentCache, DomainLogger } from '../broker/fetch-ports.js';
+import type { CacheWriter, CachedContent, CachedContentInfo, ContentCache, DomainLog } from '../broker/ports.js';
 import { writeFileAtomic } from '../node/atomic-file.js';
 
 export interface FsContentCacheOptions {
@@ -11,7 +11,7 @@ export interface FsContentCacheOptions {
   cacheDir: string;
   /** A getter: SIGHUP can change the cap. 0 turns caching off. */
   maxBytes(): number;
-  logger: DomainLogger;
+  log: DomainLog;
   now?: () => number;
 }
 
@@ -109,7 +109,7 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
           if (meta.sha256 !== name || !info.isFile() || info.size !== meta.size) throw new Error('does not match its body');
           index(meta, info.mtimeMs);
         } catch (err) {
-          options.logger.warn({ entry: name, err: err instanceof Error ? err.message : String(err) }, 'dropping a damaged cache entry');
+          options.log.warn({ entry: name, err: err instanceof Error ? err.message : String(err) }, 'dropping a damaged cache entry');
           await removeFiles(name);
         }
       }
@@ -128,7 +128,7 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
         if (item[0] !== keep && (oldest === undefined || item[1].lastUsed < oldest[1].lastUsed)) oldest = item;
       }
       if (oldest === undefined) break;
-      options.logger.debug({ sha256: oldest[0], size: oldest[1].meta.size }, 'cache: evicting least recently used body');
+      options.log.debug({ sha256: oldest[0], size: oldest[1].meta.size }, 'cache: evicting least recently used body');
       await removeFiles(oldest[0]);
     }
   }

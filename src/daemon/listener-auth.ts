@@ -26,8 +26,8 @@ export function extraListenerOf(raw: IncomingMessage): ExtraListenerTag | undefi
 
 export interface ListenerAuthDeps {
   clientTokens: ClientTokenService;
-  /** Tests replace it to simulate an extra listener under inject(); defaults to the socket tag. */
-  listenerOf?: ((raw: IncomingMessage) => ExtraListenerTag | undefined) | undefined;
+  /** Which extra listener a request came in on: extraListenerOf (the socket tag) in the daemon. */
+  listenerOf: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
 
 /** A route as fastify registered it, for the route-table test and the start-up check. */
@@ -57,7 +57,7 @@ export function installListenerAuth(app: FastifyInstance, deps: ListenerAuthDeps
   app.addHook('onRoute', (route) => {
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) routes.push({ method, url: route.url });
   });
-  const listenerOf = deps.listenerOf ?? extraListenerOf;
+  const listenerOf = deps.listenerOf;
   app.addHook('onRequest', async (request, reply) => {
     const listener = listenerOf(request.raw);
     if (listener !== undefined) authorizeOnExtraListener(request, reply, deps.clientTokens);

@@ -20,7 +20,7 @@ import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
 import { createFsStateStore } from './fs-state-store.js';
 import { closeEventStreams } from './routes/events-routes.js';
-import { createKeychainStore, type KeychainStore } from './secret-store/keychain-store.js';
+import { createKeychainStore, keychainAccountScope } from './secret-store/keychain-store.js';
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/plaintext-leftover.js';
 import { SECRETS_FILE } from './secret-store/file-store.js';
@@ -35,6 +35,8 @@ import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 import { coreDumpsStatus } from './core-limit.js';
 import { SecretScrubber } from '../broker/secret-scrubber.js';
 import { rememberingStore } from './secret-store/remembering-store.js';
+import { statusSections } from './status-sections.js';
+import { extraListenerOf } from './listener-auth.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -122,7 +124,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
-  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, logger });
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
   const fetchService = new FetchService({
     policy,
     upstream,
@@ -146,13 +148,15 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     clientTokens,
     fetchService,
     scrubber,
-    statusSections: [
-      () => ({ secretStore: secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir) }),
-      () => sources.statusSection(),
-      () => ({ listeners: extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })), clientTokens: { count: clientTokens.count } }),
-      async () => ({ cache: await contentCache.usage() }),
-      async () => ({ coreDumps: await coreDumpsStatus() }),
-    ],
+    listenerOf: extraListenerOf,
+    statusSections: statusSections({
+      secretStore: () => secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir),
+      sources,
+      clientTokens,
+      listeners: () => extraListeners.map((l) => ({ path: l.path, mode: l.mode.toString(8).padStart(4, '0') })),
+      cache: () => contentCache.usage(),
+      coreDumps: coreDumpsStatus,
+    }),
   });
   await app.ready();
   const server = rawServer(app);
@@ -196,7 +200,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     if (err instanceof ListenError) throw new StartupError(err.message, err.hint);
     throw err;
   }
-  logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   tokens.startBackground();
   sources.start();
 
@@ -232,6 +235,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // Only now: the line can reach a reader (log writes are asynchronous) before this code goes
+    // on, and whoever waits for it may stop us at once; that must drain, not kill.
+    logger.info({ socket: socket.socketPath, activated: socket.activated, config: paths.configFile, secretStore: secretStore.store.kind, ms: Date.now() - startedAt }, 'tokenbroker daemon ready');
   });
 }
 
@@ -269,13 +275,13 @@ async function reloadConfig(paths: Paths, logger: Logger): Promise<Readonly<Conf
  */
 async function openSecretStore(setting: Config['secretStore'], paths: Paths, logger: Logger): Promise<SecretStoreSelection> {
   try {
-    const selection = await selectSecretStore(setting, { stateDir: paths.stateDir });
+    const selection = await selectSecretStore(setting, { stateDir: paths.stateDir, keychainAccountScope: keychainAccountScope(process.env) });
     if (selection.warning !== undefined) logger.warn({ secretStore: selection.store.kind }, selection.warning);
     return selection;
   } catch (err) {
     if (setting === 'keychain' && isBrokerError(err, 'BROKER_SECRET_STORE_UNAVAILABLE')) {
       logger.error({ err: err.message }, 'the configured OS keychain is not usable; token operations fail until it is');
-      return { store: createKeychainStore(), warning: err.message };
+      return { store: createKeychainStore({ accountScope: keychainAccountScope(process.env) }), warning: err.message };
     }
     if (isBrokerError(err)) throw new StartupError(err.message, err.hint);
     throw err;
@@ -284,7 +290,7 @@ async function openSecretStore(setting: Config['secretStore'], paths: Paths, log
 
 function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextLeftover | undefined, stateDir: string): SecretStoreStatus {
   const { store, warning } = selection;
-  const state = store.kind === 'keychain' ? ((store as KeychainStore).lastState ?? 'unknown') : 'ok';
+  const state = store.lastState ?? 'unknown';
   const leftBehind = leftover?.present === true;
   const plaintextPath = store.plaintextAtRest ? path.join(stateDir, SECRETS_FILE) : leftBehind ? leftover.path : undefined;
   const warnings = [

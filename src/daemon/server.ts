@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -10,7 +11,9 @@ import type { TokenService } from '../broker/token-service.js';
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError, retryAfterOf } from '../protocol/errors.js';
 import { VERSION, VERSION_HEADER } from '../protocol/version.js';
+import { REQUEST_ID_HEADER } from '../protocol/fetch.js';
 import type { Paths } from '../protocol/paths.js';
+import type { StatusSections } from '../protocol/status.js';
 import type { ClientTokenService } from '../broker/client-tokens.js';
 import { installListenerAuth, type ExtraListenerTag } from './listener-auth.js';
 import { registerClientTokenRoutes } from './routes/client-token-routes.js';
@@ -34,13 +37,10 @@ export interface ServerDeps {
   startedAt: number;
   /** How the main socket was obtained, for status. */
   socketActivated: boolean;
-  /**
-   * Sections merged into `GET /v1/status` (secret store, tokens, sources...). Each capability adds
-   * one in main.ts, so status grows without every capability editing the status route.
-   */
-  statusSections?: readonly StatusSection[];
-  /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
-  fetchService?: FetchService;
+  /** The services' sections of `GET /v1/status` (secret store, sources, listeners, cache...). */
+  statusSections(): Promise<StatusSections>;
+  /** `GET /v1/fetch`, `GET /v1/fetches/:id` and app tarballs. */
+  fetchService: FetchService;
   /** The token lifecycle (the only holder of the raw token). */
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
@@ -49,14 +49,14 @@ export interface ServerDeps {
   sources: SourceService;
   /** Scoped client tokens for extra listeners (DESIGN section 8). */
   clientTokens: ClientTokenService;
-  /** Redacts every token the daemon knows from answers, relayed headers and events (absent in some unit tests). */
-  scrubber?: SecretScrubber;
-  /** Which extra listener a request came in on; tests override it to simulate one under inject(). */
-  listenerOf?: (raw: IncomingMessage) => ExtraListenerTag | undefined;
+  /** Redacts every token the daemon knows from answers, relayed headers and events. */
+  scrubber: SecretScrubber;
+  /**
+   * Which extra listener a request came in on: `extraListenerOf` (the socket tag) in the daemon;
+   * inject() tests, which have no socket, pass their own.
+   */
+  listenerOf: (raw: IncomingMessage) => ExtraListenerTag | undefined;
 }
-
-/** One part of `GET /v1/status`: returns the keys it owns, e.g. `{ tokens: [...] }`. */
-export type StatusSection = () => Promise<Record<string, unknown>> | Record<string, unknown>;
 
 /** Token values are short; a few KiB is plenty for any JSON body the API takes. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -72,8 +72,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // Our onResponse hook logs requests at debug; fastify's own per-request info lines are noise here.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // One id per request: ours, never a client's (requestIdHeader off), answered in
+    // X-Tokenbroker-Request-Id and carried as `requestId` (the LogController's label) by every
+    // request.log line and by the services that receive it.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
     // Requests are local and small; a slow client must not hold a connection forever.
     connectionTimeout: 0,
     requestTimeout: 0,
@@ -82,24 +87,24 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     serverFactory: (handler) => createLocalHttpServer(handler as (req: IncomingMessage, res: ServerResponse) => void),
     // The router's own refusals (a path parameter over maxParamLength, a malformed escape in one)
     // would otherwise bypass the error handler and answer without the envelope.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const refused = new BrokerError('BROKER_BAD_REQUEST', {
         message: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is too long.' : 'The request path is not valid.',
         hint: 'Path parameters are short names (sources: 1-64 characters of A-Z, a-z, 0-9, ".", "_", "-").',
         details: { reason: error.code },
       });
-      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
+      void (reply as FastifyReply).header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id).code(refused.status).type('application/json; charset=utf-8').send(refused.toEnvelope());
     },
   });
 
   app.addHook('onRequest', async (request, reply) => {
-    void reply.header(VERSION_HEADER, VERSION);
+    void reply.header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id);
     refuseBrowserRequests(request);
   });
   // Before any route: it records every route (route table test) and guards extra listeners.
   installListenerAuth(app, { clientTokens: deps.clientTokens, listenerOf: deps.listenerOf });
 
-  if (deps.scrubber !== undefined) installScrubbing(app, deps.scrubber);
+  installScrubbing(app, deps.scrubber);
 
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -110,7 +115,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     if (brokerError.code === 'BROKER_INTERNAL') {
       request.log.error({ err: error, method: request.method, url: redactUrl(request.url) }, 'request failed');
     }
-    void reply.header(VERSION_HEADER, VERSION);
+    void reply.header(VERSION_HEADER, VERSION).header(REQUEST_ID_HEADER, request.id);
     // Every envelope that carries details.retryAfter also says it the HTTP way.
     const retryAfter = retryAfterOf(brokerError);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
@@ -126,7 +131,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerStatusRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
-  if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService, deps.scrubber);
+  registerFetchRoutes(app, deps.fetchService, deps.scrubber);
   registerAppRoutes(app, deps.sources, deps.fetchService, deps.scrubber);
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);

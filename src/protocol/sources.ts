@@ -152,6 +152,8 @@ export const SourcesStatusSchema = z.looseObject({
   failing: z.number().int(),
   failingSources: z.array(z.string()),
   needsToken: z.array(z.string()),
+  /** Every source with its state, in list order. */
+  items: z.array(z.looseObject({ id: z.string(), name: z.string(), state: z.enum(SOURCE_STATES) })),
 });
 export type SourcesStatus = z.output<typeof SourcesStatusSchema>;
 

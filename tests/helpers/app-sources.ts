@@ -119,7 +119,10 @@ export class TestTokenAccess implements TokenAccess {
     return this.token;
   }
 
-  rejected(server: string, message: string): void {
+  /** As the port promises: a 401 for a token replaced meanwhile changes nothing; a caller that omits the token fails. */
+  rejected(server: string, message: string, usedToken?: string): void {
+    if (usedToken === undefined) throw new Error('TokenAccess.rejected() needs the token the refused request carried');
+    if (usedToken !== this.token) return;
     this.invalid = true;
     this.rejections.push({ server, message });
   }

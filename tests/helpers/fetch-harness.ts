@@ -33,7 +33,10 @@ export class TestTokenAccess implements TokenAccess {
     return this.token;
   }
 
-  rejected(server: string, message: string): void {
+  /** As the port promises: a 401 for a token replaced meanwhile changes nothing; a caller that omits the token fails. */
+  rejected(server: string, message: string, usedToken?: string): void {
+    if (usedToken === undefined) throw new Error('TokenAccess.rejected() needs the token the refused request carried');
+    if (usedToken !== this.token) return;
     this.rejections.push({ server, message });
     this.state = 'invalid';
   }
@@ -80,7 +83,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const events: BrokerEvent[] = [];
   const bus = new EventBus(systemClock);
   bus.subscribe((event) => events.push(event));
-  const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, logger: deps.logger });
+  const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
   const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
   const app = await buildServer({ ...deps, fetchService: service });

@@ -6,10 +6,13 @@ import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
-import type { ContentCache } from '../../src/broker/fetch-ports.js';
+import type { ContentCache } from '../../src/broker/ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
+import { SecretScrubber } from '../../src/broker/secret-scrubber.js';
+import { statusSections } from '../../src/daemon/status-sections.js';
+import { extraListenerOf } from '../../src/daemon/listener-auth.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
@@ -65,6 +68,16 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
   return {
     logger,
+    // The real assembly (src/daemon/status-sections.ts) over this harness's services.
+    statusSections: statusSections({
+      secretStore: () => ({ kind: store.kind, state: store.lastState ?? 'unknown', persistent: store.persistent, plaintextAtRest: store.plaintextAtRest }),
+      sources,
+      clientTokens,
+      listeners: () => [],
+      cache: async () => ({ bytes: 0, entries: 0, maxBytes: config.cacheMaxMegabytes * 1024 * 1024 }),
+      coreDumps: async () => ({ limit: 0 }),
+    }),
+    scrubber: new SecretScrubber(),
     getConfig: () => config,
     paths: {
       configFile: '/tmp/tb-test/config.json',
@@ -75,6 +88,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     },
     startedAt: clock.now(),
     socketActivated: false,
+    listenerOf: extraListenerOf,
     ...overrides,
     tokens,
     events,

@@ -7,18 +7,28 @@ export function findTool(name: string): string | undefined {
 }
 
 /**
- * A test that needs external tools (systemd's). Locally a missing tool skips it (macOS has no
- * systemd), but in CI (CI=true) it fails: a check that silently disappears is worse than none.
+ * A test that needs something of its machine (root, Linux, a tool). Locally without it the test
+ * is skipped (and counted as skipped in the totals line), but in CI (CI=true) it fails: a check
+ * that silently disappears from the pipeline is worse than none.
  */
-export function itWithTools(tools: string[], title: string, fn: () => Promise<void>, timeoutMs?: number): void {
-  const missing = tools.filter((tool) => findTool(tool) === undefined);
-  if (missing.length === 0) {
+export function itWhen(available: boolean, requirement: string, title: string, fn: () => Promise<void>, timeoutMs?: number): void {
+  if (available) {
     it(title, fn, timeoutMs);
   } else if (process.env.CI === 'true') {
     it(title, () => {
-      throw new Error(`${missing.join(', ')} not found, and CI=true requires this check to run (Debian/Ubuntu: apt-get install systemd)`);
+      throw new Error(`This check needs ${requirement}, and CI=true requires it to run.`);
     });
   } else {
-    it.skip(`${title} (needs ${missing.join(', ')})`, fn);
+    it.skip(`${title} (needs ${requirement})`, fn);
   }
 }
+
+/** A test that needs external tools (systemd's): see itWhen. */
+export function itWithTools(tools: string[], title: string, fn: () => Promise<void>, timeoutMs?: number): void {
+  const missing = tools.filter((tool) => findTool(tool) === undefined);
+  itWhen(missing.length === 0, `${missing.join(', ')} (Debian/Ubuntu: bash scripts/setup.sh installs them)`, title, fn, timeoutMs);
+}
+
+/** Running as root (chown to another user, other users' directories). */
+export const isRoot = process.getuid?.() === 0;
+export const isLinux = process.platform === 'linux';

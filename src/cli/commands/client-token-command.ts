@@ -16,8 +16,8 @@ import { writeJson, writeLine } from '../io.js';
 
 export interface ClientTokenCreateOptions {
   description: string;
-  /** Each --scope value; commas split further ("status:read,fetch"). Empty = "user". */
-  scope: string[];
+  /** Each --scope value; commas split further ("status:read,fetch"). None = "user". */
+  scope?: string[];
   expiresInDays?: string;
   json: boolean;
 }
@@ -38,7 +38,7 @@ export function registerClientTokenCommand(program: Command, ctx: CliContext): v
     .command('create')
     .description('create a client token; it is printed once and never shown again')
     .requiredOption('--description <text>', 'what the token is for, e.g. "ci-runner" (shown in the list)')
-    .option('--scope <scope>', `a scope, repeatable or comma-separated: ${SCOPE_HELP} (default: user)`, (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--scope <scope>', `a scope, repeatable or comma-separated: ${SCOPE_HELP} (default: user)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--expires-in-days <n>', `days until it expires, 1-3650 (default: ${DEFAULT_CLIENT_TOKEN_DAYS})`)
     .option('--json', 'machine-readable output (includes the token)', false)
     .action(async (options: ClientTokenCreateOptions) => runClientTokenCreate(options, ctx));
@@ -57,7 +57,7 @@ export function registerClientTokenCommand(program: Command, ctx: CliContext): v
 
 /** Validates the flags with the API's own schemas, so a mistake is a usage error (exit 2) before any request. */
 export function parseCreateOptions(options: ClientTokenCreateOptions): CreateClientTokenBody {
-  const scopes = options.scope.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value !== '');
+  const scopes = (options.scope ?? []).flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value !== '');
   let scope: CreateClientTokenBody['scope'];
   if (scopes.length === 0) scope = 'user';
   else if (scopes.includes('user')) {

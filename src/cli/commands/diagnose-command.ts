@@ -5,6 +5,7 @@ import type { Check, DiagnoseReport } from '../diagnose/check.js';
 import { runDiagnoseChecks } from '../diagnose/run-diagnose.js';
 import { SilentExit } from '../errors.js';
 import { writeJson, writeLine } from '../io.js';
+import { plural } from '../table.js';
 
 export interface DiagnoseOptions {
   json: boolean;
@@ -43,7 +44,7 @@ export function formatDiagnose(report: DiagnoseReport): string[] {
     lines.push(...report.checks.filter((c) => c.server === server).flatMap(formatCheck));
   }
   const { ok, warn, fail } = report.summary;
-  lines.push('', `${ok} ok, ${warn} warning${warn === 1 ? '' : 's'}, ${fail} failure${fail === 1 ? '' : 's'}`);
+  lines.push('', `${ok} ok, ${plural(warn, 'warning')}, ${plural(fail, 'failure')}`);
   return lines;
 }
 

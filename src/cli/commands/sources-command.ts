@@ -4,7 +4,7 @@ import type { SourceRefreshResult, SourceView } from '../../protocol/sources.js'
 import type { CliContext } from '../context.js';
 import { SilentExit } from '../errors.js';
 import { writeJson, writeLine } from '../io.js';
-import { formatTable, formatWhen } from '../table.js';
+import { formatTable, formatWhen, plural } from '../table.js';
 
 export interface SourcesListOptions {
   json: boolean;
@@ -63,7 +63,7 @@ export async function runSourcesAdd(url: string, options: SourcesAddOptions, ctx
   }
   const view = added.source;
   const kind = [view.state, ...(view.restricted ? ['restricted'] : []), ...(view.thirdParty ? ['third-party, public'] : [])].join(', ');
-  writeLine(ctx.io.stdout, `Added source "${view.name}" as ${view.id} (${view.appCount} app${view.appCount === 1 ? '' : 's'}, ${kind}).`);
+  writeLine(ctx.io.stdout, `Added source "${view.name}" as ${view.id} (${plural(view.appCount, 'app')}, ${kind}).`);
   for (const app of added.apps) writeLine(ctx.io.stdout, `  ${app.name} ${app.latestVersion}  ${app.displayName}`);
   for (const line of problemLines(view)) writeLine(ctx.io.stderr, line);
 }
@@ -114,29 +114,43 @@ export function problemLines(source: SourceView): string[] {
   const shown = source.problems.slice(0, 5);
   const lines = shown.map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
   const more = source.errorCount - shown.length;
-  if (more > 0) lines.push(`  ... and ${more} more problem${more === 1 ? '' : 's'}${source.problems.length > shown.length ? ' (see --json)' : ''}`);
-  if (source.state === 'needs-token') lines.push('  This source is restricted: set your identity token with `tokenbroker token set`; it refreshes as soon as the token is usable.');
-  else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. The last good index is still served.`);
+  if (more > 0) lines.push(`  ... and ${plural(more, 'more problem')}${source.problems.length > shown.length ? ' (see --json)' : ''}`);
+  if (source.state === 'needs-token') lines.push(`  This source is restricted: ${tokenAdvice(source)}; it refreshes as soon as the token is usable.`);
+  else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. ${lastGoodIndex(source)}`);
   return lines;
+}
+
+/** `token set` refuses while a token is set: a rejected or expired one is replaced instead. */
+function tokenAdvice(source: SourceView): string {
+  const missing = source.problems.some((problem) => problem.code === 'BROKER_TOKEN_MISSING');
+  return missing ? 'set your identity token with `tokenbroker token set`' : 'generate a new identity token and run `tokenbroker token replace`';
+}
+
+/** What is served meanwhile: only claim a last good index when one was ever fetched. */
+function lastGoodIndex(source: SourceView): string {
+  if (source.lastRefreshAt !== null) return `The last good index (${formatWhen(source.lastRefreshAt)}) is still served.`;
+  if (source.appCount > 0) return `The ${plural(source.appCount, 'app')} read so far ${source.appCount === 1 ? 'is' : 'are'} still served.`;
+  return 'No index has been fetched yet: this source lists no apps until one is.';
 }
 
 export function formatRefresh(results: readonly SourceRefreshResult[]): string[] {
   const lines: string[] = [];
   for (const result of results) {
-    const apps = `${result.appCount} app${result.appCount === 1 ? '' : 's'}`;
+    const apps = result.lastRefreshAt !== null ? `${plural(result.appCount, 'app')} from the last good index` : result.appCount > 0 ? `${plural(result.appCount, 'app')} read so far` : 'no index fetched yet';
+    const current = plural(result.appCount, 'app');
     switch (result.outcome) {
       case 'updated':
-        lines.push(`${result.id}: updated (${apps})`);
+        lines.push(`${result.id}: updated (${current})`);
         break;
       case 'unchanged':
-        lines.push(`${result.id}: up to date (${apps})`);
+        lines.push(`${result.id}: up to date (${current})`);
         break;
       case 'needs-token':
-        lines.push(`${result.id}: needs a token (${apps} from the last good index)`);
+        lines.push(`${result.id}: needs a token (${apps})`);
         lines.push(...problemLines(result));
         break;
       case 'failed':
-        lines.push(`${result.id}: failed (${apps} from the last good index)`);
+        lines.push(`${result.id}: failed (${apps})`);
         lines.push(...problemLines(result));
         break;
     }

@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
-import { z } from 'zod';
+import type { SourceState, SourcesStatus } from '../../protocol/sources.js';
 import type { Status } from '../../protocol/status.js';
-import { SourcesStatusSchema } from '../../protocol/sources.js';
-import { SecretStoreStatusSchema, TokenViewSchema } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { writeJson, writeLine } from '../io.js';
+import { formatWhen, plural } from '../table.js';
 
 export interface StatusOptions {
   json: boolean;
@@ -35,37 +34,31 @@ export function formatStatus(status: Status): string[] {
     `  state   ${status.paths.state}`,
     `  cache   ${status.paths.cache}`,
   ];
-  const store = SecretStoreStatusSchema.safeParse(status.secretStore);
-  if (store.success) {
-    const s = store.data;
-    lines.push(`secret store: ${s.kind} (${s.state}${s.persistent ? '' : ', not persistent'}${s.plaintextAtRest ? ', PLAINTEXT AT REST' : ''})`);
-    if (s.warning) lines.push(`  warning: ${s.warning}`);
-  }
-  const tokens = TokenViewSchema.array().safeParse(status.tokens);
-  if (tokens.success) {
-    for (const t of tokens.data) {
-      const expiry = t.expiresAt ? `, expires ${t.expiresAt.slice(0, 10)} (${t.daysLeft ?? '?'} days left)` : '';
-      lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
-    }
+  const store = status.secretStore;
+  lines.push(`secret store: ${store.kind} (${store.state}${store.persistent ? '' : ', not persistent'}${store.plaintextAtRest ? ', PLAINTEXT AT REST' : ''})`);
+  if (store.warning) lines.push(`  warning: ${store.warning}`);
+  if (store.plaintextPath !== undefined) lines.push(`  plaintext file: ${store.plaintextPath}`);
+  for (const t of status.tokens) {
+    const expiry = t.expiresAt ? `, expires ${t.expiresAt.slice(0, 10)}${t.daysLeft === undefined ? '' : ` (${plural(t.daysLeft, 'day')} left)`}` : '';
+    lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
   }
   if (status.coreDumps?.warning !== undefined) lines.push(`core dumps: limit ${status.coreDumps.limit}`, `  warning: ${status.coreDumps.warning}`);
-  const sources = SourcesStatusSchema.safeParse(status.sources);
-  if (sources.success) {
-    const s = sources.data;
-    const parts = [`${s.count} source${s.count === 1 ? '' : 's'}`, `last refresh ${s.lastRefreshAt ?? 'never'}`];
-    if (s.failing > 0) parts.push(`failing: ${s.failingSources.join(', ')}`);
-    lines.push(`sources: ${parts.join(', ')}`);
-    // Follows the token at once: a removed or rejected token shows here before any refresh.
-    if (s.needsToken.length > 0) lines.push(`  needs a token: ${s.needsToken.join(', ')} (set one with \`tokenbroker token set\`)`);
-  }
-  const listeners = ListenersStatusSchema.safeParse(status.listeners);
-  if (listeners.success) {
-    for (const l of listeners.data) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);
-  }
+  lines.push(...formatSources(status.sources));
+  for (const l of status.listeners) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);
   return lines;
 }
 
-const ListenersStatusSchema = z.array(z.looseObject({ path: z.string(), mode: z.string() }));
+/** The sources section: a summary, then each source with its state, the ones needing action first. */
+function formatSources(sources: SourcesStatus): string[] {
+  const next = sources.nextRefreshAt === null ? '' : `, next refresh ${formatWhen(sources.nextRefreshAt)}`;
+  const lines = [`sources: ${plural(sources.count, 'source')}, ${sources.failing} failing, last refresh ${formatWhen(sources.lastRefreshAt)}${next}`];
+  const urgency = (state: SourceState): number => ['failing', 'needs-token', 'stale', 'ok'].indexOf(state);
+  const ordered = [...sources.items].sort((a, b) => urgency(a.state) - urgency(b.state));
+  for (const source of ordered) lines.push(`  ${source.id}  ${source.state}${source.name === source.id ? '' : `  (${source.name})`}`);
+  // Follows the token at once: a removed or rejected token shows here before any refresh.
+  if (sources.needsToken.length > 0) lines.push(`  needs a token: ${sources.needsToken.join(', ')} (\`tokenbroker token set\`, or \`token replace\` for a rejected one)`);
+  return lines;
+}
 
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds}s`;

@@ -3,6 +3,7 @@ import type { TokenRemoved, TokenView } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { writeJson, writeLine, type IO } from '../io.js';
+import { plural } from '../table.js';
 import { confirm, readSecret } from '../secret-input.js';
 
 export interface TokenSetOptions {
@@ -34,11 +35,13 @@ export function registerTokenCommand(program: Command, ctx: CliContext): void {
     token
       .command(name)
       .description(replace ? 'replace the identity token (the old one stays until the new one is validated)' : 'set the identity token (read from a hidden prompt, or stdin when piped)')
-      .argument('[refused...]')
+      // Accepted only to refuse it with the reason (a bare "too many arguments" would not say why);
+      // not declared as an argument, so the usage line does not offer one.
+      .allowExcessArguments(true)
       .option('--server <name>', 'server name from config.json (default: the first)')
       .option('--no-verify', 'store without asking the server (state: unverified)')
-      .action(async (refused: string[], options: { server?: string; verify: boolean }) => {
-        if (refused.length > 0) throw new UsageError(NO_ARGV_TOKEN, 'Run `tokenbroker token set` and paste it at the prompt, or pipe it in: `tokenbroker token set < token.txt`.');
+      .action(async (options: { server?: string; verify: boolean }, command: Command) => {
+        if (command.args.length > 0) throw new UsageError(NO_ARGV_TOKEN, 'Run `tokenbroker token set` and paste it at the prompt, or pipe it in: `tokenbroker token set < token.txt`.');
         await runTokenSet({ ...options, replace }, ctx);
       });
   }
@@ -118,7 +121,7 @@ export function formatToken(view: TokenView): string[] {
   if (view.state === 'absent') {
     return [`Server:          ${view.server}`, 'State:           no token set', ...(view.reason ? [`Note:            ${view.reason}`] : []), 'Set one with `tokenbroker token set`.'];
   }
-  const expiry = view.expiresAt === undefined ? 'never (or unknown)' : `${view.expiresAt.slice(0, 10)}${view.daysLeft === undefined ? '' : ` (${view.daysLeft} day${view.daysLeft === 1 ? '' : 's'} left)`}`;
+  const expiry = view.expiresAt === undefined ? 'never (or unknown)' : `${view.expiresAt.slice(0, 10)}${view.daysLeft === undefined ? '' : ` (${plural(view.daysLeft, 'day')} left)`}`;
   return [
     `Server:          ${view.server}`,
     `Token ID:        ${view.tokenId ?? 'unknown (not verified yet)'}`,

@@ -2,9 +2,10 @@ import { DaemonUnavailableError, type TokenBrokerClient } from '../../client/cli
 import { isUntrustedSocket } from '../../client/socket-trust.js';
 import { BrokerError } from '../../protocol/errors.js';
 import type { CoreDumpsStatus, Status } from '../../protocol/status.js';
-import { SecretStoreStatusSchema, TokenViewSchema, type TokenView } from '../../protocol/token.js';
+import type { SecretStoreStatus, TokenView } from '../../protocol/token.js';
 import { VERSION } from '../../protocol/version.js';
 import { check, type Check } from './check.js';
+import { plural } from '../table.js';
 
 export interface DaemonFindings {
   checks: Check[];
@@ -37,17 +38,14 @@ export async function daemonChecks(client: TokenBrokerClient): Promise<DaemonFin
           'Restart the daemon so that it runs the installed version (`systemctl --user restart tokenbroker`, or stop it: the next command starts the new one).',
         ),
   ];
-  // Sections that newer daemons add; an older daemon without them is not an error.
-  const store = SecretStoreStatusSchema.safeParse(status.secretStore);
-  if (store.success) checks.push(secretStoreCheck(store.data));
+  checks.push(secretStoreCheck(status.secretStore));
   if (status.coreDumps !== undefined) checks.push(coreDumpsCheck(status.coreDumps));
   const tokens = new Map<string, TokenView>();
-  const views = TokenViewSchema.array().safeParse(status.tokens);
-  if (views.success) for (const view of views.data) tokens.set(view.server, view);
+  for (const view of status.tokens) tokens.set(view.server, view);
   return { checks, status, tokens };
 }
 
-function secretStoreCheck(store: ReturnType<typeof SecretStoreStatusSchema.parse>): Check {
+function secretStoreCheck(store: SecretStoreStatus): Check {
   const what = `${store.kind} (${store.state}${store.persistent ? '' : ', not persistent'}${store.plaintextAtRest ? ', plaintext at rest' : ''})`;
   if (store.state === 'unavailable') {
     return check('secret-store', 'fail', `${what}${store.warning ? `: ${store.warning}` : ''}`, 'Unlock your login keyring (or start a Secret Service), then retry; or set "secretStore": "memory" in config.json.');
@@ -78,7 +76,7 @@ function coreDumpsCheck(core: CoreDumpsStatus): Check {
 export function tokenCheck(view: TokenView | undefined): Check | undefined {
   if (view === undefined) return undefined;
   const id = view.tokenId === undefined ? '' : `, Token ID ${view.tokenId}`;
-  const left = view.daysLeft === undefined ? '' : `, ${view.daysLeft} days left`;
+  const left = view.daysLeft === undefined ? '' : `, ${plural(view.daysLeft, 'day')} left`;
   const expires = view.expiresAt === undefined ? '' : `, expires ${view.expiresAt.slice(0, 10)}`;
   const text = `${view.state}${id}${expires}${left}`;
   switch (view.state) {

@@ -11,7 +11,10 @@ const USER = '--user';
  * without lingering, containers, CI), or no D-Bus session. Unit-file operations (enable, disable,
  * is-enabled) still work then: systemctl edits ~/.config/systemd/user directly.
  */
-const NO_USER_MANAGER = /Failed to connect to bus|No medium found|DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR (is )?not (set|defined)|Failed to connect to user scope bus/i;
+// The second line: a D-Bus session exists but nothing provides systemd on it (containers, CI,
+// desktops without systemd): the bus tries to activate org.freedesktop.systemd1 and fails.
+const NO_USER_MANAGER =
+  /Failed to connect to bus|No medium found|DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR (is )?not (set|defined)|Failed to connect to user scope bus|org\.freedesktop\.systemd1 (exited|was not provided)|ServiceUnknown|Failed to retrieve unit state/i;
 
 export function isNoUserManager(result: CommandResult): boolean {
   return result.code !== 0 && NO_USER_MANAGER.test(result.stderr);
@@ -106,7 +109,11 @@ export function systemdDriver(run: CommandRunner): ManagerDriver {
       if (isNoUserManager(active)) {
         return { reachable: false, enabledState, enabled: enabledState === 'enabled', activeState: 'unknown', active: null, message: noUserManagerMessage(active) };
       }
-      const [socketState = 'unknown', serviceState = 'unknown'] = active.stdout.split('\n').map((line) => line.trim());
+      const [socketState = '', serviceState = ''] = active.stdout.split('\n').map((line) => line.trim());
+      // is-active prints one state per unit; without them the manager did not answer whatever it said.
+      if (socketState === '' || serviceState === '') {
+        return { reachable: false, enabledState, enabled: enabledState === 'enabled', activeState: 'unknown', active: null, message: noUserManagerMessage(active) };
+      }
       return {
         reachable: true,
         enabledState,

@@ -15,7 +15,7 @@ import type { SecretScrubber } from '../../broker/secret-scrubber.js';
  * (served offline), and `GET /v1/apps/:source/:name/tarball?version=` (the tarball itself,
  * verified against the index's `shasum` through the fetch pipeline and its cache).
  */
-export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService | undefined, scrubber?: SecretScrubber): void {
+export function registerAppRoutes(app: FastifyInstance, sources: SourceService, fetchService: FetchService, scrubber: SecretScrubber): void {
   app.get('/v1/apps/:source/:name', async (request): Promise<AppDetail> => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query');
@@ -33,7 +33,6 @@ export function registerAppRoutes(app: FastifyInstance, sources: SourceService, 
   app.get('/v1/apps/:source/:name/icon', serveAsset('icon'));
   app.get('/v1/apps/:source/:name/release-notes', serveAsset('release-notes'));
 
-  if (fetchService === undefined) return;
   app.get('/v1/apps/:source/:name/tarball', { exposeHeadRoute: false }, async (request, reply) => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query', 'Call GET /v1/apps/<source>/<name>/tarball[?version=<version>].');

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FetchService } from '../../broker/fetch-service.js';
 import { BrokerError } from '../../protocol/errors.js';
@@ -11,8 +10,7 @@ import type { SecretScrubber } from '../../broker/secret-scrubber.js';
  * Relayed upstream headers (ETag, X-Checksum-*, Content-Disposition...) are the upstream's text:
  * one that carries a token (a proxy reflecting the request) is dropped, not passed on.
  */
-export function withoutSecretHeaders<H extends Record<string, unknown>>(headers: H, scrubber: SecretScrubber | undefined): H {
-  if (scrubber === undefined) return headers;
+export function withoutSecretHeaders<H extends Record<string, unknown>>(headers: H, scrubber: SecretScrubber): H {
   return Object.fromEntries(Object.entries(headers).filter(([, value]) => !scrubber.leaks(Array.isArray(value) ? value.join(', ') : String(value)))) as H;
 }
 
@@ -21,7 +19,7 @@ export function withoutSecretHeaders<H extends Record<string, unknown>>(headers:
  * rest to the FetchService, and pipes the body to the socket with backpressure. Errors before the
  * first byte go through the server's error handler as envelopes; after it, the connection is cut.
  */
-export function registerFetchRoutes(app: FastifyInstance, service: FetchService, scrubber?: SecretScrubber): void {
+export function registerFetchRoutes(app: FastifyInstance, service: FetchService, scrubber: SecretScrubber): void {
   // No automatic HEAD route: it would run the whole GET upstream and throw the body away.
   app.get('/v1/fetch', { exposeHeadRoute: false }, async (request, reply) => {
     const query = parseRequestPart(FetchQuerySchema, request.query, 'query', 'Call GET /v1/fetch?url=<absolute URL>[&sha256=<hex>|&sha1=<hex>].');
@@ -54,9 +52,9 @@ export interface FetchTarget {
  * Answers one request with a fetch through the FetchService: shared by `/v1/fetch` and the app
  * tarball route, so both get the same policy, token, verification, cache and abort handling.
  */
-export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget, scrubber?: SecretScrubber): Promise<void> {
-  const requestId = randomUUID();
-  void reply.header(REQUEST_ID_HEADER, requestId);
+export async function serveFetch(request: FastifyRequest, reply: FastifyReply, service: FetchService, target: FetchTarget, scrubber: SecretScrubber): Promise<void> {
+  // The one id of this request: fastify's (genReqId), already in the header and on request.log.
+  const requestId = request.id;
   const headers = parseRequestPart(FetchRequestHeadersSchema, pickForwarded(request.headers), 'headers');
 
   const res = reply.raw;

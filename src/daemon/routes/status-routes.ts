@@ -6,9 +6,8 @@ import type { ServerDeps } from '../server.js';
 export function registerStatusRoutes(app: FastifyInstance, deps: ServerDeps): void {
   app.get('/v1/status', async (): Promise<Status> => {
     const now = deps.clock.now();
-    const sections = await Promise.all((deps.statusSections ?? []).map((section) => section()));
     return {
-      ...Object.assign({}, ...sections),
+      ...(await deps.statusSections()),
       version: VERSION,
       pid: process.pid,
       uptimeSeconds: Math.max(0, Math.round((now - deps.startedAt) / 1000)),

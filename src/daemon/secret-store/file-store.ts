@@ -154,6 +154,8 @@ export function createFileStore(stateDir: string, options: FileStoreOptions = {}
     path,
     persistent: true,
     plaintextAtRest: true,
+    // File errors surface as errors of the call itself, not as a store state.
+    lastState: 'ok',
     get(account) {
       return exclusive(async () => (await readSecrets()).get(account) ?? null);
     },

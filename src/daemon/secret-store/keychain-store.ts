@@ -1,7 +1,13 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { SecretStore, SecretStoreState } from '../../broker/ports.js';
 import { BrokerError } from '../../protocol/errors.js';
 
-/** DESIGN section 3: keychain entry = service `tokenbroker`, account = server name. */
+/**
+ * DESIGN section 3: keychain entry = service `tokenbroker`, account = server name. A daemon run
+ * with its own TOKENBROKER_HOME keeps its own entries (`<server>@<scope>`, see
+ * keychainAccountScope), so a test or second home never reads or deletes the main daemon's token.
+ */
 export const KEYCHAIN_SERVICE = 'tokenbroker';
 /** Only probe() writes here, and only a fixed marker that it removes again: never a token. */
 export const KEYCHAIN_PROBE_SERVICE = 'tokenbroker-probe';
@@ -25,12 +31,23 @@ export interface KeychainStoreOptions {
   timeoutMs?: number;
   /** Loads keytar; tests inject fakes. Defaults to a dynamic import of the optional dependency. */
   loadKeytar?: () => Promise<KeytarLike>;
+  /** Appended to every account as `@<scope>` (a non-default TOKENBROKER_HOME); none for the default home. */
+  accountScope?: string | undefined;
+}
+
+/**
+ * The account scope of a TOKENBROKER_HOME: the first 12 hex digits of the sha256 of its resolved
+ * path (stable for that home, no path in the keychain). Undefined for the default home, whose
+ * accounts are the bare server names.
+ */
+export function keychainAccountScope(env: NodeJS.ProcessEnv): string | undefined {
+  const home = env.TOKENBROKER_HOME;
+  if (home === undefined || home === '') return undefined;
+  return createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 12);
 }
 
 export interface KeychainStore extends SecretStore {
   readonly kind: 'keychain';
-  /** How the last call (probe included) ended; null before the first call. For status. */
-  readonly lastState: SecretStoreState | null;
   /** The error of the last call when it failed, else null. */
   readonly lastError: BrokerError | null;
 }
@@ -174,8 +191,10 @@ export function createKeychainStore(options: KeychainStoreOptions = {}): Keychai
     }
   }
 
-  function requireAccount(account: string): void {
+  /** The keychain account of a server name: scoped for a non-default home. */
+  function requireAccount(account: string): string {
     if (account.length === 0) throw new BrokerError('BROKER_BAD_REQUEST', { message: 'The keychain account name is empty.' });
+    return options.accountScope === undefined ? account : `${account}@${options.accountScope}`;
   }
 
   return {
@@ -188,18 +207,18 @@ export function createKeychainStore(options: KeychainStoreOptions = {}): Keychai
     get lastError() {
       return lastError;
     },
-    async get(account) {
-      requireAccount(account);
+    async get(server) {
+      const account = requireAccount(server);
       return run('reading the keychain', (api) => api.getPassword(KEYCHAIN_SERVICE, account));
     },
-    async set(account, secret) {
-      requireAccount(account);
+    async set(server, secret) {
+      const account = requireAccount(server);
       // keytar rejects an empty password with its own error, which would read as "unavailable".
       if (secret.length === 0) throw new BrokerError('BROKER_BAD_REQUEST', { message: 'Refusing to store an empty secret.' });
       return run('writing to the keychain', (api) => api.setPassword(KEYCHAIN_SERVICE, account, secret), secret);
     },
-    async delete(account) {
-      requireAccount(account);
+    async delete(server) {
+      const account = requireAccount(server);
       return run('deleting from the keychain', (api) => api.deletePassword(KEYCHAIN_SERVICE, account));
     },
     async probe() {

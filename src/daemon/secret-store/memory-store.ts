@@ -7,6 +7,8 @@ export function createMemoryStore(): SecretStore {
     kind: 'memory',
     persistent: false,
     plaintextAtRest: false,
+    // Nothing here can fail the way a keychain does (locked, unavailable).
+    lastState: 'ok',
     async get(account) {
       return secrets.get(account) ?? null;
     },

@@ -19,6 +19,8 @@ export interface SelectSecretStoreDeps {
   stateDir: string;
   /** Builds the keychain store; tests inject one with a fake keytar. */
   createKeychain?: () => KeychainStore;
+  /** The keychain account scope of a non-default TOKENBROKER_HOME (keychainAccountScope). */
+  keychainAccountScope?: string | undefined;
 }
 
 /**
@@ -36,13 +38,14 @@ export async function selectSecretStore(setting: SecretStoreSetting, deps: Selec
     }
     case 'keychain':
     case 'auto': {
-      const store = (deps.createKeychain ?? (() => createKeychainStore()))();
+      const store = (deps.createKeychain ?? (() => createKeychainStore({ accountScope: deps.keychainAccountScope })))();
       const state = await store.probe();
       if (state === 'ok') return { store };
       if (setting === 'auto') {
         return {
           store: createMemoryStore(),
-          warning: `OS keychain ${state}: the token is kept in memory only and must be set again after a restart.`,
+          // Name the reason (no Secret Service, locked, keytar missing...): the fix depends on it.
+          warning: `${(store.lastError ?? keychainError(state, 'probe failed')).message} The token is kept in memory only and must be set again after a restart.`,
         };
       }
       const cause = store.lastError ?? keychainError(state, 'probe failed');
