@@ -24,6 +24,9 @@ import { createKeychainStore, type KeychainStore } from './secret-store/keychain
 import { selectSecretStore, type SecretStoreSelection } from './secret-store/select-store.js';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
+import { DownloadService } from '../broker/download-service.js';
+import { createFsDownloadFiles } from './fs-download-files.js';
+import { resolveTarball } from '../broker/app-tarball.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
@@ -114,6 +117,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     logger,
     userAgent: `tokenbroker/${VERSION}`,
   });
+  const downloadService = new DownloadService({
+    fetch: fetchService,
+    files: createFsDownloadFiles(),
+    events,
+    clock: systemClock,
+    logger,
+    // The one use of the app index for downloads: re-point here when app infos change shape.
+    resolveApp: (source, name, version) => {
+      const tarball = resolveTarball(sources.app(source, name), version);
+      return { url: tarball.tarballUrl, shasum: tarball.shasum };
+    },
+  });
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -126,6 +141,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     sources,
     clientTokens,
     fetchService,
+    downloadService,
     statusSections: [
       () => ({ secretStore: secretStoreStatus(secretStore) }),
       () => sources.statusSection(),

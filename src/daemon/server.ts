@@ -20,6 +20,8 @@ import { registerTokenRoutes } from './routes/token-routes.js';
 import type { FetchService } from '../broker/fetch-service.js';
 import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
+import type { DownloadService } from '../broker/download-service.js';
+import { registerDownloadRoutes } from './routes/download-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
@@ -39,6 +41,8 @@ export interface ServerDeps {
   statusSections?: readonly StatusSection[];
   /** `GET /v1/fetch` and `GET /v1/fetches/:id` (absent in tests that do not need them). */
   fetchService?: FetchService;
+  /** `POST /v1/downloads`, `GET/DELETE /v1/downloads/:id` (absent in tests that do not need them). */
+  downloadService?: DownloadService;
   /** The token lifecycle (the only holder of the raw token). */
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
@@ -119,6 +123,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerEventsRoutes(app, deps);
   if (deps.fetchService !== undefined) registerFetchRoutes(app, deps.fetchService);
   registerAppRoutes(app, deps.sources, deps.fetchService);
+  if (deps.downloadService !== undefined) registerDownloadRoutes(app, { downloads: deps.downloadService, getConfig: deps.getConfig, listenerOf: deps.listenerOf });
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;
