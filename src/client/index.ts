@@ -17,3 +17,4 @@ export {
   type CreatedClientToken,
   type RevokedClientToken,
 } from '../protocol/client-tokens.js';
+export type { DownloadRequest, DownloadOutcome, DownloadProgressView, DownloadState, VerifiedBy } from '../protocol/downloads.js';
