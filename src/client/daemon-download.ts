@@ -23,6 +23,7 @@ export async function daemonDownload(client: DaemonDownloadClient, body: Omit<Do
   const id = randomUUID();
   if (options.signal?.aborted) throw new BrokerError('BROKER_DOWNLOAD_CANCELLED', { message: 'The download was cancelled before it started.' });
   let timer: NodeJS.Timeout | undefined;
+  let resumedFrom = 0;
   if (options.onProgress !== undefined) {
     const onProgress = options.onProgress;
     let polling = false;
@@ -32,7 +33,9 @@ export async function daemonDownload(client: DaemonDownloadClient, body: Omit<Do
       client
         .downloadProgress(id)
         .then((p) => {
-          if (p.state === 'running') onProgress({ received: p.received, total: p.total ?? undefined, resumedFrom: p.resumedFrom });
+          if (p.state !== 'running' || timer === undefined) return;
+          resumedFrom = p.resumedFrom;
+          onProgress({ received: p.received, total: p.total ?? undefined, resumedFrom: p.resumedFrom });
         })
         // Not registered yet, or finished meanwhile: the next poll or the answer tells.
         .catch(() => undefined)
@@ -45,6 +48,10 @@ export async function daemonDownload(client: DaemonDownloadClient, body: Omit<Do
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const outcome = await client.postDownload({ ...body, id, umask: currentUmask() });
+    clearInterval(timer);
+    timer = undefined;
+    // The last poll may be a little behind: the caller's last report is the whole file.
+    options.onProgress?.({ received: outcome.bytes, total: outcome.bytes, resumedFrom: outcome.resumed ? resumedFrom : 0 });
     return { path: outcome.path, size: outcome.bytes, sha1: outcome.sha1, sha256: outcome.sha256, verifiedBy: outcome.verifiedBy, resumed: outcome.resumed, requestId: outcome.id };
   } finally {
     if (timer !== undefined) clearInterval(timer);
