@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { PartInfo, VerifiedBy } from '../protocol/downloads.js';
 import { checkDownloadTarget, commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from '../protocol/part-files.js';
@@ -205,7 +205,7 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
 
   // A resumed download only streams the tail: the digest covers the bytes already on disk too.
   const hashes = new WholeFileHashes();
-  if (resumeFrom > 0) await pipeline(part.handle.createReadStream({ start: 0, end: resumeFrom - 1, autoClose: false }), hashes.sink());
+  if (resumeFrom > 0) await hashPrefix(part, resumeFrom, hashes);
   let received = resumeFrom;
   const progress = new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
@@ -216,7 +216,7 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
     },
   });
   try {
-    await pipeline(response.body, progress, part.handle.createWriteStream({ autoClose: false }));
+    await pipeline(response.body, progress, handleSink(part));
   } catch (err) {
     await part.handle.close().catch(() => undefined);
     // A checksum abort means the bytes are wrong: keep nothing. Anything else: keep them to resume.
@@ -248,6 +248,27 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
   return { path: target, size: received, sha1: digests.sha1, sha256: digests.sha256, verifiedBy, resumed: resumeFrom > 0, requestId: response.requestId };
 }
 
+/** Feeds the first `size` bytes of the part file to the hashes (a resumed download's prefix). */
+async function hashPrefix(part: OpenPart, size: number, hashes: WholeFileHashes): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(1024 * 1024, size));
+  for (let position = 0; position < size; ) {
+    const { bytesRead } = await part.handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
+    if (bytesRead === 0) break;
+    hashes.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+}
+
+/** Writes to the open part file (which stays open for the fsync and rename); batches become one writev. */
+function handleSink(part: OpenPart): Writable {
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    writev(chunks, callback) {
+      part.handle.writev(chunks.map((c) => c.chunk as Buffer)).then(() => callback(), callback);
+    },
+  });
+}
+
 /** The server's own checksums: X-Checksum-Sha1/-Sha256, or Artifactory's sha1-shaped ETag. */
 function serverDigests(headers: Record<string, string>): { sha1?: string; sha256?: string } {
   const sha1 = (headers['x-checksum-sha1'] ?? /^"?([0-9a-fA-F]{40})"?$/.exec(headers.etag ?? '')?.[1])?.trim().toLowerCase();
@@ -262,15 +283,6 @@ class WholeFileHashes {
   update(chunk: Buffer): void {
     this.sha256.update(chunk);
     this.sha1.update(chunk);
-  }
-
-  sink(): Transform {
-    return new Transform({
-      transform: (chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) => {
-        this.update(chunk);
-        callback();
-      },
-    });
   }
 
   digest(): { sha1: string; sha256: string } {
