@@ -1,6 +1,6 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { DEFAULT_UMASK, type DownloadOutcome, type DownloadProgressView, type DownloadRequestInput, type DownloadState, type PartInfo, type VerifiedBy } from '../protocol/downloads.js';
+import { DEFAULT_UMASK, downloadCancelled, isDownloadCancelled, type DownloadOutcome, type DownloadProgressView, type DownloadRequestInput, type DownloadState, type PartInfo, type VerifiedBy } from '../protocol/downloads.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { EventBus } from './event-bus.js';
 import type { DomainLogger } from './fetch-ports.js';
@@ -103,7 +103,7 @@ export class DownloadService {
     const found = this.downloads.get(id);
     if (found === undefined) return undefined;
     if (found.view.state === 'running') {
-      found.controller.abort(new BrokerError('BROKER_DOWNLOAD_CANCELLED'));
+      found.controller.abort(downloadCancelled());
       found.view.state = 'cancelled';
     }
     return { ...found.view };
@@ -126,7 +126,7 @@ export class DownloadService {
       });
     }
     const controller = new AbortController();
-    const onCallerGone = (): void => controller.abort(new BrokerError('BROKER_DOWNLOAD_CANCELLED', { message: 'The client went away; the .part file is kept.' }));
+    const onCallerGone = (): void => controller.abort(downloadCancelled('The client went away; the download stopped and its .part file is kept.'));
     if (caller.signal.aborted) onCallerGone();
     caller.signal.addEventListener('abort', onCallerGone, { once: true });
     const running: Running = { view: { id, path: target, received: 0, total: null, resumedFrom: 0, state: 'running' }, controller, lastEventAt: -Infinity };
@@ -138,7 +138,7 @@ export class DownloadService {
       return outcome;
     } catch (err) {
       const error = isBrokerError(err) ? err : new BrokerError('BROKER_INTERNAL', { cause: err });
-      this.end(running, error.code === 'BROKER_DOWNLOAD_CANCELLED' ? 'cancelled' : 'failed', { error: { code: error.code, message: error.message } });
+      this.end(running, isDownloadCancelled(error) ? 'cancelled' : 'failed', { error: { code: error.code, message: error.message } });
       throw error;
     } finally {
       caller.signal.removeEventListener('abort', onCallerGone);

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { BrokerError } from '../protocol/errors.js';
-import type { DownloadOutcome, DownloadProgressView, DownloadRequest } from '../protocol/downloads.js';
+import { downloadCancelled, type DownloadOutcome, type DownloadProgressView, type DownloadRequest } from '../protocol/downloads.js';
 import type { DownloadOptions, DownloadResult } from './fetch.js';
 
 /** How often progress is asked for while a daemon-written download runs (the daemon's own events are ≤ 10/s too). */
@@ -16,12 +15,12 @@ export interface DaemonDownloadClient {
 /**
  * `POST /v1/downloads` on the owner's socket: the daemon writes the file (no body crosses the
  * socket). Progress is polled while it runs; aborting `options.signal` cancels the download (its
- * `.part` is kept) and rejects with BROKER_DOWNLOAD_CANCELLED. The file is created with the mode
+ * `.part` is kept) and rejects with BROKER_UPSTREAM_UNREACHABLE, `details.reason: "cancelled"` (isDownloadCancelled). The file is created with the mode
  * this process's umask gives (`0666 & ~umask`), as if it had written the file itself.
  */
 export async function daemonDownload(client: DaemonDownloadClient, body: Omit<DownloadRequest, 'id' | 'umask'>, options: Pick<DownloadOptions, 'onProgress' | 'signal'> = {}): Promise<DownloadResult> {
   const id = randomUUID();
-  if (options.signal?.aborted) throw new BrokerError('BROKER_DOWNLOAD_CANCELLED', { message: 'The download was cancelled before it started.' });
+  if (options.signal?.aborted) throw downloadCancelled('The download was cancelled before it started.');
   let timer: NodeJS.Timeout | undefined;
   let resumedFrom = 0;
   if (options.onProgress !== undefined) {

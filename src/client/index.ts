@@ -18,3 +18,4 @@ export {
   type RevokedClientToken,
 } from '../protocol/client-tokens.js';
 export type { DownloadRequest, DownloadOutcome, DownloadProgressView, DownloadState, VerifiedBy } from '../protocol/downloads.js';
+export { isDownloadCancelled } from '../protocol/downloads.js';

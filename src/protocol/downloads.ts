@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BrokerError, isBrokerError } from './errors.js';
 import { SHA1_HEX, SHA256_HEX } from './fetch.js';
 
 /**
@@ -115,4 +116,17 @@ export function downloadFileName(url: string): string | undefined {
   }
   const last = path.split('/').pop() ?? '';
   return SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..' ? last : undefined;
+}
+
+/**
+ * A cancelled download (`DELETE /v1/downloads/:id`, the client went away, Ctrl-C): the error
+ * registry of the design has no code of its own for it, so it is BROKER_UPSTREAM_UNREACHABLE
+ * (the family of "the download broke off, run it again to resume") with `details.reason: "cancelled"`.
+ */
+export function downloadCancelled(message = 'The download was cancelled; its .part file is kept.'): BrokerError {
+  return new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message, hint: 'Run the same download again to resume where it stopped.', details: { reason: 'cancelled' } });
+}
+
+export function isDownloadCancelled(err: unknown): err is BrokerError {
+  return isBrokerError(err, 'BROKER_UPSTREAM_UNREACHABLE') && err.details?.reason === 'cancelled';
 }

@@ -128,12 +128,6 @@ export const ERRORS = {
     hint: 'Nothing was kept. Try again; if it persists, the file on the server or the expected digest is wrong.',
     exit: ExitCode.checksum,
   },
-  BROKER_DOWNLOAD_CANCELLED: {
-    status: 409,
-    message: 'The download was cancelled; its .part file is kept.',
-    hint: 'Run the same download again to resume where it stopped.',
-    exit: ExitCode.error,
-  },
   BROKER_SECRET_STORE_UNAVAILABLE: {
     status: 503,
     message: 'The OS keychain is not available.',
