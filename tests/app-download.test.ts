@@ -44,6 +44,7 @@ describe('app downloads', () => {
       const body = Buffer.from(await res.body.arrayBuffer());
       expect(res.statusCode).toBe(200);
       expect(res.headers['content-disposition']).toBe('attachment; filename="pc-nrfconnect-ble-1.0.0.tgz"');
+      expect(res.headers['x-tokenbroker-verified-by']).toBe('shasum');
       expect(body.equals(tarballBytes('pc-nrfconnect-ble', '1.0.0'))).toBe(true);
       const bad = await client.request({ method: 'GET', path: '/v1/apps/official/pc-nrfconnect-bad/tarball', headers: { host: 'localhost' } });
       // The upstream's own X-Checksum-Sha1 already disagrees with the index: refused before any byte.

@@ -46,6 +46,8 @@ export type DownloadRequestInput = z.output<typeof DownloadRequestSchema>;
 /** How the content was checked: an expected digest (`shasum`), the server's own sha1, or not at all. */
 export const VERIFIED_BY = ['shasum', 'server-checksum', 'none'] as const;
 export type VerifiedBy = (typeof VERIFIED_BY)[number];
+/** On `GET /v1/apps/:source/:name/tarball`: what the daemon verifies the stream against (`shasum` or `none`). */
+export const VERIFIED_BY_HEADER = 'x-tokenbroker-verified-by';
 
 export const DownloadOutcomeSchema = z.looseObject({
   id: z.string(),
