@@ -66,6 +66,15 @@ describe('app downloads', () => {
     expect(await readdir(out)).toContain('pc-nrfconnect-ble-1.2.0.tgz');
   });
 
+  it('POST /v1/downloads {source, app, version} writes the tarball, verified by the index shasum', async () => {
+    const dest = path.join(out, 'by-app.tgz');
+    const outcome = await daemon.client.postDownload({ source: 'official', app: 'pc-nrfconnect-ble', version: '1.0.0', path: dest });
+    expect(outcome).toMatchObject({ path: dest, verifiedBy: 'shasum', resumed: false, bytes: tarballBytes('pc-nrfconnect-ble', '1.0.0').length });
+    expect((await readFile(dest)).equals(tarballBytes('pc-nrfconnect-ble', '1.0.0'))).toBe(true);
+    await rm(dest);
+    await expect(daemon.client.postDownload({ source: 'official', app: 'pc-nrfconnect-ble', version: '9.9.9', path: dest })).rejects.toMatchObject({ code: 'BROKER_NOT_FOUND' });
+  });
+
   it('apps download of a tarball whose bytes do not match shasum exits 6 and leaves nothing behind', async () => {
     const before = await readdir(out);
     const result = await runCli(['apps', 'download', 'official/pc-nrfconnect-bad', '-o', out], { env: daemon.env });
