@@ -50,7 +50,7 @@ async function hasCurl(): Promise<boolean> {
 /** The reference the streaming relay is held to: a node:http server piping an undici body. */
 async function minimalPassThrough(socketPath: string, origin: string): Promise<Server> {
   const server = createServer((req, res) => {
-    void request(`${origin}${req.url ?? '/'}`, { headers: { range: 'bytes=0-' } }).then(
+    void request(`${origin}${req.url ?? '/'}`, { headers: { range: 'bytes=0-', authorization: `Bearer ${TOKEN}` } }).then(
       (upstream) => {
         res.writeHead(200, { 'content-length': String(upstream.headers['content-length'] ?? '').replace(/\D/g, '') || undefined });
         void pipeline(upstream.body, res).catch(() => undefined);

@@ -54,7 +54,7 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
 
   if (options.output !== undefined && options.output !== '-') {
     const dest = await outputFile(options.output, url);
-    await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, onProgress, signal }), partPathOf(dest));
+    await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, ...(onProgress === undefined ? {} : { onProgress }), signal }), partPathOf(dest));
     return;
   }
 
@@ -112,7 +112,8 @@ export async function outputFile(output: string, url: string): Promise<string> {
 export async function downloadWithProgress<R extends { size: number; resumed: boolean; sha256: string; verifiedBy: VerifiedBy; path: string }>(
   ctx: CliContext,
   label: string,
-  run: (onProgress: (p: { received: number; total?: number | undefined; resumedFrom: number }) => void, signal: AbortSignal) => Promise<R>,
+  /** `onProgress` is undefined when nothing shows it (stderr not a terminal): no progress polling then. */
+  run: (onProgress: ((p: { received: number; total?: number | undefined; resumedFrom: number }) => void) | undefined, signal: AbortSignal) => Promise<R>,
   partFile?: string,
 ): Promise<R> {
   const { io } = ctx;
@@ -122,10 +123,14 @@ export async function downloadWithProgress<R extends { size: number; resumed: bo
   const onInterrupt = (): void => controller.abort();
   process.once('SIGINT', onInterrupt);
   try {
-    const result = await run((p) => {
-      last = { received: p.received, total: p.total, resumedFrom: p.resumedFrom };
-      bar?.update(p.received, p.total, p.resumedFrom);
-    }, controller.signal);
+    const onProgress =
+      bar === undefined
+        ? undefined
+        : (p: { received: number; total?: number | undefined; resumedFrom: number }): void => {
+            last = { received: p.received, total: p.total, resumedFrom: p.resumedFrom };
+            bar.update(p.received, p.total, p.resumedFrom);
+          };
+    const result = await run(onProgress, controller.signal);
     bar?.done(result.size, last.total ?? result.size, last.resumedFrom);
     if (io.stderrIsTTY) writeLine(io.stderr, `saved ${label} (${formatBytes(result.size)}${result.resumed ? ', resumed' : ''}, sha256 ${result.sha256})`);
     if (result.verifiedBy === 'none') writeLine(io.stderr, `warning: ${result.path} was not verified: no checksum was given and the server sent none (pass --sha256 to check it).`);
