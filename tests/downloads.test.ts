@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -167,6 +167,41 @@ describe('POST /v1/downloads (real daemon)', () => {
     const result = await daemon.client.download(af.url(BIG), dest, { sha256 });
     expect(result).toMatchObject({ resumed: true, size: 64 * MiB, sha256, verifiedBy: 'shasum' });
     expect(af.requestsTo(BIG)[0]?.headers.range).toBe(`bytes=${partSize}-`);
+    expect(await sha256Of(dest)).toBe(sha256);
+    await rm(dest);
+  });
+
+  it('Ctrl-C during fetch -o cancels, says the .part is kept and how to resume; a client that vanishes keeps it too', async () => {
+    const { sha256 } = await af.digestOf(BIG);
+    const dest = path.join(out, 'interrupted.bin');
+    const partHasBytes = async (): Promise<boolean> => ((await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0) > MiB;
+    af.setFault(BIG, { kind: 'slow', bytesPerSecond: 8 * MiB }, { times: 2 });
+    const child = spawn(process.execPath, [CLI_ENTRY, 'fetch', af.url(BIG), '-o', dest, '--sha256', sha256], { env: daemon.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await until('the .part to grow', partHasBytes);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain(`interrupted: ${dest}.part is kept; run the same command again to resume.`);
+    const kept = (await stat(`${dest}.part`)).size;
+    expect(kept).toBeGreaterThan(MiB);
+    await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // The client process killed outright: the daemon sees the connection close and stops too.
+    const killed = spawn(process.execPath, [CLI_ENTRY, 'fetch', af.url(BIG), '-o', dest, '--sha256', sha256], { env: daemon.env, stdio: 'ignore' });
+    await until('the resumed .part to grow', async () => ((await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0) > kept + MiB);
+    killed.kill('SIGKILL');
+    await until('the daemon to stop writing', async () => {
+      const a = (await stat(`${dest}.part`)).size;
+      await new Promise((r) => setTimeout(r, 300));
+      return (await stat(`${dest}.part`)).size === a;
+    });
+    expect((await stat(`${dest}.part`)).size).toBeLessThan(64 * MiB);
+    expect(JSON.parse(await readFile(`${dest}.part.json`, 'utf8'))).toMatchObject({ url: af.url(BIG) });
+
+    const done = await runCli(['fetch', af.url(BIG), '-o', dest, '--sha256', sha256], { env: daemon.env });
+    expect(done.code).toBe(0);
     expect(await sha256Of(dest)).toBe(sha256);
     await rm(dest);
   });
