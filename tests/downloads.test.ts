@@ -159,7 +159,7 @@ describe('POST /v1/downloads (real daemon)', () => {
         },
       })
       .catch((err: unknown) => err);
-    expect(error).toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE', details: { reason: 'cancelled' } });
+    expect(error).toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE', details: { reason: 'client-aborted' } });
     const partSize = (await stat(`${dest}.part`)).size;
     expect(partSize).toBeGreaterThan(8 * MiB);
     await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });

@@ -58,7 +58,7 @@ describe('client.download and the fetch command', () => {
       })
       .catch((err: unknown) => err);
     // On the owner's socket the daemon writes the file: aborting cancels it there.
-    expect(error).toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE', details: { reason: 'cancelled' } });
+    expect(error).toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE', details: { reason: 'client-aborted' } });
     const partSize = (await stat(`${dest}.part`)).size;
     expect(partSize).toBeGreaterThan(0);
 

@@ -189,7 +189,7 @@ export class DownloadService {
         throw new BrokerError('BROKER_UPSTREAM_ERROR', {
           message: `The server resumed ${describeUrl(source.url)} at the wrong place (${response.headers['content-range'] ?? 'no Content-Range'}); the partial file was removed.`,
           hint: 'Run the download again to start from the beginning.',
-          details: { status: 206, reason: 'bad-resume' },
+          details: { status: 206, reason: 'partial-content' },
         });
       }
       total = range[3] === '*' ? undefined : Number(range[3]);

@@ -15,7 +15,7 @@ export interface DaemonDownloadClient {
 /**
  * `POST /v1/downloads` on the owner's socket: the daemon writes the file (no body crosses the
  * socket). Progress is polled while it runs; aborting `options.signal` cancels the download (its
- * `.part` is kept) and rejects with BROKER_UPSTREAM_UNREACHABLE, `details.reason: "cancelled"` (isDownloadCancelled). The file is created with the mode
+ * `.part` is kept) and rejects with BROKER_UPSTREAM_UNREACHABLE, `details.reason: "client-aborted"` (isDownloadCancelled). The file is created with the mode
  * this process's umask gives (`0666 & ~umask`), as if it had written the file itself.
  */
 export async function daemonDownload(client: DaemonDownloadClient, body: Omit<DownloadRequest, 'id' | 'umask'>, options: Pick<DownloadOptions, 'onProgress' | 'signal'> = {}): Promise<DownloadResult> {
