@@ -8,9 +8,14 @@ import { benchSources } from './sources-bench.js';
 import { benchStatus } from './status-bench.js';
 import { benchFetch } from './fetch-bench.js';
 import { benchClientTokens } from './client-token-bench.js';
+import { benchDownloads } from './download-bench.js';
 
 console.log(`# tokenbroker bench — node ${process.version}, ${os.cpus().length} cpu, ${os.cpus()[0]?.model ?? 'unknown cpu'}`);
-printRows('daemon basics', await benchStatus());
-printRows('app sources', await benchSources());
-printRows('client tokens on an extra listener', await benchClientTokens());
-printRows('fetch', await benchFetch());
+// `npm run bench -- downloads` runs one section (the machine may be shared).
+const only = process.argv.slice(2);
+const wanted = (name: string): boolean => only.length === 0 || only.includes(name);
+if (wanted('basics')) printRows('daemon basics', await benchStatus());
+if (wanted('sources')) printRows('app sources', await benchSources());
+if (wanted('client-tokens')) printRows('client tokens on an extra listener', await benchClientTokens());
+if (wanted('fetch')) printRows('fetch', await benchFetch());
+if (wanted('downloads')) printRows('downloads to a file', await benchDownloads());

@@ -44,6 +44,7 @@ describe('app downloads', () => {
       const body = Buffer.from(await res.body.arrayBuffer());
       expect(res.statusCode).toBe(200);
       expect(res.headers['content-disposition']).toBe('attachment; filename="pc-nrfconnect-ble-1.0.0.tgz"');
+      expect(res.headers['x-tokenbroker-verified-by']).toBe('shasum');
       expect(body.equals(tarballBytes('pc-nrfconnect-ble', '1.0.0'))).toBe(true);
       const bad = await client.request({ method: 'GET', path: '/v1/apps/official/pc-nrfconnect-bad/tarball', headers: { host: 'localhost' } });
       // The upstream's own X-Checksum-Sha1 already disagrees with the index: refused before any byte.
@@ -63,6 +64,15 @@ describe('app downloads', () => {
     const latest = await runCli(['apps', 'download', 'official/pc-nrfconnect-ble', '-o', out], { env: daemon.env });
     expect(latest.code).toBe(0);
     expect(await readdir(out)).toContain('pc-nrfconnect-ble-1.2.0.tgz');
+  });
+
+  it('POST /v1/downloads {source, app, version} writes the tarball, verified by the index shasum', async () => {
+    const dest = path.join(out, 'by-app.tgz');
+    const outcome = await daemon.client.postDownload({ source: 'official', app: 'pc-nrfconnect-ble', version: '1.0.0', path: dest });
+    expect(outcome).toMatchObject({ path: dest, verifiedBy: 'shasum', resumed: false, bytes: tarballBytes('pc-nrfconnect-ble', '1.0.0').length });
+    expect((await readFile(dest)).equals(tarballBytes('pc-nrfconnect-ble', '1.0.0'))).toBe(true);
+    await rm(dest);
+    await expect(daemon.client.postDownload({ source: 'official', app: 'pc-nrfconnect-ble', version: '9.9.9', path: dest })).rejects.toMatchObject({ code: 'BROKER_NOT_FOUND' });
   });
 
   it('apps download of a tarball whose bytes do not match shasum exits 6 and leaves nothing behind', async () => {

@@ -174,6 +174,14 @@ describe('progress bar', () => {
     expect(formatEta(3725)).toBe('1:02:05');
   });
 
+  it('fits the terminal: drops the bar, then ETA, rate and total, never wraps', () => {
+    const p = { received: 50 * 1024 * 1024, total: 100 * 1024 * 1024, resumedFrom: 0, elapsedMs: 5000, width: 24 };
+    expect(formatProgress({ ...p, columns: 60 })).toBe(' 50%  50.0 MiB / 100.0 MiB  10.0 MiB/s  ETA 0:05');
+    expect(formatProgress({ ...p, columns: 40 })).toBe(' 50%  50.0 MiB / 100.0 MiB  10.0 MiB/s');
+    expect(formatProgress({ ...p, columns: 20 })).toBe(' 50%  50.0 MiB');
+    for (const columns of [5, 12, 30, 45, 80, 200]) expect(formatProgress({ ...p, columns }).length).toBeLessThan(columns);
+  });
+
   it('counts only this run for the rate of a resumed download, and redraws in place', () => {
     let t = 0;
     let out = '';

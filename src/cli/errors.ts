@@ -17,14 +17,15 @@ export class UsageError extends Error {
  * A failure already explained to the user (the command printed it): only the exit code is left.
  */
 export class SilentExit extends Error {
-  constructor(readonly exitCode: ExitCodeValue) {
+  /** 130 = interrupted by Ctrl-C (128 + SIGINT), the shell convention. */
+  constructor(readonly exitCode: ExitCodeValue | 130) {
     super(`exit ${exitCode}`);
     this.name = 'SilentExit';
   }
 }
 
 /** The one mapping from error kinds to the documented exit codes (DESIGN section 7). */
-export function exitCodeFor(err: unknown): ExitCodeValue {
+export function exitCodeFor(err: unknown): ExitCodeValue | 130 {
   if (err instanceof SilentExit) return err.exitCode;
   if (err instanceof UsageError) return ExitCode.usage;
   if (err instanceof DaemonUnavailableError) return ExitCode.daemonUnreachable;

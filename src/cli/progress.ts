@@ -3,9 +3,14 @@ import type { Writable } from 'node:stream';
 /** Redraws at most this often: a terminal is slower than a fast download. */
 const REDRAW_MS = 100;
 
+/** Erases from the cursor to the end of the line (after a `\r`, the rest of the previous redraw). */
+const CLEAR_TO_END = '\x1b[K';
+
 /**
  * A one-line progress bar for stderr (only ever shown on a TTY): bytes, rate and ETA. The rate
- * counts only this run's bytes, so a resumed download does not claim an absurd speed.
+ * counts only this run's bytes, so a resumed download does not claim an absurd speed. The line
+ * fits the terminal's width (it drops the bar, then the ETA, the rate and the total as the
+ * terminal narrows): a line that wrapped could not be redrawn in place with `\r`.
  */
 export class ProgressBar {
   private readonly startedAt: number;
@@ -16,6 +21,8 @@ export class ProgressBar {
     private readonly stream: Writable,
     private readonly now: () => number = () => performance.now(),
     private readonly width = 24,
+    /** The terminal's width, read at each redraw (it can change); default: the stream's own. */
+    private readonly columns: () => number | undefined = () => (stream as { columns?: number }).columns,
   ) {
     this.startedAt = now();
   }
@@ -24,12 +31,12 @@ export class ProgressBar {
     const t = this.now();
     if (t - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = t;
-    this.draw(formatProgress({ received, total, resumedFrom, elapsedMs: t - this.startedAt, width: this.width }));
+    this.draw(formatProgress({ received, total, resumedFrom, elapsedMs: t - this.startedAt, width: this.width, columns: this.columns() }));
   }
 
   /** Draws the final state and ends the line. */
   done(received: number, total: number | undefined, resumedFrom = 0): void {
-    this.draw(formatProgress({ received, total, resumedFrom, elapsedMs: this.now() - this.startedAt, width: this.width }));
+    this.draw(formatProgress({ received, total, resumedFrom, elapsedMs: this.now() - this.startedAt, width: this.width, columns: this.columns() }));
     this.stream.write('\n');
   }
 
@@ -39,21 +46,38 @@ export class ProgressBar {
   }
 
   private draw(line: string): void {
-    // Pad over a longer previous line instead of relying on terminal escape codes.
-    const padded = line.padEnd(this.lastLine.length);
     this.lastLine = line;
-    this.stream.write(`\r${padded}`);
+    this.stream.write(`\r${line}${CLEAR_TO_END}`);
   }
 }
 
-export function formatProgress(p: { received: number; total: number | undefined; resumedFrom: number; elapsedMs: number; width: number }): string {
+/**
+ * One progress line. With `columns` (the terminal's width) the line stays shorter than it, so it
+ * never wraps: fields are dropped in this order — bar, ETA, rate, total — and what is left is cut.
+ */
+export function formatProgress(p: { received: number; total: number | undefined; resumedFrom: number; elapsedMs: number; width: number; columns?: number | undefined }): string {
   const rate = p.elapsedMs > 0 ? ((p.received - p.resumedFrom) * 1000) / p.elapsedMs : 0;
-  if (p.total === undefined || p.total <= 0) return `${formatBytes(p.received)}  ${formatBytes(rate)}/s`;
+  const room = p.columns === undefined || p.columns <= 0 ? Infinity : p.columns - 1;
+  const fit = (candidates: string[]): string => {
+    const found = candidates.find((line) => line.length <= room) ?? candidates[candidates.length - 1] ?? '';
+    return found.length <= room ? found : found.slice(0, Math.max(0, room));
+  };
+  if (p.total === undefined || p.total <= 0) return fit([`${formatBytes(p.received)}  ${formatBytes(rate)}/s`, formatBytes(p.received)]);
   const fraction = Math.min(1, p.received / p.total);
   const filled = Math.round(fraction * p.width);
   const bar = `[${'#'.repeat(filled)}${'-'.repeat(p.width - filled)}]`;
   const eta = rate > 0 ? formatEta((p.total - p.received) / rate) : '--:--';
-  return `${bar} ${(fraction * 100).toFixed(0).padStart(3)}%  ${formatBytes(p.received)} / ${formatBytes(p.total)}  ${formatBytes(rate)}/s  ETA ${eta}`;
+  const percent = `${(fraction * 100).toFixed(0).padStart(3)}%`;
+  const bytes = `${formatBytes(p.received)} / ${formatBytes(p.total)}`;
+  const speed = `${formatBytes(rate)}/s`;
+  return fit([
+    `${bar} ${percent}  ${bytes}  ${speed}  ETA ${eta}`,
+    `${percent}  ${bytes}  ${speed}  ETA ${eta}`,
+    `${percent}  ${bytes}  ${speed}`,
+    `${percent}  ${bytes}`,
+    `${percent}  ${formatBytes(p.received)}`,
+    percent.trim(),
+  ]);
 }
 
 export function formatBytes(bytes: number): string {

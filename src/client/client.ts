@@ -1,5 +1,5 @@
 import { Agent, Pool, WebSocket, errors as undiciErrors } from 'undici';
-import { join as joinPath } from 'node:path';
+import { join as joinPath, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
@@ -21,6 +21,8 @@ import {
 } from '../protocol/sources.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
+import { daemonDownload } from './daemon-download.js';
+import { DownloadOutcomeSchema, DownloadProgressSchema, type DownloadOutcome, type DownloadProgressView, type DownloadRequest } from '../protocol/downloads.js';
 import { downloadFile, typedBody, type DownloadOptions, type DownloadResult, type FetchOptions, type FetchResult } from './fetch.js';
 import {
   ClientTokenListSchema,
@@ -141,11 +143,34 @@ export class TokenBrokerClient {
 
   /**
    * Downloads to `dest` through `dest.part` (resumed with Range + If-Range when a previous attempt
-   * left one), verifies the whole file, and renames it into place. A digest mismatch deletes the
-   * part file and throws BROKER_CHECKSUM_MISMATCH; a broken connection keeps it for the next try.
+   * left one), verifies the whole file, and renames it into place. On the owner's socket the daemon
+   * writes the file itself (`POST /v1/downloads`); with a client token (an extra listener) the body
+   * is streamed and written here. A digest mismatch leaves nothing (BROKER_CHECKSUM_MISMATCH); a
+   * broken connection or a cancel keeps the `.part` for the next try.
    */
   async download(url: string, dest: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+    if (this.ownerSocket) {
+      const digests = { ...(options.sha1 === undefined ? {} : { sha1: options.sha1 }), ...(options.sha256 === undefined ? {} : { sha256: options.sha256 }) };
+      return daemonDownload(this, { url, path: resolvePath(dest), ...digests }, options);
+    }
     return downloadFile(this, url, dest, options);
+  }
+
+  /** `POST /v1/downloads` as is: resolves with the outcome once the daemon wrote the file. */
+  async postDownload(body: DownloadRequest, options: { signal?: AbortSignal } = {}): Promise<DownloadOutcome> {
+    // No headers timeout: the answer comes when the whole file is written.
+    const response = await this.send('POST', '/v1/downloads', { body, headersTimeout: 0, ...signalOf(options) });
+    return this.parse(response, 'POST', '/v1/downloads', DownloadOutcomeSchema);
+  }
+
+  /** Progress of a daemon-written download: `{id, path, received, total, resumedFrom, state}`. */
+  async downloadProgress(id: string, options: { signal?: AbortSignal } = {}): Promise<DownloadProgressView> {
+    return this.request('GET', `/v1/downloads/${encodeURIComponent(id)}`, { schema: DownloadProgressSchema, ...signalOf(options) });
+  }
+
+  /** Cancels a daemon-written download; its `.part` is kept, so the same download resumes. */
+  async cancelDownload(id: string, options: { signal?: AbortSignal } = {}): Promise<DownloadProgressView> {
+    return this.request('DELETE', `/v1/downloads/${encodeURIComponent(id)}`, { schema: DownloadProgressSchema, ...signalOf(options) });
   }
 
   /** One app and the tarball of `version` (default: the latest): URL, shasum, file name. */
@@ -164,8 +189,11 @@ export class TokenBrokerClient {
     if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(app.tarball.fileName)) {
       throw new BrokerError('BROKER_INTERNAL', { message: `The daemon proposed an unsafe file name for ${source}/${name}.` });
     }
-    const dest = joinPath(dir, app.tarball.fileName);
-    const result = await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, ...(app.tarball.shasum === undefined ? {} : { sha1: app.tarball.shasum }) });
+    const dest = joinPath(resolvePath(dir), app.tarball.fileName);
+    // The owner's socket: the daemon writes the file itself; an extra listener streams it to us.
+    const result = this.ownerSocket
+      ? await daemonDownload(this, { source, app: name, version: app.tarball.version, path: dest }, download)
+      : await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, ...(app.tarball.shasum === undefined ? {} : { sha1: app.tarball.shasum }) });
     return { ...result, app, path: dest };
   }
 
@@ -313,6 +341,11 @@ export class TokenBrokerClient {
   /** The one place where requests are sent and errors are turned into typed errors. */
   protected async request<S extends z.ZodType>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions<S>): Promise<z.output<S>> {
     const response = await this.send(method, path, options);
+    return this.parse(response, method, path, options.schema);
+  }
+
+  /** Turns a response into the schema's shape, or its error envelope into a typed BrokerError. */
+  private async parse<S extends z.ZodType>(response: Awaited<ReturnType<TokenBrokerClient['send']>>, method: string, path: string, schema: S): Promise<z.output<S>> {
     const text = await response.body.text();
     if (response.statusCode >= 400) throw toBrokerError(response.statusCode, text);
     let json: unknown;
@@ -321,7 +354,7 @@ export class TokenBrokerClient {
     } catch {
       throw new BrokerError('BROKER_INTERNAL', { message: `The daemon sent a response that is not JSON for ${method} ${path}.` });
     }
-    const parsed = options.schema.safeParse(json);
+    const parsed = schema.safeParse(json);
     if (!parsed.success) {
       throw new BrokerError('BROKER_INTERNAL', {
         message: `The daemon's response to ${method} ${path} has an unexpected shape (${parsed.error.issues[0]?.message ?? 'invalid'}).`,

@@ -1,9 +1,9 @@
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { z } from 'zod';
+import type { PartInfo, VerifiedBy } from '../protocol/downloads.js';
+import { checkDownloadTarget, commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from '../protocol/part-files.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { SHA1_HEX, SHA256_HEX, type FetchRecord } from '../protocol/fetch.js';
 
@@ -49,11 +49,17 @@ export interface DownloadOptions {
 export interface DownloadResult {
   path: string;
   size: number;
-  /** Digests of the whole file (those that were asked for, sha256 always). */
-  sha1?: string;
+  /** Digests of the whole file. */
+  sha1: string;
   sha256: string;
+  /**
+   * How the content was checked: `shasum` (the digest the caller or the app index gave),
+   * `server-checksum` (the server's X-Checksum-Sha1/-Sha256 or sha1 ETag), `none`.
+   */
+  verifiedBy: VerifiedBy;
   /** True when an earlier attempt's `.part` file was continued. */
   resumed: boolean;
+  /** The fetch's request id (streamed) or the download id (daemon-written). */
   requestId: string;
 }
 
@@ -120,64 +126,66 @@ async function explainBrokenBody(cause: Error, requestId: string, client: Pick<F
   });
 }
 
-/** Beside the `.part` file: what is needed to resume it safely. */
-const PartInfoSchema = z.object({
-  url: z.string(),
-  etag: z.string().optional(),
-  lastModified: z.string().optional(),
-  total: z.number().int().optional(),
-});
-type PartInfo = z.output<typeof PartInfoSchema>;
-
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
-/** See TokenBrokerClient.download. */
+/**
+ * The streaming download (extra listeners, where the daemon may not write for us): the body comes
+ * over the socket and is written here, with the same `.part` rules as the daemon's writer
+ * (src/protocol/part-files.ts: O_NOFOLLOW, O_EXCL, own regular files, a `.part.json` for another
+ * URL is discarded).
+ */
 export async function downloadFile(client: FetchClient, url: string, dest: string, options: DownloadOptions = {}): Promise<DownloadResult> {
   const sha1 = checkDigest(options.sha1, SHA1_HEX, 'sha1');
   const sha256 = checkDigest(options.sha256, SHA256_HEX, 'sha256');
-  const part = `${dest}.part`;
-  const infoFile = `${dest}.part.json`;
-  const discard = async (): Promise<void> => {
-    await rm(part, { force: true });
-    await rm(infoFile, { force: true });
-  };
+  const target = await checkDownloadTarget(path.resolve(dest));
+  const digestOptions = { ...(sha1 === undefined ? {} : { sha1 }), ...(sha256 === undefined ? {} : { sha256 }) };
 
-  const saved = await readPartInfo(infoFile);
-  const partSize = await sizeOf(part);
-  const validator = saved?.etag ?? saved?.lastModified;
-  let resumeFrom = saved !== undefined && saved.url === url && validator !== undefined && partSize !== undefined && partSize > 0 ? partSize : 0;
-  if (resumeFrom === 0 && (partSize !== undefined || saved !== undefined)) await discard();
+  let existing = await openResumablePart(target);
+  const validator = existing?.info.etag ?? existing?.info.lastModified;
+  if (existing !== undefined && (existing.info.url !== url || validator === undefined || existing.part.size === 0)) {
+    await existing.part.handle.close();
+    await discardPart(target);
+    existing = undefined;
+  }
+  let resumeFrom = existing?.part.size ?? 0;
+  const dropExisting = async (): Promise<void> => {
+    await existing?.part.handle.close().catch(() => undefined);
+    existing = undefined;
+    await discardPart(target);
+  };
 
   let response: FetchResult;
   try {
-    response =
-      resumeFrom > 0
-        ? await client.fetch(url, { range: `bytes=${resumeFrom}-`, ifRange: validator as string, ...signalOf(options) })
-        : await client.fetch(url, { ...(sha1 === undefined ? {} : { sha1 }), ...(sha256 === undefined ? {} : { sha256 }), ...signalOf(options) });
+    response = resumeFrom > 0 ? await client.fetch(url, { range: `bytes=${resumeFrom}-`, ifRange: validator as string, ...signalOf(options) }) : await client.fetch(url, { ...digestOptions, ...signalOf(options) });
   } catch (err) {
     // 416: the part file is not a prefix of the file any more (or is all of it): start over.
-    if (resumeFrom === 0 || !isBrokerError(err, 'BROKER_UPSTREAM_ERROR') || err.details?.status !== 416) throw err;
-    await discard();
+    if (resumeFrom === 0 || !isBrokerError(err, 'BROKER_UPSTREAM_ERROR') || err.details?.status !== 416) {
+      await existing?.part.handle.close().catch(() => undefined);
+      throw err;
+    }
+    await dropExisting();
     resumeFrom = 0;
-    response = await client.fetch(url, { ...(sha1 === undefined ? {} : { sha1 }), ...(sha256 === undefined ? {} : { sha256 }), ...signalOf(options) });
+    response = await client.fetch(url, { ...digestOptions, ...signalOf(options) });
   }
 
   let total: number | undefined;
-  if (response.status === 206) {
+  if (response.status === 206 && resumeFrom > 0) {
     const range = CONTENT_RANGE.exec(response.headers['content-range'] ?? '');
     if (range === null || Number(range[1]) !== resumeFrom) {
       response.body.destroy();
-      await discard();
+      await dropExisting();
       throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `The server resumed at the wrong place (${response.headers['content-range'] ?? 'no Content-Range'}); the partial file was removed.`, hint: 'Run the download again to start from the beginning.', details: { status: 206 } });
     }
     total = range[3] === '*' ? undefined : Number(range[3]);
   } else if (response.status === 200) {
     // A fresh start, or If-Range said the file changed: the part file is worthless.
+    if (existing !== undefined) await dropExisting();
     resumeFrom = 0;
     const length = response.headers['content-length'];
     total = length === undefined ? undefined : Number(length);
   } else {
     response.body.destroy();
+    await existing?.part.handle.close().catch(() => undefined);
     throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `Unexpected status ${response.status} for a download.`, details: { status: response.status } });
   }
 
@@ -187,12 +195,17 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
     ...(response.headers['last-modified'] === undefined ? {} : { lastModified: response.headers['last-modified'] }),
     ...(total === undefined ? {} : { total }),
   };
-  // Written before the first byte, so whatever reaches the part file can be resumed.
-  await writeFile(infoFile, JSON.stringify(info), { mode: 0o600 });
+  let part: OpenPart;
+  if (existing !== undefined) {
+    await writePartInfo(target, info);
+    part = existing.part;
+  } else {
+    part = await createPart(target, info);
+  }
 
   // A resumed download only streams the tail: the digest covers the bytes already on disk too.
-  const hashes = new WholeFileHashes(sha1 !== undefined);
-  if (resumeFrom > 0) await pipeline(createReadStream(part, { end: resumeFrom - 1 }), hashes.sink());
+  const hashes = new WholeFileHashes();
+  if (resumeFrom > 0) await hashPrefix(part, resumeFrom, hashes);
   let received = resumeFrom;
   const progress = new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
@@ -203,56 +216,77 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
     },
   });
   try {
-    await pipeline(response.body, progress, createWriteStream(part, { flags: resumeFrom > 0 ? 'a' : 'w', mode: 0o600 }));
+    await pipeline(response.body, progress, handleSink(part));
   } catch (err) {
+    await part.handle.close().catch(() => undefined);
     // A checksum abort means the bytes are wrong: keep nothing. Anything else: keep them to resume.
-    if (isBrokerError(err, 'BROKER_CHECKSUM_MISMATCH')) await discard();
+    if (isBrokerError(err, 'BROKER_CHECKSUM_MISMATCH')) await discardPart(target);
     throw err;
   }
 
   const digests = hashes.digest();
-  for (const [algorithm, expected] of [['sha256', sha256], ['sha1', sha1]] as const) {
+  const server = serverDigests(response.headers);
+  const verifiedBy: VerifiedBy = sha1 !== undefined || sha256 !== undefined ? 'shasum' : server.sha1 !== undefined || server.sha256 !== undefined ? 'server-checksum' : 'none';
+  const expected = verifiedBy === 'shasum' ? { sha1, sha256 } : server;
+  for (const algorithm of ['sha256', 'sha1'] as const) {
+    const want = expected[algorithm];
     const actual = digests[algorithm];
-    if (expected !== undefined && actual !== expected) {
-      await discard();
+    if (want !== undefined && actual !== want) {
+      await part.handle.close().catch(() => undefined);
+      await discardPart(target);
       throw new BrokerError('BROKER_CHECKSUM_MISMATCH', {
-        message: `The ${algorithm} of the downloaded file (${actual}) does not match the expected ${expected}; the partial file was removed.`,
-        details: { algorithm, expected, actual, requestId: response.requestId },
+        message: `The ${algorithm} of the downloaded file (${actual}) does not match the expected ${want}; the partial file was removed.`,
+        details: { algorithm, expected: want, actual, requestId: response.requestId },
       });
     }
   }
   if (total !== undefined && received !== total) {
+    await part.handle.close().catch(() => undefined);
     throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `The download ended after ${received} of ${total} bytes.`, hint: 'Run it again to resume.', details: { reason: 'short-body', requestId: response.requestId } });
   }
-  await syncFile(part);
-  await rename(part, dest);
-  await rm(infoFile, { force: true });
-  return { path: dest, size: received, ...(digests.sha1 === undefined ? {} : { sha1: digests.sha1 }), sha256: digests.sha256, resumed: resumeFrom > 0, requestId: response.requestId };
+  await commitPart(part, target, 0o666 & ~process.umask());
+  return { path: target, size: received, sha1: digests.sha1, sha256: digests.sha256, verifiedBy, resumed: resumeFrom > 0, requestId: response.requestId };
+}
+
+/** Feeds the first `size` bytes of the part file to the hashes (a resumed download's prefix). */
+async function hashPrefix(part: OpenPart, size: number, hashes: WholeFileHashes): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(1024 * 1024, size));
+  for (let position = 0; position < size; ) {
+    const { bytesRead } = await part.handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
+    if (bytesRead === 0) break;
+    hashes.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+}
+
+/** Writes to the open part file (which stays open for the fsync and rename); batches become one writev. */
+function handleSink(part: OpenPart): Writable {
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    writev(chunks, callback) {
+      part.handle.writev(chunks.map((c) => c.chunk as Buffer)).then(() => callback(), callback);
+    },
+  });
+}
+
+/** The server's own checksums: X-Checksum-Sha1/-Sha256, or Artifactory's sha1-shaped ETag. */
+function serverDigests(headers: Record<string, string>): { sha1?: string; sha256?: string } {
+  const sha1 = (headers['x-checksum-sha1'] ?? /^"?([0-9a-fA-F]{40})"?$/.exec(headers.etag ?? '')?.[1])?.trim().toLowerCase();
+  const sha256 = headers['x-checksum-sha256']?.trim().toLowerCase();
+  return { ...(sha1 !== undefined && SHA1_HEX.test(sha1) ? { sha1 } : {}), ...(sha256 !== undefined && SHA256_HEX.test(sha256) ? { sha256 } : {}) };
 }
 
 class WholeFileHashes {
   private readonly sha256 = createHash('sha256');
-  private readonly sha1: Hash | undefined;
-  constructor(withSha1: boolean) {
-    this.sha1 = withSha1 ? createHash('sha1') : undefined;
-  }
+  private readonly sha1 = createHash('sha1');
 
   update(chunk: Buffer): void {
     this.sha256.update(chunk);
-    this.sha1?.update(chunk);
+    this.sha1.update(chunk);
   }
 
-  sink(): Transform {
-    return new Transform({
-      transform: (chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) => {
-        this.update(chunk);
-        callback();
-      },
-    });
-  }
-
-  digest(): { sha1: string | undefined; sha256: string } {
-    return { sha1: this.sha1?.digest('hex'), sha256: this.sha256.digest('hex') };
+  digest(): { sha1: string; sha256: string } {
+    return { sha1: this.sha1.digest('hex'), sha256: this.sha256.digest('hex') };
   }
 }
 
@@ -266,32 +300,4 @@ function checkDigest(value: string | undefined, pattern: RegExp, name: string): 
     throw new BrokerError('BROKER_BAD_REQUEST', { message: `${name} must be ${name === 'sha1' ? 40 : 64} hexadecimal characters.`, details: { field: name } });
   }
   return value.toLowerCase();
-}
-
-async function readPartInfo(file: string): Promise<PartInfo | undefined> {
-  try {
-    const parsed = PartInfoSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function sizeOf(file: string): Promise<number | undefined> {
-  try {
-    const info = await stat(file);
-    return info.isFile() ? info.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The rename must not make a file visible whose bytes are still only in the page cache. */
-async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -18,3 +18,5 @@ export {
   type CreatedClientToken,
   type RevokedClientToken,
 } from '../protocol/client-tokens.js';
+export type { DownloadRequest, DownloadOutcome, DownloadProgressView, DownloadState, VerifiedBy } from '../protocol/downloads.js';
+export { isDownloadCancelled } from '../protocol/downloads.js';

@@ -27,6 +27,9 @@ import { SECRETS_FILE } from './secret-store/file-store.js';
 import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
+import { DownloadService } from '../broker/download-service.js';
+import { createFsDownloadFiles } from './fs-download-files.js';
+import { resolveTarball } from '../broker/app-tarball.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
@@ -135,6 +138,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     logger,
     userAgent: USER_AGENT,
   });
+  const downloadService = new DownloadService({
+    fetch: fetchService,
+    files: createFsDownloadFiles(),
+    events,
+    clock: systemClock,
+    logger,
+    // The one use of the app index for downloads: re-point here when app infos change shape.
+    resolveApp: (source, name, version) => {
+      const tarball = resolveTarball(sources.app(source, name), version);
+      return { url: tarball.tarballUrl, shasum: tarball.shasum };
+    },
+  });
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -149,6 +164,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     fetchService,
     scrubber,
     listenerOf: extraListenerOf,
+    downloadService,
     statusSections: statusSections({
       secretStore: () => secretStoreStatus(secretStore, plaintextLeftover, paths.stateDir),
       sources,

@@ -20,6 +20,8 @@ export type RouteAccess = ClientScope | 'owner';
  *   changes, refresh results, shutdown), no more.
  * - `GET /v1/apps` is `sources:read` (it is the content of the source indexes); downloading a
  *   tarball is `fetch`, like any other download.
+ * - Daemon-written downloads (`/v1/downloads`) need `download`, and on top of the scope the
+ *   target must lie under one of the listener's `downloadDirs` (checked by the download route).
  * - Managing client tokens is `owner` only: a client token must never mint or revoke client tokens.
  */
 export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
@@ -39,6 +41,9 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /v1/apps/:/:/tarball': 'fetch',
   'GET /v1/fetch': 'fetch',
   'GET /v1/fetches/:': 'fetch',
+  'POST /v1/downloads': 'download',
+  'GET /v1/downloads/:': 'download',
+  'DELETE /v1/downloads/:': 'download',
   'GET /v1/client-tokens': 'owner',
   'POST /v1/client-tokens': 'owner',
   'DELETE /v1/client-tokens/:': 'owner',

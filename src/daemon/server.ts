@@ -25,6 +25,8 @@ import type { FetchService } from '../broker/fetch-service.js';
 import type { SecretScrubber } from '../broker/secret-scrubber.js';
 import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
+import type { DownloadService } from '../broker/download-service.js';
+import { registerDownloadRoutes } from './routes/download-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
@@ -41,6 +43,8 @@ export interface ServerDeps {
   statusSections(): Promise<StatusSections>;
   /** `GET /v1/fetch`, `GET /v1/fetches/:id` and app tarballs. */
   fetchService: FetchService;
+  /** `POST /v1/downloads`, `GET/DELETE /v1/downloads/:id`. */
+  downloadService: DownloadService;
   /** The token lifecycle (the only holder of the raw token). */
   tokens: TokenService;
   /** Domain events, fanned out to `GET /v1/events`. */
@@ -133,6 +137,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerEventsRoutes(app, deps);
   registerFetchRoutes(app, deps.fetchService, deps.scrubber);
   registerAppRoutes(app, deps.sources, deps.fetchService, deps.scrubber);
+  registerDownloadRoutes(app, { downloads: deps.downloadService, getConfig: deps.getConfig, listenerOf: deps.listenerOf });
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
   return app;

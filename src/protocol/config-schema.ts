@@ -81,6 +81,14 @@ export const ListenerSchema = z.strictObject({
     .string()
     .regex(/^0?[0-7]{3}$/, 'must be an octal file mode such as "0660"')
     .default('0600'),
+  /**
+   * Directories a client of this listener may have the daemon write downloads into
+   * (`POST /v1/downloads`, scope `download`). Default none: no daemon-written downloads here.
+   */
+  downloadDirs: z
+    .array(z.string().refine((p) => p.startsWith('/'), 'must be an absolute directory path'))
+    .max(64)
+    .default([]),
 });
 
 export const DEFAULT_SERVER = {

@@ -10,6 +10,8 @@ export const EVENT_TYPES = [
   'sources.refreshed',
   'source.failed',
   'fetch.checksum-mismatch',
+  'download.progress',
+  'download.done',
   'daemon.stopping',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

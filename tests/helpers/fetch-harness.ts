@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
+import { DownloadService } from '../../src/broker/download-service.js';
+import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { TokenAccess } from '../../src/broker/token-access.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
@@ -46,6 +48,7 @@ export interface FetchHarness {
   af: FakeArtifactory;
   app: FastifyInstance;
   service: FetchService;
+  downloads: DownloadService;
   tokens: TestTokenAccess;
   cache: FsContentCache;
   events: BrokerEvent[];
@@ -62,6 +65,8 @@ export interface FetchHarnessOptions {
   cacheMaxBytes?: number;
   /** Defaults to a fresh fake Artifactory with the token `tok-secret-123`. */
   af?: FakeArtifactory;
+  /** Overrides of buildServer's deps (e.g. `listenerOf` to simulate an extra listener). */
+  serverDeps?: Partial<Parameters<typeof buildServer>[0]>;
 }
 
 /** The real fetch pipeline (policy, undici upstream, fs cache) behind buildServer, on a temp socket. */
@@ -86,7 +91,17 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
   const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
-  const app = await buildServer({ ...deps, fetchService: service });
+  const downloads = new DownloadService({
+    fetch: service,
+    files: createFsDownloadFiles(),
+    events: bus,
+    clock: systemClock,
+    logger: deps.logger,
+    resolveApp: () => {
+      throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
+    },
+  });
+  const app = await buildServer({ ...deps, fetchService: service, downloadService: downloads, ...options.serverDeps });
   const socketPath = path.join(home, 'broker.sock');
   await app.listen({ path: socketPath });
   const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });
@@ -94,6 +109,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
     af,
     app,
     service,
+    downloads,
     tokens,
     cache,
     events,

@@ -6,6 +6,9 @@ import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
+import { DownloadService } from '../../src/broker/download-service.js';
+import { resolveTarball } from '../../src/broker/app-tarball.js';
+import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import type { ContentCache } from '../../src/broker/ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
@@ -66,6 +69,19 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const fetchService =
     overrides.fetchService ??
     new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
+  const downloadService =
+    overrides.downloadService ??
+    new DownloadService({
+      fetch: fetchService,
+      files: createFsDownloadFiles(),
+      events,
+      clock,
+      logger,
+      resolveApp: (source, name, version) => {
+        const tarball = resolveTarball(sources.app(source, name), version);
+        return { url: tarball.tarballUrl, shasum: tarball.shasum };
+      },
+    });
   return {
     logger,
     // The real assembly (src/daemon/status-sections.ts) over this harness's services.
@@ -95,6 +111,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     sources,
     clientTokens,
     fetchService,
+    downloadService,
     clock,
     state,
     store,

@@ -49,7 +49,7 @@ export async function runAppsDownload(spec: string, options: AppsDownloadOptions
   const dir = path.resolve(options.output ?? '.');
   const info = await stat(dir).catch(() => undefined);
   if (info === undefined || !info.isDirectory()) throw new UsageError(`${dir} is not a directory.`, 'Create it first, or pass another one with -o DIR.');
-  const result = await downloadWithProgress(ctx, `${source}/${name}`, (onProgress) => ctx.client().downloadApp(source, name, dir, { ...(version === undefined ? {} : { version }), onProgress }));
+  const result = await downloadWithProgress(ctx, `${source}/${name}`, (onProgress, signal) => ctx.client().downloadApp(source, name, dir, { ...(version === undefined ? {} : { version }), ...(onProgress === undefined ? {} : { onProgress }), signal }));
   writeLine(ctx.io.stdout, result.path);
   if (result.app.withdrawn) writeLine(ctx.io.stderr, `note: ${source}/${name} is withdrawn from its source.`);
 }

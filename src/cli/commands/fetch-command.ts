@@ -1,9 +1,14 @@
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { SHA1_HEX, SHA256_HEX } from '../../protocol/fetch.js';
+import { downloadFileName, type VerifiedBy } from '../../protocol/downloads.js';
+import { isBrokerError } from '../../protocol/errors.js';
+import { checkDownloadTarget, partPathOf } from '../../protocol/part-files.js';
+import { SilentExit } from '../errors.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { writeLine } from '../io.js';
@@ -26,7 +31,7 @@ export function registerFetchCommand(program: Command, ctx: CliContext): void {
     .command('fetch')
     .description('download a URL through the daemon (the token is added where the policy allows)')
     .argument('<url>', 'absolute URL under a configured server prefix')
-    .option('-o, --output <file>', 'save to FILE (via FILE.part: resumed on the next run, renamed when complete and verified)')
+    .option('-o, --output <file>', 'save to FILE (via FILE.part: resumed on the next run, renamed when complete and verified); an existing DIR saves inside it under the URL\'s file name; - is stdout')
     .option('--sha1 <hex>', 'verify the SHA-1 of the whole file')
     .option('--sha256 <hex>', 'verify the SHA-256 of the whole file')
     .action(async (url: string, options: FetchCommandOptions) => runFetch(url, options, ctx));
@@ -47,8 +52,9 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
   const { io } = ctx;
   const bar = io.stderrIsTTY ? new ProgressBar(io.stderr) : undefined;
 
-  if (options.output !== undefined) {
-    await downloadWithProgress(ctx, options.output, (onProgress) => ctx.client().download(url, path.resolve(options.output as string), { ...digests, onProgress }));
+  if (options.output !== undefined && options.output !== '-') {
+    const dest = await outputFile(options.output, url);
+    await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, ...(onProgress === undefined ? {} : { onProgress }), signal }), partPathOf(dest));
     return;
   }
 
@@ -76,27 +82,67 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
 }
 
 /**
+ * Where `fetch -o OUTPUT` writes: OUTPUT itself, or, when it is an existing directory (or ends in
+ * a slash), OUTPUT/<the URL's canonical file name>. Checked before any byte is fetched: a missing
+ * parent or an unwritable directory is an error with a hint, never a raw ENOENT/EISDIR.
+ */
+export async function outputFile(output: string, url: string): Promise<string> {
+  const resolved = path.resolve(output);
+  const isDir = output.endsWith('/') || (await stat(resolved).catch(() => undefined))?.isDirectory() === true;
+  let dest = resolved;
+  if (isDir) {
+    const name = downloadFileName(url);
+    if (name === undefined) throw new UsageError(`Cannot tell a file name from the URL to save it in ${resolved}.`, `Give the file name too: -o ${path.join(output, 'FILE')}`);
+    dest = path.join(resolved, name);
+  }
+  try {
+    await checkDownloadTarget(dest);
+  } catch (err) {
+    if (isBrokerError(err)) throw new UsageError(err.message, err.hint);
+    throw err;
+  }
+  return dest;
+}
+
+/**
  * Runs a resumable download with the progress bar (bytes, rate, ETA) on stderr when it is a
  * terminal, and a one-line summary there afterwards. Shared by `fetch -o` and `apps download`.
+ * Ctrl-C cancels the download, says that `partFile` is kept and how to resume, and exits 130.
  */
-export async function downloadWithProgress<R extends { size: number; resumed: boolean; sha256: string }>(
+export async function downloadWithProgress<R extends { size: number; resumed: boolean; sha256: string; verifiedBy: VerifiedBy; path: string }>(
   ctx: CliContext,
   label: string,
-  run: (onProgress: (p: { received: number; total?: number | undefined; resumedFrom: number }) => void) => Promise<R>,
+  /** `onProgress` is undefined when nothing shows it (stderr not a terminal): no progress polling then. */
+  run: (onProgress: ((p: { received: number; total?: number | undefined; resumedFrom: number }) => void) | undefined, signal: AbortSignal) => Promise<R>,
+  partFile?: string,
 ): Promise<R> {
   const { io } = ctx;
   const bar = io.stderrIsTTY ? new ProgressBar(io.stderr) : undefined;
   let last = { received: 0, total: undefined as number | undefined, resumedFrom: 0 };
+  const controller = new AbortController();
+  const onInterrupt = (): void => controller.abort();
+  process.once('SIGINT', onInterrupt);
   try {
-    const result = await run((p) => {
-      last = { received: p.received, total: p.total, resumedFrom: p.resumedFrom };
-      bar?.update(p.received, p.total, p.resumedFrom);
-    });
+    const onProgress =
+      bar === undefined
+        ? undefined
+        : (p: { received: number; total?: number | undefined; resumedFrom: number }): void => {
+            last = { received: p.received, total: p.total, resumedFrom: p.resumedFrom };
+            bar.update(p.received, p.total, p.resumedFrom);
+          };
+    const result = await run(onProgress, controller.signal);
     bar?.done(result.size, last.total ?? result.size, last.resumedFrom);
     if (io.stderrIsTTY) writeLine(io.stderr, `saved ${label} (${formatBytes(result.size)}${result.resumed ? ', resumed' : ''}, sha256 ${result.sha256})`);
+    if (result.verifiedBy === 'none') writeLine(io.stderr, `warning: ${result.path} was not verified: no checksum was given and the server sent none (pass --sha256 to check it).`);
     return result;
   } catch (err) {
     bar?.abandon();
+    if (controller.signal.aborted) {
+      writeLine(io.stderr, `interrupted: ${partFile ?? 'the .part file'} is kept; run the same command again to resume.`);
+      throw new SilentExit(130);
+    }
     throw err;
+  } finally {
+    process.off('SIGINT', onInterrupt);
   }
 }

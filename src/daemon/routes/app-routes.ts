@@ -6,6 +6,7 @@ import type { FetchService } from '../../broker/fetch-service.js';
 import type { SourceService } from '../../broker/source-service.js';
 import { AppParamsSchema, AppVersionQuerySchema, type AppDetail } from '../../protocol/sources.js';
 import { parseRequestPart } from '../validate.js';
+import { VERIFIED_BY_HEADER } from '../../protocol/downloads.js';
 import { serveFetch } from './fetch-routes.js';
 import type { SecretScrubber } from '../../broker/secret-scrubber.js';
 
@@ -40,7 +41,9 @@ export function registerAppRoutes(app: FastifyInstance, sources: SourceService, 
     await serveFetch(request, reply, fetchService, {
       url: tarball.tarballUrl,
       ...(tarball.shasum === undefined ? {} : { sha1: tarball.shasum }),
-      extraHeaders: { 'content-disposition': `attachment; filename="${tarball.fileName}"`, 'x-tokenbroker-app-version': tarball.version },
+      // What the daemon verified the stream against (DESIGN section 6): the index's shasum, or
+      // nothing; without a shasum the server's X-Checksum-Sha1 is passed on for the client to check.
+      extraHeaders: { 'content-disposition': `attachment; filename="${tarball.fileName}"`, 'x-tokenbroker-app-version': tarball.version, [VERIFIED_BY_HEADER]: tarball.shasum === undefined ? 'none' : 'shasum' },
     }, scrubber);
   });
 }
