@@ -58,6 +58,7 @@ describe('tokenbroker diagnose against the fake Artifactory', () => {
       'daemon',
       'version',
       'secret-store',
+      'core-dumps',
       'config',
       'nordic/token',
       'nordic/proxy',
@@ -69,7 +70,8 @@ describe('tokenbroker diagnose against the fake Artifactory', () => {
     expect(byId(report, 'socket').message).toBe(`${daemon.socketPath}: mode 0600, owned by you`);
     expect(byId(report, 'daemon').message).toContain(`pid ${daemon.pid}`);
     expect(byId(report, 'ping').message).toBe(`GET ${af.url('/artifactory/api/system/ping')}: HTTP 200 "OK"`);
-    expect(report.summary).toEqual({ ok: 12, warn: 0, fail: 0 });
+    expect(byId(report, 'core-dumps').message).toBe('the daemon writes no core files (limit 0)');
+    expect(report.summary).toEqual({ ok: 13, warn: 0, fail: 0 });
     expect(af.requestsTo('/artifactory/api/system/ping').length).toBeGreaterThan(0);
   });
 

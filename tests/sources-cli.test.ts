@@ -53,14 +53,15 @@ describe('sources and apps output', () => {
 
   it('a rejected token is replaced, not set (token set refuses while one is set)', () => {
     const problem = { code: 'BROKER_TOKEN_INVALID', message: 'The server rejected the identity token for "nordic".', at: '2026-01-01T10:20:00.000Z' };
-    const lines = formatRefresh([{ ...base, name: 'restricted', official: false, restricted: true, state: 'needs-token', appCount: 1, lastError: problem, errors: [problem], errorCount: 1, outcome: 'needs-token' }]);
+    const lines = formatRefresh([{ ...base, id: 'restricted', name: 'Restricted', official: false, restricted: true, state: 'needs-token', appCount: 1, lastError: problem, problems: [problem], errorCount: 1, outcome: 'needs-token' }]);
+    expect(lines[0]).toBe('restricted: needs a token (1 app from the last good index)');
     expect(lines.join('\n')).toMatch(/tokenbroker token replace`/);
     expect(lines.join('\n')).not.toMatch(/token set`/);
   });
 
   it('a source never fetched claims no last good index', () => {
     const problem = { code: 'BROKER_UPSTREAM_UNREACHABLE', message: 'The server cannot be reached.', at: '2026-01-01T10:20:00.000Z' };
-    const never: SourceView = { ...base, name: 'mine', official: false, state: 'failing', appCount: 0, lastRefreshAt: null, lastError: problem, errors: [problem], errorCount: 1 };
+    const never: SourceView = { ...base, id: 'mine', name: 'Mine', official: false, state: 'failing', appCount: 0, lastRefreshAt: null, lastError: problem, problems: [problem], errorCount: 1 };
     const listed = formatSources([never]).join('\n');
     expect(listed).toContain('No index has been fetched yet');
     expect(listed).not.toMatch(/last good index/);
