@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatApps } from '../src/cli/commands/apps-command.js';
+import { tokenAdvice } from '../src/cli/commands/status-command.js';
 import { formatRefresh, formatSources } from '../src/cli/commands/sources-command.js';
 import type { SourceView } from '../src/protocol/sources.js';
 
@@ -57,6 +58,13 @@ describe('sources and apps output', () => {
     expect(lines[0]).toBe('restricted: needs a token (1 app from the last good index)');
     expect(lines.join('\n')).toMatch(/tokenbroker token replace`/);
     expect(lines.join('\n')).not.toMatch(/token set`/);
+  });
+
+  it('status: sources needing a token are told to set one, or to replace a rejected one', () => {
+    expect(tokenAdvice([{ state: 'absent' }])).toBe('set one with `tokenbroker token set`');
+    expect(tokenAdvice([{ state: 'invalid' }])).toMatch(/tokenbroker token replace`$/);
+    expect(tokenAdvice([{ state: 'expired' }, { state: 'valid' }])).not.toMatch(/token set`/);
+    expect(tokenAdvice([{ state: 'absent' }, { state: 'invalid' }])).toBe('`tokenbroker token set`, or `token replace` for a rejected one');
   });
 
   it('a source never fetched claims no last good index', () => {

@@ -257,7 +257,8 @@ describe('sources and apps end to end', () => {
     expect(status.sources).toMatchObject({ failing: 1, failingSources: ['official'] });
 
     af.clearFaults();
-    expect((await cli(['sources', 'refresh'])).code).toBe(0);
+    const healed = await cli(['sources', 'refresh']);
+    expect(healed.code, healed.stdout + healed.stderr).toBe(0);
   });
 
   it('sources remove: the official source is refused, a user source goes (by id or display name)', async () => {
@@ -290,6 +291,14 @@ describe('sources and apps end to end', () => {
   });
 });
 
+/** How many apps with an app info the stored index holds; undefined while there is none. */
+async function storedInfoCount(indexFile: string): Promise<number | undefined> {
+  const text = await readFile(indexFile, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const stored = JSON.parse(text) as { apps: Record<string, { info?: unknown }> };
+  return Object.values(stored.apps).filter((entry) => entry.info !== undefined).length;
+}
+
 describe('index persistence', () => {
   it('a daemon killed with SIGKILL while writing its index restarts with a valid index', async () => {
     const af = await startFakeArtifactory();
@@ -305,6 +314,9 @@ describe('index persistence', () => {
       for (let round = 0; round < 8 && midWrite < 2; round++) {
         const daemon = await startTestDaemon({ home, config: configFor(af, official) });
         await until('a complete index', async () => ((await sourceNamed(daemon, 'official'))?.appCount === 300 ? true : undefined), 20_000);
+        // The daemon serves a refreshed index before its write lands: wait for one on disk, so the
+        // kill below can only interrupt a rewrite, never the first write of all (no index to keep).
+        await until('a complete index on disk', async () => ((await storedInfoCount(indexFile)) === 300 ? true : undefined), 20_000);
         const leftovers = new Set(await tempFilesIn(path.dirname(indexFile)));
         // Refreshes rewrite the ~1.5 MB index back to back.
         const hammer = (async () => {
@@ -316,8 +328,7 @@ describe('index persistence', () => {
         await hammer;
         await daemon.client.close();
         if ((await tempFilesIn(path.dirname(indexFile))).some((name) => !leftovers.has(name))) midWrite++;
-        const stored = JSON.parse(await readFile(indexFile, 'utf8')) as { apps: Record<string, { info?: unknown }> };
-        expect(Object.values(stored.apps).filter((entry) => entry.info !== undefined)).toHaveLength(300);
+        expect(await storedInfoCount(indexFile)).toBe(300);
       }
       expect(midWrite).toBe(2);
       // The last start: upstream fails everything, so what is served comes from disk.

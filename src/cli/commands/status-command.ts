@@ -43,21 +43,33 @@ export function formatStatus(status: Status): string[] {
     lines.push(`token ${t.server}: ${t.state}${t.tokenId ? `, Token ID ${t.tokenId}` : ''}${t.description ? `, "${t.description}"` : ''}${expiry}`);
   }
   if (status.coreDumps?.warning !== undefined) lines.push(`core dumps: limit ${status.coreDumps.limit}`, `  warning: ${status.coreDumps.warning}`);
-  lines.push(...formatSources(status.sources));
+  lines.push(...formatSources(status.sources, status.tokens));
   for (const l of status.listeners) lines.push(`extra listener: ${l.path} (mode ${l.mode}, client token required)`);
   return lines;
 }
 
 /** The sources section: a summary, then each source with its state, the ones needing action first. */
-function formatSources(sources: SourcesStatus): string[] {
+function formatSources(sources: SourcesStatus, tokens: Status['tokens']): string[] {
   const next = sources.nextRefreshAt === null ? '' : `, next refresh ${formatWhen(sources.nextRefreshAt)}`;
   const lines = [`sources: ${plural(sources.count, 'source')}, ${sources.failing} failing, last refresh ${formatWhen(sources.lastRefreshAt)}${next}`];
   const urgency = (state: SourceState): number => ['failing', 'needs-token', 'stale', 'ok'].indexOf(state);
   const ordered = [...sources.items].sort((a, b) => urgency(a.state) - urgency(b.state));
   for (const source of ordered) lines.push(`  ${source.id}  ${source.state}${source.name === source.id ? '' : `  (${source.name})`}`);
   // Follows the token at once: a removed or rejected token shows here before any refresh.
-  if (sources.needsToken.length > 0) lines.push(`  needs a token: ${sources.needsToken.join(', ')} (\`tokenbroker token set\`, or \`token replace\` for a rejected one)`);
+  if (sources.needsToken.length > 0) lines.push(`  needs a token: ${sources.needsToken.join(', ')} (${tokenAdvice(tokens)})`);
   return lines;
+}
+
+/**
+ * `token set` refuses while a token is set, so the advice follows the token states: set when none
+ * is set, replace when the one set was rejected or expired, both when servers differ.
+ */
+export function tokenAdvice(tokens: readonly Pick<Status['tokens'][number], 'state'>[]): string {
+  const missing = tokens.some((t) => t.state === 'absent');
+  const rejected = tokens.some((t) => t.state === 'invalid' || t.state === 'expired');
+  if (missing && !rejected) return 'set one with `tokenbroker token set`';
+  if (rejected && !missing) return 'generate a new one and run `tokenbroker token replace`';
+  return '`tokenbroker token set`, or `token replace` for a rejected one';
 }
 
 export function formatDuration(seconds: number): string {
