@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import type { IO } from '../src/cli/io.js';
 import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.js';
-import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
+import { startFakeArtifactory, type FakeArtifactory, type RecordedRequest } from './fixtures/fake-artifactory.js';
 import { ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, tarballBytes, type PublishedSource } from './helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
 import { tempFilesIn, writeUnderWay } from './helpers/mid-write.js';
@@ -33,6 +33,16 @@ function terminalIO(): IO & { out: () => string } {
   let out = '';
   stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   return { stdout, stderr: new PassThrough(), stdin: new PassThrough(), stdoutIsTTY: true, stderrIsTTY: true, stdinIsTTY: false, env: {}, out: () => out };
+}
+
+/** Requests for anything under an artifact folder, in either URL form (the download API names it in its query). */
+function requestsUnder(af: FakeArtifactory, base: string): RecordedRequest[] {
+  return af.requests.filter((r) => r.artifactPath?.startsWith(`${base}/`) === true);
+}
+
+/** A regular expression matching `text` literally (URLs carry `?`, `.` and `&`). */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 async function sourceNamed(daemon: TestDaemon, id: string): Promise<SourceView | undefined> {
@@ -66,8 +76,8 @@ describe('sources and apps end to end', () => {
   beforeAll(async () => {
     af = await startFakeArtifactory({ tokens: { tok: { token_id: 'tid-1' } } });
     thirdParty = await startFakeArtifactory();
-    official = publishSource(af, OFFICIAL_BASE, { name: 'Official nRF Connect apps', apps: APPS, withoutShasum: ['1.0.0'] });
-    restricted = publishSource(af, RESTRICTED_BASE, { name: 'Restricted apps', apps: ['secret-app'] });
+    official = publishSource(af, OFFICIAL_BASE, { name: 'Official nRF Connect apps', apps: APPS, withoutShasum: ['1.0.0'], form: 'download-api' });
+    restricted = publishSource(af, RESTRICTED_BASE, { name: 'Restricted apps', apps: ['secret-app'], form: 'download-api' });
     daemon = await startTestDaemon({ config: configFor(af, official) });
     out = await makeTempHome('tb-src-');
   });
@@ -86,7 +96,7 @@ describe('sources and apps end to end', () => {
     const list = await cli(['sources', 'list']);
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(/^ID\s+NAME\s+STATE\s+APPS\s+LAST REFRESH\s+URL$/m);
-    expect(list.stdout).toMatch(new RegExp(`^official \\*\\s+Official nRF Connect apps\\s+ok\\s+3\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\s+${official.sourceUrl.replace(/[.]/g, '\\.')}$`, 'm'));
+    expect(list.stdout).toMatch(new RegExp(`^official \\*\\s+Official nRF Connect apps\\s+ok\\s+3\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\s+${literal(af.downloadUrl(official.sourcePath))}$`, 'm'));
 
     const apps = await cli(['apps', 'list']);
     expect(apps.code).toBe(0);
@@ -95,7 +105,8 @@ describe('sources and apps end to end', () => {
     for (const app of parsed) {
       expect(Object.keys(app.versions)).toEqual(['1.0.0', '1.2.0']);
       expect(app.versions['1.2.0']).toEqual({
-        tarballUrl: af.url(`${OFFICIAL_BASE}/${app.name}-1.2.0.tgz`),
+        // App infos keep their URLs as published: the download-API form.
+        tarballUrl: official.urlOf(`${OFFICIAL_BASE}/${app.name}-1.2.0.tgz`),
         shasum: expect.stringMatching(/^[0-9a-f]{40}$/),
         publishTimestamp: '2025-06-01T10:00:00Z',
         nrfutilModules: { device: ['2.7.16'] },
@@ -141,7 +152,7 @@ describe('sources and apps end to end', () => {
     const apps = await daemon.client.apps({ source: 'official' });
     expect(apps.map((app) => [app.name, app.withdrawn])).toEqual([['pc-nrfconnect-ble', false], ['pc-nrfconnect-dtm', true], ['pc-nrfconnect-ppk', false]]);
     expect(apps[1]?.withdrawnAt).toMatch(/^\d{4}-/);
-    expect(apps[1]?.versions['1.2.0']?.tarballUrl).toBe(af.url(`${OFFICIAL_BASE}/pc-nrfconnect-dtm-1.2.0.tgz`));
+    expect(apps[1]?.versions['1.2.0']?.tarballUrl).toBe(official.urlOf(`${OFFICIAL_BASE}/pc-nrfconnect-dtm-1.2.0.tgz`));
     expect(await sourceNamed(daemon, 'official')).toMatchObject({ appCount: 2, withdrawnCount: 1, state: 'ok' });
     listApps(af, official, 'Official nRF Connect apps', APPS);
     expect((await cli(['sources', 'refresh', 'official'])).code).toBe(0);
@@ -150,13 +161,13 @@ describe('sources and apps end to end', () => {
   });
 
   it('add "Release Test" and "3.7 compatible apps": ids from the names, {source, apps}; the same name again is BROKER_SOURCE_EXISTS', async () => {
-    const release = publishSource(af, '/artifactory/swtools/external/ncd/apps/release-test', { name: 'Release Test', apps: ['pc-nrfconnect-rt'] });
+    const release = publishSource(af, '/artifactory/swtools/external/ncd/apps/release-test', { name: 'Release Test', apps: ['pc-nrfconnect-rt'], form: 'download-api' });
     const added = await cli(['sources', 'add', release.sourceUrl, '--json']);
     expect(added.code).toBe(0);
     const body = JSON.parse(added.stdout) as SourceAdded;
     expect(body.source).toMatchObject({ id: 'release-test', name: 'Release Test', state: 'ok', appCount: 1, thirdParty: false, restricted: false });
     expect(body.apps.map((app) => `${app.source}/${app.name}`)).toEqual(['release-test/pc-nrfconnect-rt']);
-    const compatible = publishSource(af, '/artifactory/swtools/external/ncd/apps/compat', { name: '3.7 compatible apps', apps: ['pc-nrfconnect-old'] });
+    const compatible = publishSource(af, '/artifactory/swtools/external/ncd/apps/compat', { name: '3.7 compatible apps', apps: ['pc-nrfconnect-old'], form: 'download-api' });
     const text = await cli(['sources', 'add', compatible.sourceUrl]);
     expect(text.stdout).toContain('Added source "3.7 compatible apps" as 3.7-compatible-apps (1 app, ok).');
     expect(text.stdout).toContain('  pc-nrfconnect-old 1.2.0  Display pc-nrfconnect-old');
@@ -164,6 +175,16 @@ describe('sources and apps end to end', () => {
     const exists = await cli(['sources', 'add', again.sourceUrl]);
     expect(exists.code).toBe(1);
     expect(exists.stderr).toContain('(BROKER_SOURCE_EXISTS)');
+    // The same source.json in the artifact form is the same canonical URL: refused before any request.
+    af.clearRequests();
+    const sameUrl = await cli(['sources', 'add', af.url(release.sourcePath)]);
+    expect(sameUrl.code).toBe(1);
+    expect(sameUrl.stderr).toContain(`${af.url(release.sourcePath)} is already added as "Release Test" (id release-test).`);
+    expect(sameUrl.stderr).toContain('(BROKER_SOURCE_EXISTS)');
+    const officialAgain = await cli(['sources', 'add', af.url(official.sourcePath)]);
+    expect(officialAgain.code).toBe(1);
+    expect(officialAgain.stderr).toContain('(BROKER_SOURCE_OFFICIAL)');
+    expect(af.requests).toEqual([]);
     const removed = await cli(['sources', 'remove', '3.7 compatible apps']);
     expect(removed.stdout).toContain('Removed source "3.7 compatible apps" (3.7-compatible-apps).');
   });
@@ -198,18 +219,19 @@ describe('sources and apps end to end', () => {
     expect(refused.code).toBe(4);
     expect(refused.stderr).toMatch(/No identity token is set/);
     expect(refused.stderr).toContain('(BROKER_TOKEN_MISSING)');
-    expect(af.requestsTo(RESTRICTED_BASE)).toEqual([]);
+    expect(requestsUnder(af, RESTRICTED_BASE)).toEqual([]);
 
     await daemon.client.setToken('tok');
     const added = await cli(['sources', 'add', restricted.sourceUrl]);
     expect(added.code).toBe(0);
     expect(added.stdout).toContain('Added source "Restricted apps" as restricted-apps (1 app, ok, restricted).');
-    expect(af.requestsTo(RESTRICTED_BASE).every((r) => r.headers.authorization === 'Bearer tok')).toBe(true);
+    expect(requestsUnder(af, RESTRICTED_BASE).length).toBeGreaterThan(1);
+    expect(requestsUnder(af, RESTRICTED_BASE).every((r) => r.headers.authorization === 'Bearer tok')).toBe(true);
     // With a token set, public documents still go without it.
     af.clearRequests();
     await daemon.client.refreshSources({ id: 'official' });
-    expect(af.requestsTo(OFFICIAL_BASE).length).toBeGreaterThan(0);
-    expect(af.requestsTo(OFFICIAL_BASE).filter((r) => r.headers.authorization !== undefined)).toEqual([]);
+    expect(requestsUnder(af, OFFICIAL_BASE).length).toBeGreaterThan(0);
+    expect(requestsUnder(af, OFFICIAL_BASE).filter((r) => r.headers.authorization !== undefined)).toEqual([]);
 
     const removal = await cli(['token', 'remove', '--yes']);
     expect(removal.code).toBe(0);
@@ -222,7 +244,7 @@ describe('sources and apps end to end', () => {
     const refresh = await cli(['sources', 'refresh', 'restricted-apps']);
     expect(refresh.code).toBe(4);
     expect(refresh.stdout).toContain('restricted-apps: needs a token (1 app from the last good index)');
-    expect(af.requestsTo(RESTRICTED_BASE)).toEqual([]);
+    expect(requestsUnder(af, RESTRICTED_BASE)).toEqual([]);
 
     // Setting the token again refreshes it by itself, conditionally.
     await daemon.client.setToken('tok');
@@ -231,7 +253,7 @@ describe('sources and apps end to end', () => {
       return source?.state === 'ok' ? source : undefined;
     });
     expect(view.lastError).toBeNull();
-    const sourceRequest = af.requestsTo(restricted.sourcePath).at(-1);
+    const sourceRequest = af.requestsFor(restricted.sourcePath).at(-1);
     expect(sourceRequest?.headers['if-none-match']).toBe((await af.digestOf(restricted.sourcePath)).sha1);
     expect(sourceRequest?.status).toBe(304);
   });

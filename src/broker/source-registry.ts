@@ -47,6 +47,8 @@ export interface SourceRegistryDeps {
   officialUrl(): string;
   /** True when the URL's origin is a configured server (else a source there is third-party). */
   onConfiguredServer(url: string): boolean;
+  /** The canonical URL sources are compared by (DESIGN section 6): both URL forms of one artifact alike. */
+  canonicalUrl(url: string): string;
 }
 
 export class SourceRegistry {
@@ -123,11 +125,12 @@ export class SourceRegistry {
 
   /** Refuses a URL or display name some source already has (DESIGN section 6). */
   assertFree(url: string, name?: string): void {
-    if (url === this.deps.officialUrl()) {
+    const key = this.deps.canonicalUrl(url);
+    if (key === this.deps.canonicalUrl(this.deps.officialUrl())) {
       throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(url)} is the official source, which is always present.` });
     }
     for (const runtime of this.runtimes.values()) {
-      if (!runtime.official && runtime.url === url) {
+      if (!runtime.official && this.deps.canonicalUrl(runtime.url) === key) {
         throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `${describe(url)} is already added as "${this.displayName(runtime)}" (id ${runtime.id}).`, details: { id: runtime.id } });
       }
     }

@@ -75,6 +75,11 @@ export class SourceService {
         const classified = deps.policy().classify(raw);
         return classified.allowed ? classified.url : raw;
       },
+      canonicalUrl: (url) => {
+        // A URL the policy refuses (a third-party one outside its add) is compared as given.
+        const classified = deps.policy().classify(url);
+        return classified.allowed ? classified.canonicalUrl : url;
+      },
       onConfiguredServer: (url) => {
         try {
           const origin = new URL(url).origin;
