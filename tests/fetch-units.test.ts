@@ -215,7 +215,7 @@ describe('FetchService with in-memory ports', () => {
     const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'], requestForm: 'as-given' as const, publicMirrorOrigin: null };
     const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
     const tokens: TokenAccess = { tokenFor: () => 'tok', rejected: () => undefined };
-    return new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: new EventBus(clock), clock, logger: createLogger({ level: 'silent' }), userAgent: 'test' });
+    return new FetchService({ policy: () => policy, upstream, tokens, cache, events: new EventBus(clock), clock, log: createLogger({ level: 'silent' }), userAgent: 'test' });
   }
 
   async function collect(response: FetchResponse): Promise<Buffer> {

@@ -123,7 +123,7 @@ describe('canonical URL forms (table)', () => {
 
   it('refused URLs never reach the upstream, through the one exchange', async () => {
     const policy = policyFor(af.origin);
-    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokenAccess: { tokenFor: () => 'tok-never-sent', rejected: () => undefined }, clock: new FakeClock(), userAgent: 'test' });
+    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens: { tokenFor: () => 'tok-never-sent', rejected: () => undefined }, clock: new FakeClock(), userAgent: 'test' });
     af.clearRequests();
     const refused = CASES.filter(([, , expected]) => expected instanceof RegExp);
     for (const [label, raw] of refused) {

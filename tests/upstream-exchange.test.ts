@@ -56,7 +56,7 @@ describe('the one upstream exchange', () => {
   function exchangeWith(tokens: TokenAccess, over: Upstream = upstream): UpstreamExchange {
     const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin, requestForm: 'download-api' }] });
     const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
-    return new UpstreamExchange({ policy: () => policy, upstream: over, tokenAccess: tokens, clock, userAgent: 'tokenbroker/test' });
+    return new UpstreamExchange({ policy: () => policy, upstream: over, tokens, clock, userAgent: 'tokenbroker/test' });
   }
 
   it('asks for the token only when a hop needs it, and sends User-Agent on every hop of a redirect chain', async () => {

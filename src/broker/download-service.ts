@@ -51,7 +51,7 @@ export interface DownloadServiceDeps {
   files: DownloadFiles;
   events: EventBus;
   clock: Clock;
-  logger: DomainLog;
+  log: DomainLog;
   /** `{source, app, version?}` → the tarball URL and the index's sha1 (one small function in main.ts). */
   resolveApp(source: string, app: string, version: string | undefined): { url: string; shasum?: string | undefined };
 }
@@ -312,7 +312,7 @@ export class DownloadService {
   }
 
   private mismatch(m: { algorithm: 'sha1' | 'sha256'; expected: string; actual: string }, url: string, what: string): BrokerError {
-    this.deps.logger.warn({ url: describeUrl(url), algorithm: m.algorithm, expected: m.expected, actual: m.actual }, 'checksum mismatch: download discarded');
+    this.deps.log.warn({ url: describeUrl(url), algorithm: m.algorithm, expected: m.expected, actual: m.actual }, 'checksum mismatch: download discarded');
     return new BrokerError('BROKER_CHECKSUM_MISMATCH', {
       message: `The ${m.algorithm} of ${describeUrl(url)} (${m.actual}) does not match the expected ${m.expected}; ${what}.`,
       details: { algorithm: m.algorithm, expected: m.expected, actual: m.actual },

@@ -58,7 +58,7 @@ export class SourceService {
   private readonly fetchDocument: DocumentFetcher;
 
   constructor(private readonly deps: SourceServiceDeps) {
-    const exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokens, clock: deps.clock, userAgent: deps.userAgent ?? 'tokenbroker' });
+    const exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokens: deps.tokens, clock: deps.clock, userAgent: deps.userAgent ?? 'tokenbroker' });
     this.fetchDocument = (request) => exchange.document(request);
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({

@@ -83,7 +83,7 @@ export class TokenService implements TokenAccess {
     this.exchange = new UpstreamExchange({
       policy: () => createTokenPolicy(deps.servers(), { allowInsecureLoopback: false }),
       upstream: deps.upstream,
-      tokenAccess: this,
+      tokens: this,
       clock: deps.clock,
       userAgent: deps.userAgent ?? 'tokenbroker',
     });

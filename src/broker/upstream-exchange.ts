@@ -19,7 +19,7 @@ export interface UpstreamExchangeDeps {
   /** A getter: SIGHUP can change the servers, and with them the policy. */
   policy(): TokenPolicy;
   upstream: Upstream;
-  tokenAccess: TokenAccess;
+  tokens: TokenAccess;
   clock: Clock;
   /** Sent upstream as User-Agent on every request. */
   userAgent: string;
@@ -109,7 +109,7 @@ export class UpstreamExchange {
 
   /** The token of the policy's server, taken lazily from TokenAccess; a 401 marks it invalid. */
   lazyToken(): TokenUse {
-    const access = this.deps.tokenAccess;
+    const access = this.deps.tokens;
     let value: string | undefined;
     return {
       get: (server) => (value ??= access.tokenFor(server)),

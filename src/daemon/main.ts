@@ -131,11 +131,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const fetchService = new FetchService({
     policy,
     upstream,
-    tokenAccess: tokens,
+    tokens,
     cache: contentCache,
     events,
     clock: systemClock,
-    logger,
+    log: logger,
     userAgent: USER_AGENT,
   });
   const downloadService = new DownloadService({
@@ -143,7 +143,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     files: createFsDownloadFiles(),
     events,
     clock: systemClock,
-    logger,
+    log: logger,
     // The one use of the app index for downloads: re-point here when app infos change shape.
     resolveApp: (source, name, version) => {
       const tarball = resolveTarball(sources.app(source, name), version);

@@ -90,13 +90,13 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   bus.subscribe((event) => events.push(event));
   const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
-  const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
+  const service = new FetchService({ policy: () => policy, upstream, tokens, cache, events: bus, clock: systemClock, log: deps.logger, userAgent: 'tokenbroker/test' });
   const downloads = new DownloadService({
     fetch: service,
     files: createFsDownloadFiles(),
     events: bus,
     clock: systemClock,
-    logger: deps.logger,
+    log: deps.logger,
     resolveApp: () => {
       throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
     },

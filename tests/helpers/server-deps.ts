@@ -68,7 +68,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   const fetchService =
     overrides.fetchService ??
-    new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
+    new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokens, cache: noContentCache, events, clock, log: logger, userAgent: 'tokenbroker/test' });
   const downloadService =
     overrides.downloadService ??
     new DownloadService({
@@ -76,7 +76,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
       files: createFsDownloadFiles(),
       events,
       clock,
-      logger,
+      log: logger,
       resolveApp: (source, name, version) => {
         const tarball = resolveTarball(sources.app(source, name), version);
         return { url: tarball.tarballUrl, shasum: tarball.shasum };
