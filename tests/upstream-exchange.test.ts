@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
-import { scrubSecrets } from '../src/broker/scrub.js';
+import { scrubSecrets } from '../src/broker/secret-scrubber.js';
 import type { TokenAccess } from '../src/broker/token-access.js';
 import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';

@@ -3,7 +3,7 @@ import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
-import { scrubSecrets } from './scrub.js';
+import { scrubSecrets } from './secret-scrubber.js';
 import type { TokenAccess } from './token-access.js';
 import { describeUrl, discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
 
