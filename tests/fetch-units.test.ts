@@ -10,12 +10,12 @@ import type { ContentCache } from '../src/broker/ports.js';
 import { FetchService, type FetchResponse } from '../src/broker/fetch-service.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
-import type { TokenAccess } from '../src/broker/token-access.js';
 import { FetchLedger } from '../src/broker/fetch-ledger.js';
 import { createFsContentCache, type FsContentCache } from '../src/daemon/fs-content-cache.js';
 import { createLogger } from '../src/daemon/logger.js';
 import { formatEta, formatProgress, ProgressBar } from '../src/cli/progress.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { makeTempHome } from './helpers/test-daemon.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
@@ -214,7 +214,7 @@ describe('FetchService with in-memory ports', () => {
     };
     const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'], requestForm: 'as-given' as const, publicMirrorOrigin: null };
     const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
-    const tokens: TokenAccess = { tokenFor: () => 'tok', rejected: () => undefined };
+    const tokens = new TestTokenAccess('tok');
     return new FetchService({ policy: () => policy, upstream, tokens, cache, events: new EventBus(clock), clock, log: createLogger({ level: 'silent' }), userAgent: 'test' });
   }
 

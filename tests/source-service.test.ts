@@ -9,7 +9,8 @@ import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-up
 import { ConfigSchema, type ConfigInput } from '../src/protocol/config-schema.js';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, TestTokenAccess, type PublishedSource } from './helpers/app-sources.js';
+import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, type PublishedSource } from './helpers/app-sources.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 import { offlineUpstream } from './helpers/server-deps.js';

@@ -14,7 +14,8 @@ import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.j
 import { StatusSchema } from '../src/protocol/status.js';
 import { formatStatus } from '../src/cli/commands/status-command.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess } from './helpers/app-sources.js';
+import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from './helpers/app-sources.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 import { testServerDeps } from './helpers/server-deps.js';
