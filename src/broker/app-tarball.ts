@@ -1,6 +1,6 @@
 import { BrokerError } from '../protocol/errors.js';
 import type { AppTarball } from '../protocol/sources.js';
-import { artifactFileName } from './policy.js';
+import { artifactFileName, isSafeFileName } from '../protocol/artifact-url.js';
 import type { AppInfo } from './source-documents.js';
 
 /** What the source index knows about one app (SourceService.app). */
@@ -35,12 +35,10 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
   };
 }
 
-const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
-
 export function tarballFileName(tarballUrl: string, name: string, version: string): string {
   // The canonical name: a download-API URL is named after its `path`, never `download`.
-  const last = artifactFileName(tarballUrl);
-  if (SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..') return last;
+  const canonical = artifactFileName(tarballUrl);
+  if (canonical !== undefined) return canonical;
   const fallback = `${name}-${version}.tgz`.replace(/[^A-Za-z0-9._+-]/g, '_');
-  return SAFE_FILE_NAME.test(fallback) ? fallback : 'app.tgz';
+  return isSafeFileName(fallback) ? fallback : 'app.tgz';
 }

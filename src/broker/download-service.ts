@@ -5,7 +5,7 @@ import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { EventBus } from './event-bus.js';
 import type { FetchResponse, FetchService } from './fetch-service.js';
 import type { Clock, DomainLog } from './ports.js';
-import { describeUrl } from './upstream-errors.js';
+import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 
 /**
  * The file side of a daemon-written download. The node:fs adapter is src/daemon/fs-download-files.ts;

@@ -8,7 +8,8 @@ import type { CacheWriter, CachedContent, ContentCache, DomainLog } from './port
 import type { RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, Upstream, UpstreamResponse } from './ports.js';
 import type { TokenAccess } from './token-access.js';
-import { describeUrl, discardBody } from './upstream-errors.js';
+import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
+import { discardBody } from './upstream-errors.js';
 import { UpstreamExchange } from './upstream-exchange.js';
 
 /** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */

@@ -1,5 +1,6 @@
 import { isLoopbackHost } from '../protocol/config-schema.js';
 import type { ServerConfig } from '../protocol/config-schema.js';
+import { DOWNLOAD_API_PATH } from '../protocol/artifact-url.js';
 
 /**
  * Token policy (DESIGN section 4), the core security promise: which URLs the daemon fetches at all
@@ -40,7 +41,6 @@ export interface TokenPolicyOptions {
 }
 
 /** Artifactory's UI download API: `?isNativeBrowsing=false&repoKey=R&path=P` is the artifact `/artifactory/R/P`. */
-export const DOWNLOAD_API_PATH = '/ui/api/v1/download';
 
 export interface AllowedUrl {
   readonly allowed: true;
@@ -328,22 +328,6 @@ function decodeSegment(segment: string): string {
   } catch {
     return segment;
   }
-}
-
-/**
- * The file name a URL's download is saved under, without a policy: the last segment of the
- * download API's single `path` parameter, else of the URL path, decoded ('' when there is none).
- */
-export function artifactFileName(rawUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(rawUrl);
-  } catch {
-    return '';
-  }
-  const paths = url.searchParams.getAll('path');
-  if (url.pathname === DOWNLOAD_API_PATH) return paths.length === 1 ? ((paths[0] as string).split('/').pop() ?? '') : '';
-  return decodeSegment(url.pathname.split('/').pop() ?? '');
 }
 
 /** The file name a download is saved under: the last canonical segment, decoded. */
