@@ -17,6 +17,30 @@ const canary = `tbk-canary-${Math.random().toString(36).slice(2)}${Date.now().to
 const seen: { where: string; text: string }[] = [];
 const see = (where: string, text: string) => seen.push({ where, text });
 
+/**
+ * The two ways in, each recording what came back under `record`: the CLI (stdout and stderr) and
+ * a raw request on the socket (status, headers, body).
+ */
+function recordingCallers(daemon: () => TestDaemon, record: (where: string, text: string) => void, extraHeaders: Record<string, string>) {
+  const cli = async (args: string[], input?: string) => {
+    const result = await runCli(args, { env: daemon().env, ...(input === undefined ? {} : { input }) });
+    record(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
+    return result;
+  };
+  const raw = async (method: string, urlPath: string, body?: unknown) => {
+    const client = new Client('http://localhost', { socketPath: daemon().socketPath });
+    try {
+      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json', ...extraHeaders }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const text = await res.body.text().catch(() => '(aborted)');
+      record(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
+      return { status: res.statusCode, headers: res.headers, text };
+    } finally {
+      await client.close();
+    }
+  };
+  return { cli, raw };
+}
+
 describe('canary token across everything', () => {
   let af: FakeArtifactory;
   let home: string;
@@ -26,22 +50,8 @@ describe('canary token across everything', () => {
   const controller = new AbortController();
   let stream: Promise<void>;
 
-  const cli = async (args: string[], input?: string) => {
-    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
-    see(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
-    return result;
-  };
-  const raw = async (method: string, urlPath: string, body?: unknown) => {
-    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
-    try {
-      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json', authorization: `Bearer ${canary}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      const text = await res.body.text().catch(() => '(aborted)');
-      see(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
-      return { status: res.statusCode, text };
-    } finally {
-      await client.close();
-    }
-  };
+  // The client's own Authorization carries the canary too: it must be dropped, never echoed.
+  const { cli, raw } = recordingCallers(() => daemon, see, { authorization: `Bearer ${canary}` });
 
   beforeAll(async () => {
     af = await startFakeArtifactory();
@@ -71,14 +81,20 @@ describe('canary token across everything', () => {
   it('exercises every route, command and error path with the canary set', async () => {
     expect((await cli(['token', 'set'], `${canary}\n`)).code).toBe(0);
     see('daemon cmdline', await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8'));
-    for (const args of [['status', '--json'], ['status'], ['token', 'show'], ['token', 'show', '--json'], ['sources', 'list'], ['apps', 'list', '--json'], ['diagnose', '--json'], ['client-token', 'list']]) await cli(args);
+    // Read-only commands: run side by side (each is recorded on its own).
+    await Promise.all([['status', '--json'], ['status'], ['token', 'show'], ['token', 'show', '--json'], ['sources', 'list'], ['apps', 'list', '--json'], ['diagnose', '--json'], ['client-token', 'list']].map((args) => cli(args)));
     expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
     await cli(['sources', 'refresh']);
     expect((await cli(['apps', 'download', 'restricted/secret-app', '-o', out])).code).toBe(0);
-    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'secret.bin')])).code).toBe(0);
-    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '--sha256', '0'.repeat(64), '-o', path.join(out, 'bad.bin')])).code).toBe(6);
-    expect((await cli(['fetch', 'https://evil.example/x', '-o', path.join(out, 'x')])).code).not.toBe(0);
-    await cli(['client-token', 'create', '--description', 'canary check', '--scope', 'status:read']);
+    const [fetched0, mismatched, refused] = await Promise.all([
+      cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'secret.bin')]),
+      cli(['fetch', af.url('/artifactory/internal/secret.bin'), '--sha256', '0'.repeat(64), '-o', path.join(out, 'bad.bin')]),
+      cli(['fetch', 'https://evil.example/x', '-o', path.join(out, 'x')]),
+      cli(['client-token', 'create', '--description', 'canary check', '--scope', 'status:read']),
+    ]);
+    expect(fetched0.code).toBe(0);
+    expect(mismatched.code).toBe(6);
+    expect(refused.code).not.toBe(0);
     await cli(['token', 'replace'], `${canary} with-space\n`);
 
     await raw('GET', '/v1/status');
@@ -136,26 +152,11 @@ describe('canary token against a reflecting upstream', () => {
   let home: string;
   let out: string;
   let daemon: TestDaemon;
-  const events: BrokerEvent[] = [];
+  let events: BrokerEvent[] = [];
   const controller = new AbortController();
   let stream: Promise<void>;
 
-  const cli = async (args: string[], input?: string) => {
-    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
-    note(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
-    return result;
-  };
-  const raw = async (method: string, urlPath: string, body?: unknown) => {
-    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
-    try {
-      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      const text = await res.body.text().catch(() => '(aborted)');
-      note(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
-      return { status: res.statusCode, headers: res.headers, text };
-    } finally {
-      await client.close();
-    }
-  };
+  const { cli, raw } = recordingCallers(() => daemon, note, {});
   /** A fetch and the ledger entry that tells how it ended. */
   const fetchAndLedger = async (url: string, query = '') => {
     const answer = await raw('GET', `/v1/fetch?url=${encodeURIComponent(url)}${query}`);
@@ -175,10 +176,10 @@ describe('canary token against a reflecting upstream', () => {
       home,
       config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `reflect-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
     });
-    stream = (async () => {
-      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
-    })();
-    await new Promise((r) => setTimeout(r, 200));
+    const recording = recordEvents(daemon.client, controller.signal);
+    events = recording.events;
+    stream = recording.done;
+    await recording.opened;
   });
   afterAll(async () => {
     await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
@@ -244,8 +245,8 @@ describe('canary token against a reflecting upstream', () => {
     af.setFault('/artifactory/internal/reflect-401.bin', { kind: 'reflect', as: 'json', status: 401 });
     expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-401.bin'))).status).toBe(409);
     await expect.poll(() => events.some((e) => e.type === 'token.invalid'), { timeout: 5000 }).toBe(true);
-    for (const [method, route] of [['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']] as const) await raw(method, route);
-    for (const args of [['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']]) await cli(args);
+    await Promise.all([['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']].map(([method, route]) => raw(method as string, route as string)));
+    await Promise.all([['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']].map((args) => cli(args)));
   });
 
   it('the reflected canary appears nowhere, and the reflections were redacted, not lost', async () => {
