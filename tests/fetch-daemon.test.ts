@@ -130,13 +130,16 @@ describe('fetch through the real daemon', () => {
   it('exit codes: token missing 4, upstream 5, not allowed 1, with no upstream request for refused URLs', async () => {
     af.setFile('/artifactory/swtools/restricted/r.bin', 'r');
     // The placeholder token access has no token: restricted URLs are refused before any request.
-    const token = await runCli(['fetch', af.url('/artifactory/swtools/restricted/r.bin'), '-o', path.join(work, 'r.bin')], { env: daemon.env });
+    // Three independent commands: side by side.
+    const [token, missing, refused] = await Promise.all([
+      runCli(['fetch', af.url('/artifactory/swtools/restricted/r.bin'), '-o', path.join(work, 'r.bin')], { env: daemon.env }),
+      runCli(['fetch', af.url('/artifactory/swtools/external/nope.bin'), '-o', path.join(work, 'nope.bin')], { env: daemon.env }),
+      runCli(['fetch', af.url('/ui/admin'), '-o', path.join(work, 'x')], { env: daemon.env }),
+    ]);
     expect(token.code).toBe(4);
     expect(token.stderr).toContain('BROKER_TOKEN_MISSING');
-    const missing = await runCli(['fetch', af.url('/artifactory/swtools/external/nope.bin'), '-o', path.join(work, 'nope.bin')], { env: daemon.env });
     expect(missing.code).toBe(5);
     expect(missing.stderr).toContain('BROKER_UPSTREAM_NOT_FOUND');
-    const refused = await runCli(['fetch', af.url('/ui/admin'), '-o', path.join(work, 'x')], { env: daemon.env });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('BROKER_URL_NOT_ALLOWED');
     expect(af.requestsTo('/artifactory/swtools/restricted/')).toHaveLength(0);
