@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeArtifactUrl } from '../protocol/artifact-url.js';
+import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
 import { OFFICIAL_SOURCE_ID } from '../protocol/sources.js';
 import { listedUrls } from './app-views.js';
@@ -125,21 +125,21 @@ export class SourceRegistry {
   /** Refuses a URL or display name some source already has (DESIGN section 6). */
   assertFree(url: string, name?: string): void {
     if (url === this.deps.officialUrl()) {
-      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describeArtifactUrl(url)} is the official source, which is always present.` });
+      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(url)} is the official source, which is always present.` });
     }
     for (const runtime of this.runtimes.values()) {
       if (!runtime.official && runtime.url === url) {
-        throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `${describeArtifactUrl(url)} is already added as "${this.displayName(runtime)}" (id ${runtime.id}).`, details: { id: runtime.id } });
+        throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `${describe(url)} is already added as "${this.displayName(runtime)}" (id ${runtime.id}).`, details: { id: runtime.id } });
       }
     }
     if (name === undefined) return;
     if (name.toLowerCase() === OFFICIAL_SOURCE_ID) {
-      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describeArtifactUrl(url)} calls itself "${name}", the name reserved for the official source.`, hint: 'Ask the publisher to give the source another name.' });
+      throw new BrokerError('BROKER_SOURCE_OFFICIAL', { message: `${describe(url)} calls itself "${name}", the name reserved for the official source.`, hint: 'Ask the publisher to give the source another name.' });
     }
     for (const runtime of this.runtimes.values()) {
       const existing = this.displayName(runtime);
       if (existing.toLowerCase() === name.toLowerCase() || runtime.recordName.toLowerCase() === name.toLowerCase()) {
-        throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `A source named "${existing}" already exists (id ${runtime.id}, ${describeArtifactUrl(this.urlOf(runtime))}).`, details: { id: runtime.id, name: existing } });
+        throw new BrokerError('BROKER_SOURCE_EXISTS', { message: `A source named "${existing}" already exists (id ${runtime.id}, ${describe(this.urlOf(runtime))}).`, details: { id: runtime.id, name: existing } });
       }
     }
   }

@@ -1,5 +1,5 @@
 import type { Config } from '../protocol/config-schema.js';
-import { describeArtifactUrl } from '../protocol/artifact-url.js';
+import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
 import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
@@ -170,7 +170,7 @@ export class SourceService {
     const classified = await this.registry.allowingOnce(rawUrl, () => Promise.resolve(policy.classify(rawUrl)));
     if (!classified.allowed) {
       throw new BrokerError('BROKER_URL_NOT_ALLOWED', {
-        message: `Cannot add ${describeArtifactUrl(rawUrl)}: ${classified.reason}.`,
+        message: `Cannot add ${describe(rawUrl)}: ${classified.reason}.`,
         hint: 'A source is an https URL of a source.json (http only on loopback with "allowInsecureLoopback": true).',
       });
     }
@@ -180,18 +180,18 @@ export class SourceService {
     const result = await this.registry.allowingOnce(canonical, () =>
       this.limiter.run(() => this.fetchDocument({ url: canonical, maxBytes: SOURCE_JSON_MAX_BYTES, signal: this.aborter.signal })),
     );
-    if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describeArtifactUrl(canonical)} did not return a document.` });
+    if (result.status !== 'ok') throw new BrokerError('BROKER_UPSTREAM_ERROR', { message: `${describe(canonical)} did not return a document.` });
     const parsed = parseDocument(result.text, SourceJsonSchema, 'source.json');
     if (!parsed.ok) {
       throw new BrokerError('BROKER_SOURCE_INVALID', {
-        message: `${describeArtifactUrl(canonical)}: ${parsed.message}`,
-        details: { url: describeArtifactUrl(canonical), ...(parsed.field === undefined ? {} : { field: parsed.field }) },
+        message: `${describe(canonical)}: ${parsed.message}`,
+        details: { url: describe(canonical), ...(parsed.field === undefined ? {} : { field: parsed.field }) },
       });
     }
     // Checked after the await: two concurrent adds of the same source must not both win.
     this.registry.assertFree(canonical, parsed.value.name);
     const runtime = await this.registry.register(parsed.value.name, canonical, this.deps.clock.now());
-    this.deps.log.info({ source: runtime.id, url: describeArtifactUrl(canonical) }, 'source added');
+    this.deps.log.info({ source: runtime.id, url: describe(canonical) }, 'source added');
     const refreshed = await this.refreshOne(runtime, { result, doc: parsed.value });
     this.emitRun([refreshed]);
     if (!this.stopped) this.scheduler.succeeded(runtime.id);
@@ -271,7 +271,7 @@ export class SourceService {
     // The official source follows config: an index of its old URL no longer describes it.
     const url = this.registry.urlOf(runtime);
     if (runtime.index.url !== url) {
-      this.deps.log.info({ url: describeArtifactUrl(url) }, 'officialSource changed; rebuilding the official index');
+      this.deps.log.info({ url: describe(url) }, 'officialSource changed; rebuilding the official index');
       runtime.url = url;
       runtime.index = emptyIndex(url);
     }
