@@ -230,7 +230,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       tokens.stop();
       sources.stop();
       for (const listener of extraListeners) listener.stopAccepting();
-      void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
+      void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, log: logger })
         .then(() => app.close())
         .then(() => upstream.close())
         .then(() => socket.removeSocket())
