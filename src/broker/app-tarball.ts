@@ -1,20 +1,13 @@
 import { BrokerError } from '../protocol/errors.js';
 import type { AppTarball } from '../protocol/sources.js';
 import { artifactFileName, isSafeFileName } from '../protocol/artifact-url.js';
-import type { AppInfo } from './source-documents.js';
-
-/** What the source index knows about one app (SourceService.app). */
-export interface IndexedApp {
-  source: string;
-  info: AppInfo;
-  withdrawn: boolean;
-}
+import type { IndexedApp } from './app-views.js';
 
 /**
  * Picks the version (the latest when none is asked for) and names the file it is saved as: the
  * tarball URL's canonical last segment (DESIGN section 4), when that is a plain file name, else `<name>-<version>.tgz`.
  */
-export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
+export function resolveTarball(app: Pick<IndexedApp, 'source' | 'info' | 'withdrawn'>, version?: string): AppTarball {
   const chosen = version ?? app.info.latestVersion;
   const entry = Object.hasOwn(app.info.versions, chosen) ? app.info.versions[chosen] : undefined;
   if (entry === undefined) {

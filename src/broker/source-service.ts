@@ -3,7 +3,7 @@ import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
 import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
-import { appCounts, appViews, findApp, indexedApps, type IndexedAppInfo } from './app-views.js';
+import { appCounts, appViews, findApp, indexedApps, type IndexedApp } from './app-views.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
 import type { DomainLog } from './ports.js';
@@ -39,12 +39,6 @@ export interface SourceServiceDeps {
   userAgent?: string;
   /** For jitter; injectable for tests. */
   random?: () => number;
-}
-
-/** The indexed app info of one app, for downloads (`shasum` and `tarballUrl` per version). */
-export interface IndexedApp extends IndexedAppInfo {
-  source: string;
-  official: boolean;
 }
 
 export class SourceService {
