@@ -6,9 +6,8 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../src/broker/policy.js';
-import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
+import type { TokenAccess, Upstream, UpstreamRequest } from '../src/broker/ports.js';
 import { scrubSecrets } from '../src/broker/secret-scrubber.js';
-import type { TokenAccess } from '../src/broker/token-access.js';
 import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';

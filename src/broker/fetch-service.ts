@@ -4,10 +4,8 @@ import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from 
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
-import type { CacheWriter, CachedContent, ContentCache, DomainLog } from './ports.js';
+import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import type { RequestHop, TokenPolicy } from './policy.js';
-import type { Clock, Upstream, UpstreamResponse } from './ports.js';
-import type { TokenAccess } from './token-access.js';
 import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 import { discardBody } from './upstream-errors.js';
 import { UpstreamExchange } from './upstream-exchange.js';

@@ -5,7 +5,7 @@ import { APP_ASSET_KINDS, assetContentType, assetsKey, assetUrl, dropAsset, save
 import type { DocumentResult } from './upstream-exchange.js';
 import type { Limiter } from './limiter.js';
 import type { TokenPolicy } from './policy.js';
-import type { Clock, StateStore } from './ports.js';
+import type { Clock, StateStore, TokenAccess } from './ports.js';
 import { RETRY_AFTER_MAX_MS } from './refresh-scheduler.js';
 import {
   APP_ASSET_MAX_BYTES,
@@ -18,7 +18,6 @@ import {
 } from './source-documents.js';
 import { MAX_PROBLEMS, type AppEntry, type ProblemRecord, type SourceIndex } from './source-index.js';
 import type { SourceRegistry, SourceRuntime } from './source-registry.js';
-import type { TokenAccess } from './token-access.js';
 
 /**
  * One refresh attempt of one source (DESIGN section 6): source.json with If-None-Match, then every

@@ -6,15 +6,13 @@ import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind
 import { appCounts, appViews, findApp, indexedApps, type IndexedApp } from './app-views.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
-import type { DomainLog } from './ports.js';
+import type { Clock, DomainLog, StateStore, TokenAccess, Upstream } from './ports.js';
 import type { TokenPolicy } from './policy.js';
-import type { Clock, StateStore, Upstream } from './ports.js';
 import { RefreshScheduler } from './refresh-scheduler.js';
 import { parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source-documents.js';
 import { emptyIndex, toProblemView, type SourceIndex } from './source-index.js';
 import { refreshSource, TOKEN_CODES, type DocumentFetcher, type Prefetched } from './source-refresh.js';
 import { errorText, SourceRegistry, type SourceRuntime } from './source-registry.js';
-import type { TokenAccess } from './token-access.js';
 import { UpstreamExchange } from './upstream-exchange.js';
 
 /**

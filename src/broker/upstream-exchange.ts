@@ -2,10 +2,9 @@ import type { ServerConfig } from '../protocol/config-schema.js';
 import { describeArtifactUrl } from '../protocol/artifact-url.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
-import type { Clock, Upstream, UpstreamResponse } from './ports.js';
+import type { Clock, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
 import { scrubSecrets } from './secret-scrubber.js';
-import type { TokenAccess } from './token-access.js';
 import { discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
 
 /**

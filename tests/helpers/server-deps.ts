@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
-import type { SecretStore, Upstream } from '../../src/broker/ports.js';
+import type { ContentCache, SecretStore, Upstream } from '../../src/broker/ports.js';
 import { SourceService } from '../../src/broker/source-service.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
@@ -9,7 +9,6 @@ import { FetchService } from '../../src/broker/fetch-service.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { resolveTarball } from '../../src/broker/app-tarball.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
-import type { ContentCache } from '../../src/broker/ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';

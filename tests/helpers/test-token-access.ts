@@ -1,4 +1,4 @@
-import type { TokenAccess } from '../../src/broker/token-access.js';
+import type { TokenAccess } from '../../src/broker/ports.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 
 export type TestTokenState = 'valid' | 'invalid' | 'expired';
