@@ -8,6 +8,7 @@ import { BodyRelay } from '../src/broker/body-relay.js';
 import { EventBus } from '../src/broker/event-bus.js';
 import type { ContentCache, Upstream, UpstreamRequest } from '../src/broker/ports.js';
 import { FetchService, type FetchResponse } from '../src/broker/fetch-service.js';
+import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import { FetchLedger } from '../src/broker/fetch-ledger.js';
 import { createFsContentCache, type FsContentCache } from '../src/daemon/fs-content-cache.js';
@@ -214,7 +215,8 @@ describe('FetchService with in-memory ports', () => {
     const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'], requestForm: 'as-given' as const, publicMirrorOrigin: null };
     const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
     const tokens = new TestTokenAccess('tok');
-    return new FetchService({ policy: () => policy, upstream, tokens, cache, events: new EventBus(clock), clock, log: createLogger({ level: 'silent' }), userAgent: 'test' });
+    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock, userAgent: 'test' });
+    return new FetchService({ exchange, cache, events: new EventBus(clock), clock, log: createLogger({ level: 'silent' }) });
   }
 
   async function collect(response: FetchResponse): Promise<Buffer> {

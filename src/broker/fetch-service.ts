@@ -4,26 +4,22 @@ import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from 
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
-import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
-import type { RequestHop, TokenPolicy } from './policy.js';
+import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, UpstreamResponse } from './ports.js';
+import type { RequestHop } from './policy.js';
 import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 import { discardBody } from './upstream-errors.js';
-import { UpstreamExchange } from './upstream-exchange.js';
+import type { UpstreamExchange } from './upstream-exchange.js';
 
 /** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */
 export interface FetchServiceDeps {
-  /** A getter: SIGHUP can change the servers, and with them the policy. */
-  policy(): TokenPolicy;
-  upstream: Upstream;
-  tokens: TokenAccess;
+  /** The daemon's one upstream exchange (policy, token, redirects, error mapping), built in main.ts. */
+  exchange: UpstreamExchange;
   cache: ContentCache;
   events: EventBus;
   clock: Clock;
   log: DomainLog;
   /** Defaults to a new ledger of the last LEDGER_CAPACITY fetches. */
   ledger?: FetchLedger;
-  /** Sent upstream as User-Agent. */
-  userAgent: string;
 }
 
 export interface FetchInput {
@@ -66,7 +62,7 @@ export class FetchService {
 
   constructor(private readonly deps: FetchServiceDeps) {
     this.ledger = deps.ledger ?? new FetchLedger(deps.clock);
-    this.exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokens: deps.tokens, clock: deps.clock, userAgent: deps.userAgent });
+    this.exchange = deps.exchange;
   }
 
   /**

@@ -15,6 +15,7 @@ import { EventBus } from '../broker/event-bus.js';
 import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
 import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
+import { UpstreamExchange } from '../broker/upstream-exchange.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
@@ -110,16 +111,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
   let thirdParty: (canonicalUrl: string) => boolean = () => false;
   const policy = policyFollowing(() => currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
+  // The one upstream exchange of sources, fetches and downloads (token validation has its own,
+  // with the token endpoints' policy, inside TokenService).
+  const exchange = new UpstreamExchange({ policy, upstream, tokens, clock: systemClock, userAgent: USER_AGENT });
   const sources = new SourceService({
     config: () => currentConfig,
     policy,
     tokens,
-    upstream,
+    exchange,
     state: createFsStateStore(paths.stateDir, { scrub }),
     clock: systemClock,
     events,
     log: logger,
-    userAgent: USER_AGENT,
   });
   await sources.load();
   thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
@@ -129,14 +132,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   let extraListeners: ExtraListener[] = [];
   const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
   const fetchService = new FetchService({
-    policy,
-    upstream,
-    tokens,
+    exchange,
     cache: contentCache,
     events,
     clock: systemClock,
     log: logger,
-    userAgent: USER_AGENT,
   });
   const downloadService = new DownloadService({
     fetch: fetchService,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
@@ -65,7 +66,8 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   bus.subscribe((event) => events.push(event));
   const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
-  const service = new FetchService({ policy: () => policy, upstream, tokens, cache, events: bus, clock: systemClock, log: deps.logger, userAgent: 'tokenbroker/test' });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock: systemClock, userAgent: 'tokenbroker/test' });
+  const service = new FetchService({ exchange, cache, events: bus, clock: systemClock, log: deps.logger });
   const downloads = new DownloadService({
     fetch: service,
     files: createFsDownloadFiles(),

@@ -3,6 +3,7 @@ import { EventBus } from '../../src/broker/event-bus.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { ContentCache, SecretStore, Upstream } from '../../src/broker/ports.js';
 import { SourceService } from '../../src/broker/source-service.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
@@ -61,13 +62,14 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     overrides.tokens ??
     new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokens, clock, userAgent: 'tokenbroker/test' });
   const sources =
     overrides.sources ??
-    new SourceService({ config: () => config, policy: () => policy, tokens, upstream: overrides.upstream ?? offlineUpstream, state, clock, events, log: logger });
+    new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: logger });
   const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   const fetchService =
     overrides.fetchService ??
-    new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokens, cache: noContentCache, events, clock, log: logger, userAgent: 'tokenbroker/test' });
+    new FetchService({ exchange, cache: noContentCache, events, clock, log: logger });
   const downloadService =
     overrides.downloadService ??
     new DownloadService({
