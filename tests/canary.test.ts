@@ -41,44 +41,70 @@ function recordingCallers(daemon: () => TestDaemon, record: (where: string, text
   return { cli, raw };
 }
 
-describe('canary token across everything', () => {
-  let af: FakeArtifactory;
-  let home: string;
-  let out: string;
-  let daemon: TestDaemon;
-  let events: BrokerEvent[] = [];
+/**
+ * One canary run's world: a fake Artifactory that knows `token`, the official and a restricted
+ * source, a real daemon on the real keychain with debug logs, and its event stream recorded from
+ * the start. `finish()` ends the stream and stops the daemon, recording the events, the daemon's
+ * log and every state and cache file.
+ */
+function canaryWorld(token: string, label: string, record: (where: string, text: string) => void) {
+  const world = {
+    af: undefined as unknown as FakeArtifactory,
+    home: '',
+    out: '',
+    daemon: undefined as unknown as TestDaemon,
+    events: [] as BrokerEvent[],
+  };
   const controller = new AbortController();
-  let stream: Promise<void>;
-
-  // The client's own Authorization carries the canary too: it must be dropped, never echoed.
-  const { cli, raw } = recordingCallers(() => daemon, see, { authorization: `Bearer ${canary}` });
-
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    af.addToken(canary, { token_id: 'tid-canary', description: 'canary', expiry: Math.floor(Date.now() / 1000) + 10 * 86400 });
-    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
-    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
-    af.setFile('/artifactory/internal/secret.bin', Buffer.alloc(50_000, 9));
-    home = await makeTempHome();
-    out = await makeTempHome('tb-canary-out-');
-    daemon = await startTestDaemon({
-      home,
-      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `canary-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
+  let stream: Promise<void> = Promise.resolve();
+  const setup = async (prepare: (af: FakeArtifactory) => void): Promise<void> => {
+    world.af = await startFakeArtifactory();
+    world.af.addToken(token, { token_id: `tid-${label}`, description: label, expiry: Math.floor(Date.now() / 1000) + 10 * 86400 });
+    const official = publishSource(world.af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
+    publishSource(world.af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
+    prepare(world.af);
+    world.home = await makeTempHome();
+    world.out = await makeTempHome(`tb-${label}-out-`);
+    world.daemon = await startTestDaemon({
+      home: world.home,
+      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `${label}-${path.basename(world.home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: world.af.origin }], officialSource: official.sourceUrl },
     });
-    const recording = recordEvents(daemon.client, controller.signal);
-    events = recording.events;
+    const recording = recordEvents(world.daemon.client, controller.signal);
+    world.events = recording.events;
     stream = recording.done;
     await recording.opened;
-  });
-  afterAll(async () => {
-    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
-    await daemon.cleanup();
-    await af.close();
-    await rm(home, { recursive: true, force: true });
-    await rm(out, { recursive: true, force: true });
-  });
+  };
+  const finish = async (): Promise<{ files: string[] }> => {
+    controller.abort();
+    await stream;
+    record('events', JSON.stringify(world.events));
+    await world.daemon.stop();
+    record('daemon log', world.daemon.output());
+    const files = (await readdir(world.home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock')).map((e) => path.join(e.parentPath, e.name));
+    for (const file of files) record(file, (await readFile(file)).toString('latin1'));
+    return { files };
+  };
+  const teardown = async (): Promise<void> => {
+    await runCli(['token', 'remove', '--yes'], { env: world.daemon.env }).catch(() => undefined);
+    await world.daemon.cleanup();
+    await world.af.close();
+    await rm(world.home, { recursive: true, force: true });
+    await rm(world.out, { recursive: true, force: true });
+  };
+  return { world, setup, finish, teardown, ...recordingCallers(() => world.daemon, record, {}) };
+}
+
+describe('canary token across everything', () => {
+  const run = canaryWorld(canary, 'canary', see);
+  const { world } = run;
+  const { cli } = run;
+  // The client's own Authorization carries the canary too: it must be dropped, never echoed.
+  const { raw } = recordingCallers(() => world.daemon, see, { authorization: `Bearer ${canary}` });
+  beforeAll(() => run.setup((af) => af.setFile('/artifactory/internal/secret.bin', Buffer.alloc(50_000, 9))));
+  afterAll(() => run.teardown());
 
   it('exercises every route, command and error path with the canary set', async () => {
+    const { af, out, daemon, events } = world;
     expect((await cli(['token', 'set'], `${canary}\n`)).code).toBe(0);
     see('daemon cmdline', await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8'));
     // Read-only commands: run side by side (each is recorded on its own).
@@ -124,15 +150,9 @@ describe('canary token across everything', () => {
   });
 
   it('the canary appears nowhere', async () => {
-    controller.abort();
-    await stream;
-    see('events', JSON.stringify(events));
-    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
-    await daemon.stop();
-    see('daemon log', daemon.output());
-    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
-    expect(files.some((f) => f.parentPath.includes('cache'))).toBe(true);
-    for (const file of files) see(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    const { files } = await run.finish();
+    expect(world.events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
+    expect(files.some((file) => file.includes(`${path.sep}cache${path.sep}`))).toBe(true);
     expect(seen.length).toBeGreaterThan(40);
     expect(seen.filter((s) => s.text.includes(canary)).map((s) => s.where)).toEqual([]);
   });
@@ -148,15 +168,8 @@ describe('canary token against a reflecting upstream', () => {
   const reflected = `tbk-reflect-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
   const found: { where: string; text: string }[] = [];
   const note = (where: string, text: string) => found.push({ where, text });
-  let af: FakeArtifactory;
-  let home: string;
-  let out: string;
-  let daemon: TestDaemon;
-  let events: BrokerEvent[] = [];
-  const controller = new AbortController();
-  let stream: Promise<void>;
-
-  const { cli, raw } = recordingCallers(() => daemon, note, {});
+  const run = canaryWorld(reflected, 'reflect', note);
+  const { world, cli, raw } = run;
   /** A fetch and the ledger entry that tells how it ended. */
   const fetchAndLedger = async (url: string, query = '') => {
     const answer = await raw('GET', `/v1/fetch?url=${encodeURIComponent(url)}${query}`);
@@ -165,31 +178,11 @@ describe('canary token against a reflecting upstream', () => {
     return answer;
   };
 
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    af.addToken(reflected, { token_id: 'tid-reflect', description: 'reflect', expiry: Math.floor(Date.now() / 1000) + 60 * 86400 });
-    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
-    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
-    home = await makeTempHome();
-    out = await makeTempHome('tb-reflect-out-');
-    daemon = await startTestDaemon({
-      home,
-      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `reflect-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
-    });
-    const recording = recordEvents(daemon.client, controller.signal);
-    events = recording.events;
-    stream = recording.done;
-    await recording.opened;
-  });
-  afterAll(async () => {
-    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
-    await daemon.cleanup();
-    await af.close();
-    await rm(home, { recursive: true, force: true });
-    await rm(out, { recursive: true, force: true });
-  });
+  beforeAll(() => run.setup(() => undefined));
+  afterAll(() => run.teardown());
 
   it('every reflecting answer goes through the daemon', async () => {
+    const { af, out, events } = world;
     expect((await cli(['token', 'set'], `${reflected}\n`)).code).toBe(0);
     expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
 
@@ -250,13 +243,7 @@ describe('canary token against a reflecting upstream', () => {
   });
 
   it('the reflected canary appears nowhere, and the reflections were redacted, not lost', async () => {
-    controller.abort();
-    await stream;
-    note('events', JSON.stringify(events));
-    await daemon.stop();
-    note('daemon log', daemon.output());
-    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
-    for (const file of files) note(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    await run.finish();
     expect(found.filter((s) => s.text.includes(reflected)).map((s) => s.where)).toEqual([]);
     // The reflections did reach the daemon's answers: each came out as [redacted].
     expect(found.filter((s) => s.text.includes('[redacted]')).length).toBeGreaterThan(5);
