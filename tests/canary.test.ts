@@ -17,68 +17,110 @@ const canary = `tbk-canary-${Math.random().toString(36).slice(2)}${Date.now().to
 const seen: { where: string; text: string }[] = [];
 const see = (where: string, text: string) => seen.push({ where, text });
 
-describe('canary token across everything', () => {
-  let af: FakeArtifactory;
-  let home: string;
-  let out: string;
-  let daemon: TestDaemon;
-  let events: BrokerEvent[] = [];
-  const controller = new AbortController();
-  let stream: Promise<void>;
-
+/**
+ * The two ways in, each recording what came back under `record`: the CLI (stdout and stderr) and
+ * a raw request on the socket (status, headers, body).
+ */
+function recordingCallers(daemon: () => TestDaemon, record: (where: string, text: string) => void, extraHeaders: Record<string, string>) {
   const cli = async (args: string[], input?: string) => {
-    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
-    see(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
+    const result = await runCli(args, { env: daemon().env, ...(input === undefined ? {} : { input }) });
+    record(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
     return result;
   };
   const raw = async (method: string, urlPath: string, body?: unknown) => {
-    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
+    const client = new Client('http://localhost', { socketPath: daemon().socketPath });
     try {
-      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json', authorization: `Bearer ${canary}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json', ...extraHeaders }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
       const text = await res.body.text().catch(() => '(aborted)');
-      see(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
-      return { status: res.statusCode, text };
+      record(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
+      return { status: res.statusCode, headers: res.headers, text };
     } finally {
       await client.close();
     }
   };
+  return { cli, raw };
+}
 
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    af.addToken(canary, { token_id: 'tid-canary', description: 'canary', expiry: Math.floor(Date.now() / 1000) + 10 * 86400 });
-    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
-    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
-    af.setFile('/artifactory/internal/secret.bin', Buffer.alloc(50_000, 9));
-    home = await makeTempHome();
-    out = await makeTempHome('tb-canary-out-');
-    daemon = await startTestDaemon({
-      home,
-      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `canary-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
+/**
+ * One canary run's world: a fake Artifactory that knows `token`, the official and a restricted
+ * source, a real daemon on the real keychain with debug logs, and its event stream recorded from
+ * the start. `finish()` ends the stream and stops the daemon, recording the events, the daemon's
+ * log and every state and cache file.
+ */
+function canaryWorld(token: string, label: string, record: (where: string, text: string) => void) {
+  const world = {
+    af: undefined as unknown as FakeArtifactory,
+    home: '',
+    out: '',
+    daemon: undefined as unknown as TestDaemon,
+    events: [] as BrokerEvent[],
+  };
+  const controller = new AbortController();
+  let stream: Promise<void> = Promise.resolve();
+  const setup = async (prepare: (af: FakeArtifactory) => void): Promise<void> => {
+    world.af = await startFakeArtifactory();
+    world.af.addToken(token, { token_id: `tid-${label}`, description: label, expiry: Math.floor(Date.now() / 1000) + 10 * 86400 });
+    const official = publishSource(world.af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
+    publishSource(world.af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
+    prepare(world.af);
+    world.home = await makeTempHome();
+    world.out = await makeTempHome(`tb-${label}-out-`);
+    world.daemon = await startTestDaemon({
+      home: world.home,
+      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `${label}-${path.basename(world.home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: world.af.origin }], officialSource: official.sourceUrl },
     });
-    const recording = recordEvents(daemon.client, controller.signal);
-    events = recording.events;
+    const recording = recordEvents(world.daemon.client, controller.signal);
+    world.events = recording.events;
     stream = recording.done;
     await recording.opened;
-  });
-  afterAll(async () => {
-    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
-    await daemon.cleanup();
-    await af.close();
-    await rm(home, { recursive: true, force: true });
-    await rm(out, { recursive: true, force: true });
-  });
+  };
+  const finish = async (): Promise<{ files: string[] }> => {
+    controller.abort();
+    await stream;
+    record('events', JSON.stringify(world.events));
+    await world.daemon.stop();
+    record('daemon log', world.daemon.output());
+    const files = (await readdir(world.home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock')).map((e) => path.join(e.parentPath, e.name));
+    for (const file of files) record(file, (await readFile(file)).toString('latin1'));
+    return { files };
+  };
+  const teardown = async (): Promise<void> => {
+    await runCli(['token', 'remove', '--yes'], { env: world.daemon.env }).catch(() => undefined);
+    await world.daemon.cleanup();
+    await world.af.close();
+    await rm(world.home, { recursive: true, force: true });
+    await rm(world.out, { recursive: true, force: true });
+  };
+  return { world, setup, finish, teardown, ...recordingCallers(() => world.daemon, record, {}) };
+}
+
+describe('canary token across everything', () => {
+  const run = canaryWorld(canary, 'canary', see);
+  const { world } = run;
+  const { cli } = run;
+  // The client's own Authorization carries the canary too: it must be dropped, never echoed.
+  const { raw } = recordingCallers(() => world.daemon, see, { authorization: `Bearer ${canary}` });
+  beforeAll(() => run.setup((af) => af.setFile('/artifactory/internal/secret.bin', Buffer.alloc(50_000, 9))));
+  afterAll(() => run.teardown());
 
   it('exercises every route, command and error path with the canary set', async () => {
+    const { af, out, daemon, events } = world;
     expect((await cli(['token', 'set'], `${canary}\n`)).code).toBe(0);
     see('daemon cmdline', await readFile(`/proc/${daemon.pid}/cmdline`, 'utf8'));
-    for (const args of [['status', '--json'], ['status'], ['token', 'show'], ['token', 'show', '--json'], ['sources', 'list'], ['apps', 'list', '--json'], ['diagnose', '--json'], ['client-token', 'list']]) await cli(args);
+    // Read-only commands: run side by side (each is recorded on its own).
+    await Promise.all([['status', '--json'], ['status'], ['token', 'show'], ['token', 'show', '--json'], ['sources', 'list'], ['apps', 'list', '--json'], ['diagnose', '--json'], ['client-token', 'list']].map((args) => cli(args)));
     expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
     await cli(['sources', 'refresh']);
     expect((await cli(['apps', 'download', 'restricted/secret-app', '-o', out])).code).toBe(0);
-    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'secret.bin')])).code).toBe(0);
-    expect((await cli(['fetch', af.url('/artifactory/internal/secret.bin'), '--sha256', '0'.repeat(64), '-o', path.join(out, 'bad.bin')])).code).toBe(6);
-    expect((await cli(['fetch', 'https://evil.example/x', '-o', path.join(out, 'x')])).code).not.toBe(0);
-    await cli(['client-token', 'create', '--description', 'canary check', '--scope', 'status:read']);
+    const [fetched0, mismatched, refused] = await Promise.all([
+      cli(['fetch', af.url('/artifactory/internal/secret.bin'), '-o', path.join(out, 'secret.bin')]),
+      cli(['fetch', af.url('/artifactory/internal/secret.bin'), '--sha256', '0'.repeat(64), '-o', path.join(out, 'bad.bin')]),
+      cli(['fetch', 'https://evil.example/x', '-o', path.join(out, 'x')]),
+      cli(['client-token', 'create', '--description', 'canary check', '--scope', 'status:read']),
+    ]);
+    expect(fetched0.code).toBe(0);
+    expect(mismatched.code).toBe(6);
+    expect(refused.code).not.toBe(0);
     await cli(['token', 'replace'], `${canary} with-space\n`);
 
     await raw('GET', '/v1/status');
@@ -108,15 +150,9 @@ describe('canary token across everything', () => {
   });
 
   it('the canary appears nowhere', async () => {
-    controller.abort();
-    await stream;
-    see('events', JSON.stringify(events));
-    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
-    await daemon.stop();
-    see('daemon log', daemon.output());
-    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
-    expect(files.some((f) => f.parentPath.includes('cache'))).toBe(true);
-    for (const file of files) see(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    const { files } = await run.finish();
+    expect(world.events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
+    expect(files.some((file) => file.includes(`${path.sep}cache${path.sep}`))).toBe(true);
     expect(seen.length).toBeGreaterThan(40);
     expect(seen.filter((s) => s.text.includes(canary)).map((s) => s.where)).toEqual([]);
   });
@@ -132,30 +168,8 @@ describe('canary token against a reflecting upstream', () => {
   const reflected = `tbk-reflect-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
   const found: { where: string; text: string }[] = [];
   const note = (where: string, text: string) => found.push({ where, text });
-  let af: FakeArtifactory;
-  let home: string;
-  let out: string;
-  let daemon: TestDaemon;
-  const events: BrokerEvent[] = [];
-  const controller = new AbortController();
-  let stream: Promise<void>;
-
-  const cli = async (args: string[], input?: string) => {
-    const result = await runCli(args, { env: daemon.env, ...(input === undefined ? {} : { input }) });
-    note(`cli ${args.join(' ')}`, `${result.stdout}\n${result.stderr}`);
-    return result;
-  };
-  const raw = async (method: string, urlPath: string, body?: unknown) => {
-    const client = new Client('http://localhost', { socketPath: daemon.socketPath });
-    try {
-      const res = await client.request({ method: method as 'GET', path: urlPath, headers: { host: 'localhost', 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      const text = await res.body.text().catch(() => '(aborted)');
-      note(`${method} ${urlPath}`, `${JSON.stringify(res.headers)}\n${text}`);
-      return { status: res.statusCode, headers: res.headers, text };
-    } finally {
-      await client.close();
-    }
-  };
+  const run = canaryWorld(reflected, 'reflect', note);
+  const { world, cli, raw } = run;
   /** A fetch and the ledger entry that tells how it ended. */
   const fetchAndLedger = async (url: string, query = '') => {
     const answer = await raw('GET', `/v1/fetch?url=${encodeURIComponent(url)}${query}`);
@@ -164,31 +178,11 @@ describe('canary token against a reflecting upstream', () => {
     return answer;
   };
 
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    af.addToken(reflected, { token_id: 'tid-reflect', description: 'reflect', expiry: Math.floor(Date.now() / 1000) + 60 * 86400 });
-    const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
-    publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
-    home = await makeTempHome();
-    out = await makeTempHome('tb-reflect-out-');
-    daemon = await startTestDaemon({
-      home,
-      config: { allowInsecureLoopback: true, secretStore: 'keychain', logLevel: 'debug', servers: [{ name: `reflect-${path.basename(home).toLowerCase().replace(/[^a-z0-9]/g, '')}`, origin: af.origin }], officialSource: official.sourceUrl },
-    });
-    stream = (async () => {
-      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
-    })();
-    await new Promise((r) => setTimeout(r, 200));
-  });
-  afterAll(async () => {
-    await runCli(['token', 'remove', '--yes'], { env: daemon.env }).catch(() => undefined);
-    await daemon.cleanup();
-    await af.close();
-    await rm(home, { recursive: true, force: true });
-    await rm(out, { recursive: true, force: true });
-  });
+  beforeAll(() => run.setup(() => undefined));
+  afterAll(() => run.teardown());
 
   it('every reflecting answer goes through the daemon', async () => {
+    const { af, out, events } = world;
     expect((await cli(['token', 'set'], `${reflected}\n`)).code).toBe(0);
     expect((await cli(['sources', 'add', af.url(`${RESTRICTED_BASE}/source.json`)])).code).toBe(0);
 
@@ -244,18 +238,12 @@ describe('canary token against a reflecting upstream', () => {
     af.setFault('/artifactory/internal/reflect-401.bin', { kind: 'reflect', as: 'json', status: 401 });
     expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-401.bin'))).status).toBe(409);
     await expect.poll(() => events.some((e) => e.type === 'token.invalid'), { timeout: 5000 }).toBe(true);
-    for (const [method, route] of [['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']] as const) await raw(method, route);
-    for (const args of [['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']]) await cli(args);
+    await Promise.all([['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']].map(([method, route]) => raw(method as string, route as string)));
+    await Promise.all([['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']].map((args) => cli(args)));
   });
 
   it('the reflected canary appears nowhere, and the reflections were redacted, not lost', async () => {
-    controller.abort();
-    await stream;
-    note('events', JSON.stringify(events));
-    await daemon.stop();
-    note('daemon log', daemon.output());
-    const files = (await readdir(home, { withFileTypes: true, recursive: true })).filter((e) => e.isFile() && !e.name.endsWith('.sock'));
-    for (const file of files) note(path.join(file.parentPath, file.name), (await readFile(path.join(file.parentPath, file.name))).toString('latin1'));
+    await run.finish();
     expect(found.filter((s) => s.text.includes(reflected)).map((s) => s.where)).toEqual([]);
     // The reflections did reach the daemon's answers: each came out as [redacted].
     expect(found.filter((s) => s.text.includes('[redacted]')).length).toBeGreaterThan(5);

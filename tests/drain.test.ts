@@ -35,7 +35,7 @@ describe('drain on shutdown', () => {
     await inHandler;
     expect(inFlight.count()).toBe(1);
     const t0 = Date.now();
-    await drainAndClose({ server, inFlight, graceMs: 5_000, logger: quietLogger() });
+    await drainAndClose({ server, inFlight, graceMs: 5_000, log: quietLogger() });
     expect(await answer).toEqual({ status: 200, body: 'done' });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(server.listening).toBe(false);
@@ -51,7 +51,7 @@ describe('drain on shutdown', () => {
     const answer = get(port).catch((err: Error) => err);
     while (inFlight.count() === 0) await new Promise((r) => setTimeout(r, 5));
     const t0 = Date.now();
-    await drainAndClose({ server, inFlight, graceMs: 200, logger: quietLogger() });
+    await drainAndClose({ server, inFlight, graceMs: 200, log: quietLogger() });
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeGreaterThanOrEqual(190);
     expect(elapsed).toBeLessThan(5_000);

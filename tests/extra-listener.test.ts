@@ -117,10 +117,12 @@ describe('extra listeners (real daemon)', () => {
       expect(fetchOnly.message).toContain('"status:read"');
 
       // The CLI works on the shared socket with the token from the environment (never argv).
-      const cliOnShared = await runCli(['--socket', listenerPath, 'status', '--json'], { env: { ...daemon.env, TOKENBROKER_CLIENT_TOKEN: readToken } });
+      const [cliOnShared, cliWithout] = await Promise.all([
+        runCli(['--socket', listenerPath, 'status', '--json'], { env: { ...daemon.env, TOKENBROKER_CLIENT_TOKEN: readToken } }),
+        runCli(['--socket', listenerPath, 'status'], { env: daemon.env }),
+      ]);
       expect(cliOnShared.code).toBe(0);
       expect(JSON.parse(cliOnShared.stdout)).toMatchObject({ pid: daemon.pid });
-      const cliWithout = await runCli(['--socket', listenerPath, 'status'], { env: daemon.env });
       // Without TOKENBROKER_CLIENT_TOKEN the CLI takes it for the owner's socket: not ours to use.
       expect(cliWithout.code).toBe(1);
       expect(cliWithout.stderr).toContain(`refusing to talk to the tokenbroker socket: ${path.dirname(listenerPath)} is open to group or others (mode 0710)`);

@@ -117,7 +117,7 @@ describe('GET /v1/fetch', () => {
   });
 
   describe('upstream answers', () => {
-    it('a 401 marks the token invalid (tokenAccess.rejected) and answers BROKER_TOKEN_INVALID', async () => {
+    it('a 401 marks the token invalid (tokens.rejected) and answers BROKER_TOKEN_INVALID', async () => {
       af.setFile(RESTRICTED, 'r');
       h.tokens.token = 'tok-unknown';
       try {

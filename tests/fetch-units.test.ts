@@ -6,16 +6,16 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BodyRelay } from '../src/broker/body-relay.js';
 import { EventBus } from '../src/broker/event-bus.js';
-import type { ContentCache } from '../src/broker/ports.js';
+import type { ContentCache, Upstream, UpstreamRequest } from '../src/broker/ports.js';
 import { FetchService, type FetchResponse } from '../src/broker/fetch-service.js';
+import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
-import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
-import type { TokenAccess } from '../src/broker/token-access.js';
 import { FetchLedger } from '../src/broker/fetch-ledger.js';
 import { createFsContentCache, type FsContentCache } from '../src/daemon/fs-content-cache.js';
 import { createLogger } from '../src/daemon/logger.js';
 import { formatEta, formatProgress, ProgressBar } from '../src/cli/progress.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { makeTempHome } from './helpers/test-daemon.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
@@ -214,8 +214,9 @@ describe('FetchService with in-memory ports', () => {
     };
     const server = { name: 'files', origin: 'https://files.example', tokenInfoPath: '/t', pingPath: '/p', authenticatedPrefixes: ['/artifactory/'], publicPrefixes: ['/artifactory/swtools/external/'], requestForm: 'as-given' as const, publicMirrorOrigin: null };
     const policy = createTokenPolicy([server], { allowInsecureLoopback: false });
-    const tokens: TokenAccess = { tokenFor: () => 'tok', rejected: () => undefined };
-    return new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: new EventBus(clock), clock, logger: createLogger({ level: 'silent' }), userAgent: 'test' });
+    const tokens = new TestTokenAccess('tok');
+    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock, userAgent: 'test' });
+    return new FetchService({ exchange, cache, events: new EventBus(clock), clock, log: createLogger({ level: 'silent' }) });
   }
 
   async function collect(response: FetchResponse): Promise<Buffer> {

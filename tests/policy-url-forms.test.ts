@@ -11,6 +11,7 @@ import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-up
 import type { ServerConfig } from '../src/protocol/config-schema.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 
 const MIRROR_SERVER: ServerConfig = {
   name: 'mirrored',
@@ -123,7 +124,7 @@ describe('canonical URL forms (table)', () => {
 
   it('refused URLs never reach the upstream, through the one exchange', async () => {
     const policy = policyFor(af.origin);
-    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokenAccess: { tokenFor: () => 'tok-never-sent', rejected: () => undefined }, clock: new FakeClock(), userAgent: 'test' });
+    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens: new TestTokenAccess('tok-never-sent'), clock: new FakeClock(), userAgent: 'test' });
     af.clearRequests();
     const refused = CASES.filter(([, , expected]) => expected instanceof RegExp);
     for (const [label, raw] of refused) {

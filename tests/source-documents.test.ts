@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalDocumentUrl, lastCanonicalSegment, sourceIdFor } from '../src/broker/source-documents.js';
+import { sourceIdFor } from '../src/broker/source-documents.js';
+import { artifactFileName, describeArtifactUrl, lastArtifactSegment } from '../src/protocol/artifact-url.js';
 
 /** Source ids (DESIGN section 6) and the canonical names of document URLs in both forms. */
 describe('source ids from display names', () => {
@@ -28,10 +29,10 @@ describe('canonical names of document URLs', () => {
   const api = (repoKey: string, path: string): string => `https://files.example/ui/api/v1/download?isNativeBrowsing=false&repoKey=${repoKey}&path=${encodeURIComponent(path)}`;
 
   it('the download-API form is named by its path parameter, the artifact form by its path', () => {
-    expect(lastCanonicalSegment(api('swtools', 'external/ncd/apps/official/pc-nrfconnect-ppk.json'))).toBe('pc-nrfconnect-ppk.json');
-    expect(canonicalDocumentUrl(api('swtools', 'external/ncd/apps/official/pc-nrfconnect-ppk.json'))).toBe('https://files.example/artifactory/swtools/external/ncd/apps/official/pc-nrfconnect-ppk.json');
-    expect(lastCanonicalSegment('https://files.example/artifactory/swtools/external/a%20b.json')).toBe('a b.json');
-    expect(canonicalDocumentUrl('https://files.example/artifactory/x/a.json?signature=secret')).toBe('https://files.example/artifactory/x/a.json');
+    expect(lastArtifactSegment(api('swtools', 'external/ncd/apps/official/pc-nrfconnect-ppk.json'))).toBe('pc-nrfconnect-ppk.json');
+    expect(describeArtifactUrl(api('swtools', 'external/ncd/apps/official/pc-nrfconnect-ppk.json'))).toBe('https://files.example/artifactory/swtools/external/ncd/apps/official/pc-nrfconnect-ppk.json');
+    expect(lastArtifactSegment('https://files.example/artifactory/swtools/external/a%20b.json')).toBe('a b.json');
+    expect(describeArtifactUrl('https://files.example/artifactory/x/a.json?signature=secret')).toBe('https://files.example/artifactory/x/a.json');
   });
 
   it.each([
@@ -42,6 +43,14 @@ describe('canonical names of document URLs', () => {
     'https://h/ui/api/v1/download?path=a.json',
     'not a url',
   ])('%s has no file name', (url) => {
-    expect(lastCanonicalSegment(url)).toBeUndefined();
+    expect(lastArtifactSegment(url)).toBeUndefined();
+    expect(artifactFileName(url)).toBeUndefined();
+  });
+
+  it('a saved file takes the canonical name only when it is a plain file name', () => {
+    expect(artifactFileName(api('swtools', 'internal/apps/pc-nrfconnect-ppk-4.2.0.tgz'))).toBe('pc-nrfconnect-ppk-4.2.0.tgz');
+    expect(artifactFileName('https://files.example/artifactory/x/a%20b.json')).toBeUndefined();
+    expect(artifactFileName('https://files.example/artifactory/x/.hidden')).toBeUndefined();
+    expect(describeArtifactUrl('not a url')).toBe('(invalid URL)');
   });
 });

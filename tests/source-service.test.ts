@@ -4,12 +4,14 @@ import { silentLog } from '../src/broker/log.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import type { Upstream } from '../src/broker/ports.js';
 import { SourceService } from '../src/broker/source-service.js';
+import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { indexDocumentName } from '../src/broker/source-index.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema, type ConfigInput } from '../src/protocol/config-schema.js';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, TestTokenAccess, type PublishedSource } from './helpers/app-sources.js';
+import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, type PublishedSource } from './helpers/app-sources.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 import { offlineUpstream } from './helpers/server-deps.js';
@@ -68,7 +70,8 @@ function build(options: { config?: ConfigInput; state?: MemoryStateStore; tokens
   bus.subscribe((event) => events.push(event));
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
   let random = 0.5;
-  const service = new SourceService({ config: () => config, policy: () => policy, tokens, upstream: options.upstream ?? upstream, state, clock, events: bus, log: silentLog, random: () => random });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream: options.upstream ?? upstream, tokens, clock, userAgent: 'tokenbroker' });
+  const service = new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events: bus, log: silentLog, random: () => random });
   services.push(service);
   return { service, clock, state, tokens, events, bus, setRandom: (value) => (random = value) };
 }

@@ -6,6 +6,7 @@ import { EventBus } from '../src/broker/event-bus.js';
 import { silentLog } from '../src/broker/log.js';
 import { createTokenPolicy } from '../src/broker/policy.js';
 import { SourceService } from '../src/broker/source-service.js';
+import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { indexDocumentName } from '../src/broker/source-index.js';
 import { buildServer } from '../src/daemon/server.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
@@ -14,7 +15,8 @@ import type { AppView, SourceAdded, SourceView } from '../src/protocol/sources.j
 import { StatusSchema } from '../src/protocol/status.js';
 import { formatStatus } from '../src/cli/commands/status-command.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, TestTokenAccess } from './helpers/app-sources.js';
+import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from './helpers/app-sources.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 import { testServerDeps } from './helpers/server-deps.js';
@@ -66,7 +68,8 @@ async function build() {
   const events = new EventBus(clock);
   // The daemon's wiring: third-party URLs are asked of the source registry.
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
-  const sources = new SourceService({ config: () => config, policy: () => policy, tokens, upstream, state, clock, events, log: silentLog });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock, userAgent: 'tokenbroker' });
+  const sources = new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: silentLog });
   await sources.load();
   const deps = testServerDeps({ config, clock, events, sources });
   app = await buildServer(deps);

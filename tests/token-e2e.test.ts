@@ -88,10 +88,10 @@ describe('token lifecycle end to end (real keychain)', () => {
   });
 
   it('set refuses when a token exists and points to replace; argv tokens are refused', async () => {
-    const again = await cli(['token', 'set'], `${canary}\n`);
+    // Neither changes anything: run side by side.
+    const [again, argv] = await Promise.all([cli(['token', 'set'], `${canary}\n`), cli(['token', 'replace', 'token-given-on-the-command-line'])]);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/token replace/);
-    const argv = await cli(['token', 'replace', 'token-given-on-the-command-line']);
     expect(argv.code).toBe(2);
     expect(argv.stderr).toMatch(/never taken from the command line/);
   });

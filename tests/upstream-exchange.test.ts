@@ -6,28 +6,16 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../src/broker/policy.js';
-import type { Upstream, UpstreamRequest } from '../src/broker/ports.js';
-import { scrubSecrets } from '../src/broker/scrub.js';
-import type { TokenAccess } from '../src/broker/token-access.js';
+import type { TokenAccess, Upstream, UpstreamRequest } from '../src/broker/ports.js';
+import { scrubSecrets } from '../src/broker/secret-scrubber.js';
 import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
 import { ConfigSchema } from '../src/protocol/config-schema.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { TestTokenAccess } from './helpers/test-token-access.js';
 
 const TOKEN = 'exchange-test-token-0123456789';
-
-class CountingTokens implements TokenAccess {
-  asked = 0;
-  readonly rejections: { server: string; message: string; usedToken: string | undefined }[] = [];
-  tokenFor(): string {
-    this.asked += 1;
-    return TOKEN;
-  }
-  rejected(server: string, message: string, usedToken?: string): void {
-    this.rejections.push({ server, message, usedToken });
-  }
-}
 
 describe('scrubSecrets', () => {
   it('replaces the secret and its base64 and percent-encoded forms', () => {
@@ -56,11 +44,11 @@ describe('the one upstream exchange', () => {
   function exchangeWith(tokens: TokenAccess, over: Upstream = upstream): UpstreamExchange {
     const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin, requestForm: 'download-api' }] });
     const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
-    return new UpstreamExchange({ policy: () => policy, upstream: over, tokenAccess: tokens, clock, userAgent: 'tokenbroker/test' });
+    return new UpstreamExchange({ policy: () => policy, upstream: over, tokens, clock, userAgent: 'tokenbroker/test' });
   }
 
   it('asks for the token only when a hop needs it, and sends User-Agent on every hop of a redirect chain', async () => {
-    const tokens = new CountingTokens();
+    const tokens = new TestTokenAccess(TOKEN);
     const exchange = exchangeWith(tokens);
     af.setFile('/artifactory/swtools/external/pub.txt', 'public');
     const mark = af.requests.length;
@@ -85,7 +73,7 @@ describe('the one upstream exchange', () => {
 
   it('a 416 to bytes=0- (empty file) starts again from the original URL without Range', async () => {
     af.setFile('/artifactory/swtools/external/empty.bin', '');
-    const exchange = exchangeWith(new CountingTokens());
+    const exchange = exchangeWith(new TestTokenAccess(TOKEN));
     const mark = af.requests.length;
     const target = exchange.allowed(af.url('/artifactory/swtools/external/empty.bin'));
     const answered = await exchange.open({ target, wholeBody: true });
@@ -99,12 +87,13 @@ describe('the one upstream exchange', () => {
   });
 
   it('401 with the token: TOKEN_INVALID naming the canonical URL, and the used token is reported rejected', async () => {
-    const tokens = new CountingTokens();
+    const tokens = new TestTokenAccess(TOKEN);
     const exchange = exchangeWith(tokens);
     af.setFault('/artifactory/swtools/internal/denied.json', { kind: 'status', status: 401, message: 'Bad credentials' }, { times: 1 });
     const failure = exchange.document({ url: af.downloadUrl('/artifactory/swtools/internal/denied.json'), maxBytes: 100 });
     await expect(failure).rejects.toMatchObject({ code: 'BROKER_TOKEN_INVALID', details: { server: 'nordic', url: af.url('/artifactory/swtools/internal/denied.json') } });
-    expect(tokens.rejections).toEqual([{ server: 'nordic', message: 'Bad credentials', usedToken: TOKEN }]);
+    // The fake records a 401 only for the token the request carried (and throws when none is passed).
+    expect(tokens.rejections).toEqual([{ server: 'nordic', message: 'Bad credentials' }]);
   });
 
   it('upstream text that reflects the token is scrubbed; Retry-After becomes whole seconds', async () => {
@@ -115,7 +104,7 @@ describe('the one upstream exchange', () => {
         body: Readable.from([Buffer.from(JSON.stringify({ errors: [{ message: `proxy says: ${request.headers.authorization ?? ''} / ${Buffer.from(TOKEN).toString('base64')}` }] }))]),
       }),
     };
-    const exchange = exchangeWith(new CountingTokens(), reflecting);
+    const exchange = exchangeWith(new TestTokenAccess(TOKEN), reflecting);
     const error = await exchange.document({ url: af.url('/artifactory/swtools/internal/x.json'), maxBytes: 100 }).then(
       () => undefined,
       (err: unknown) => err as { code: string; message: string; details: { retryAfter?: unknown } },

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { BrokerError } from '../protocol/errors.js';
 import type { StateStore } from './ports.js';
-import { lastCanonicalSegment, type AppInfo } from './source-documents.js';
+import { lastArtifactSegment } from '../protocol/artifact-url.js';
+import type { AppInfo } from './source-documents.js';
 
 /**
  * An app's icon and release notes, kept beside the index (DESIGN section 6) so they are served
@@ -76,7 +77,7 @@ export function assetContentType(kind: AppAssetKind, url: string, upstreamType: 
   const upstream = upstreamType?.split(';')[0]?.trim().toLowerCase();
   if (kind === 'icon' && upstream?.startsWith('image/') === true) return upstream;
   if (kind === 'release-notes' && upstream?.startsWith('text/') === true && upstream !== 'text/plain') return `${upstream}; charset=utf-8`;
-  const extension = lastCanonicalSegment(url)?.split('.').pop()?.toLowerCase() ?? '';
+  const extension = lastArtifactSegment(url)?.split('.').pop()?.toLowerCase() ?? '';
   if (kind === 'icon') return ICON_TYPES[extension] ?? 'application/octet-stream';
   if (extension === 'txt') return 'text/plain; charset=utf-8';
   if (extension === 'html' || extension === 'htm') return 'text/html; charset=utf-8';

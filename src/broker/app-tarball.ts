@@ -1,20 +1,13 @@
 import { BrokerError } from '../protocol/errors.js';
 import type { AppTarball } from '../protocol/sources.js';
-import { artifactFileName } from './policy.js';
-import type { AppInfo } from './source-documents.js';
-
-/** What the source index knows about one app (SourceService.app). */
-export interface IndexedApp {
-  source: string;
-  info: AppInfo;
-  withdrawn: boolean;
-}
+import { artifactFileName, isSafeFileName } from '../protocol/artifact-url.js';
+import type { IndexedApp } from './app-views.js';
 
 /**
  * Picks the version (the latest when none is asked for) and names the file it is saved as: the
  * tarball URL's canonical last segment (DESIGN section 4), when that is a plain file name, else `<name>-<version>.tgz`.
  */
-export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
+export function resolveTarball(app: Pick<IndexedApp, 'source' | 'info' | 'withdrawn'>, version?: string): AppTarball {
   const chosen = version ?? app.info.latestVersion;
   const entry = Object.hasOwn(app.info.versions, chosen) ? app.info.versions[chosen] : undefined;
   if (entry === undefined) {
@@ -35,12 +28,10 @@ export function resolveTarball(app: IndexedApp, version?: string): AppTarball {
   };
 }
 
-const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
-
 export function tarballFileName(tarballUrl: string, name: string, version: string): string {
   // The canonical name: a download-API URL is named after its `path`, never `download`.
-  const last = artifactFileName(tarballUrl);
-  if (SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..') return last;
+  const canonical = artifactFileName(tarballUrl);
+  if (canonical !== undefined) return canonical;
   const fallback = `${name}-${version}.tgz`.replace(/[^A-Za-z0-9._+-]/g, '_');
-  return SAFE_FILE_NAME.test(fallback) ? fallback : 'app.tgz';
+  return isSafeFileName(fallback) ? fallback : 'app.tgz';
 }

@@ -13,6 +13,12 @@ export interface IndexedAppInfo {
   withdrawnAt?: number;
 }
 
+/** One app of one source's index, for downloads (`shasum` and `tarballUrl` per version). */
+export interface IndexedApp extends IndexedAppInfo {
+  source: string;
+  official: boolean;
+}
+
 /** Every app with a good app info, one per app name; a listed one wins over a withdrawn one. */
 export function indexedApps(index: SourceIndex): IndexedAppInfo[] {
   const listed = new Set(index.source?.apps ?? []);

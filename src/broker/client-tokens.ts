@@ -14,8 +14,7 @@ import {
   scopeAllows,
 } from '../protocol/client-tokens.js';
 import { BrokerError } from '../protocol/errors.js';
-import type { DomainLog } from './ports.js';
-import type { Clock, StateStore, TimerHandle } from './ports.js';
+import type { Clock, DomainLog, StateStore, TimerHandle } from './ports.js';
 
 export const CLIENT_TOKENS_DOCUMENT = 'client-tokens.json';
 const DAY_MS = 86_400_000;

@@ -4,54 +4,15 @@ import { DEFAULT_UMASK, downloadCancelled, isDownloadCancelled, type DownloadOut
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { EventBus } from './event-bus.js';
 import type { FetchResponse, FetchService } from './fetch-service.js';
-import type { Clock, DomainLog } from './ports.js';
-import { describeUrl } from './upstream-errors.js';
-
-/**
- * The file side of a daemon-written download. The node:fs adapter is src/daemon/fs-download-files.ts;
- * every rule about what may be opened (O_NOFOLLOW, O_EXCL, own regular files) lives there.
- */
-export interface DownloadFiles {
-  /**
-   * The checked target: its parent an existing directory the user can write (symlinks in the
-   * parent resolved), the target itself not a directory or a symlink; when `allowedDirs` is given,
-   * under one of them. Throws BROKER_BAD_REQUEST (a hint says what to fix) or BROKER_FORBIDDEN.
-   */
-  target(path: string, allowedDirs: readonly string[] | undefined): Promise<string>;
-  /**
-   * The `.part` of an earlier attempt, when it may be resumed: a regular file owned by the user
-   * (never through a symlink) with a `.part.json` likewise. Whatever else sits at those names is
-   * removed (symlinks themselves, never their targets) and undefined returned.
-   */
-  resumable(target: string): Promise<{ info: PartInfo; part: PartFile } | undefined>;
-  /** A new `.part` (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), after writing its `.part.json`. */
-  create(target: string, info: PartInfo): Promise<PartFile>;
-  /** Replaces `.part.json` (the validators of a resumed response). */
-  writeInfo(target: string, info: PartInfo): Promise<void>;
-  /** Removes `.part` and `.part.json` (never following a symlink). */
-  discard(target: string): Promise<void>;
-}
-
-/** An open `.part` file. */
-export interface PartFile {
-  /** Bytes in the file when it was opened. */
-  readonly size: number;
-  /** Feeds the bytes already in the file to `onChunk`, in order (the digest covers them too). */
-  readExisting(onChunk: (chunk: Buffer) => void): Promise<void>;
-  /** Appends the chunks in one system call where it can; callback style, no promise per batch. */
-  writev(chunks: Buffer[], done: (err?: Error | null) => void): void;
-  /** fsync, chmod to `mode`, close, rename over the target (never over a symlink), drop `.part.json`. */
-  commit(mode: number): Promise<void>;
-  /** Closes it and keeps `.part` + `.part.json` for the next attempt. */
-  close(): Promise<void>;
-}
+import type { Clock, DomainLog, DownloadFiles, PartFile } from './ports.js';
+import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 
 export interface DownloadServiceDeps {
   fetch: Pick<FetchService, 'fetch'>;
   files: DownloadFiles;
   events: EventBus;
   clock: Clock;
-  logger: DomainLog;
+  log: DomainLog;
   /** `{source, app, version?}` → the tarball URL and the index's sha1 (one small function in main.ts). */
   resolveApp(source: string, app: string, version: string | undefined): { url: string; shasum?: string | undefined };
 }
@@ -312,7 +273,7 @@ export class DownloadService {
   }
 
   private mismatch(m: { algorithm: 'sha1' | 'sha256'; expected: string; actual: string }, url: string, what: string): BrokerError {
-    this.deps.logger.warn({ url: describeUrl(url), algorithm: m.algorithm, expected: m.expected, actual: m.actual }, 'checksum mismatch: download discarded');
+    this.deps.log.warn({ url: describeUrl(url), algorithm: m.algorithm, expected: m.expected, actual: m.actual }, 'checksum mismatch: download discarded');
     return new BrokerError('BROKER_CHECKSUM_MISMATCH', {
       message: `The ${m.algorithm} of ${describeUrl(url)} (${m.actual}) does not match the expected ${m.expected}; ${what}.`,
       details: { algorithm: m.algorithm, expected: m.expected, actual: m.actual },

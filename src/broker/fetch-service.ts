@@ -4,27 +4,22 @@ import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from 
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
-import type { CacheWriter, CachedContent, ContentCache, DomainLog } from './ports.js';
-import type { RequestHop, TokenPolicy } from './policy.js';
-import type { Clock, Upstream, UpstreamResponse } from './ports.js';
-import type { TokenAccess } from './token-access.js';
-import { describeUrl, discardBody } from './upstream-errors.js';
-import { UpstreamExchange } from './upstream-exchange.js';
+import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, UpstreamResponse } from './ports.js';
+import type { RequestHop } from './policy.js';
+import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
+import { discardBody } from './upstream-errors.js';
+import type { UpstreamExchange } from './upstream-exchange.js';
 
 /** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */
 export interface FetchServiceDeps {
-  /** A getter: SIGHUP can change the servers, and with them the policy. */
-  policy(): TokenPolicy;
-  upstream: Upstream;
-  tokenAccess: TokenAccess;
+  /** The daemon's one upstream exchange (policy, token, redirects, error mapping), built in main.ts. */
+  exchange: UpstreamExchange;
   cache: ContentCache;
   events: EventBus;
   clock: Clock;
-  logger: DomainLog;
+  log: DomainLog;
   /** Defaults to a new ledger of the last LEDGER_CAPACITY fetches. */
   ledger?: FetchLedger;
-  /** Sent upstream as User-Agent. */
-  userAgent: string;
 }
 
 export interface FetchInput {
@@ -67,7 +62,7 @@ export class FetchService {
 
   constructor(private readonly deps: FetchServiceDeps) {
     this.ledger = deps.ledger ?? new FetchLedger(deps.clock);
-    this.exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokenAccess, clock: deps.clock, userAgent: deps.userAgent });
+    this.exchange = deps.exchange;
   }
 
   /**
@@ -108,7 +103,7 @@ export class FetchService {
     if (cacheable) {
       const hit = await this.deps.cache.lookup({ url: target.canonicalUrl, sha1: input.sha1, sha256: input.sha256 }).catch((err: unknown) => {
         // The cache is an optimisation: a broken one means going upstream, not failing.
-        this.deps.logger.warn({ requestId: input.requestId, err: errorText(err) }, 'cache lookup failed; fetching upstream');
+        this.deps.log.warn({ requestId: input.requestId, err: errorText(err) }, 'cache lookup failed; fetching upstream');
         return undefined;
       });
       if (hit !== undefined) return this.fromCache(input, hit, expected, startedAt);
@@ -169,11 +164,11 @@ export class FetchService {
     const writer =
       context.cacheable && status === 200
         ? await this.deps.cache.begin(size).catch((err: unknown) => {
-            this.deps.logger.warn({ requestId: input.requestId, err: errorText(err) }, 'cannot start a cache entry; serving uncached');
+            this.deps.log.warn({ requestId: input.requestId, err: errorText(err) }, 'cannot start a cache entry; serving uncached');
             return undefined;
           })
         : undefined;
-    const cacheWrite = writer === undefined ? undefined : new SafeCacheWrite(writer, this.deps.logger, input.requestId);
+    const cacheWrite = writer === undefined ? undefined : new SafeCacheWrite(writer, this.deps.log, input.requestId);
     const verifying = context.expected.sha1 !== undefined || context.expected.sha256 !== undefined;
     const relay =
       verifying || cacheWrite !== undefined
@@ -292,13 +287,13 @@ export class FetchService {
       error: { code: 'BROKER_CHECKSUM_MISMATCH', message: `${mismatch.algorithm} ${mismatch.actual} differs from the expected ${mismatch.expected}` },
     });
     this.deps.events.emit('fetch.checksum-mismatch', { requestId: input.requestId, url, source, algorithm: mismatch.algorithm, expected: mismatch.expected, actual: mismatch.actual });
-    this.deps.logger.warn({ requestId: input.requestId, url, source, algorithm: mismatch.algorithm, expected: mismatch.expected, actual: mismatch.actual }, 'checksum mismatch: fetch aborted');
+    this.deps.log.warn({ requestId: input.requestId, url, source, algorithm: mismatch.algorithm, expected: mismatch.expected, actual: mismatch.actual }, 'checksum mismatch: fetch aborted');
   }
 
   private finish(input: FetchInput, outcome: FinalOutcome, startedAt: number, extra: { bytes?: number; error?: { code: string; message: string } }): void {
     if (!this.ledger.finish(input.requestId, outcome, extra)) return;
     const record = this.ledger.get(input.requestId);
-    this.deps.logger.debug(
+    this.deps.log.debug(
       { requestId: input.requestId, url: record?.url ?? describeUrl(input.url), outcome, status: record?.status, bytes: record?.bytes, cache: record?.cache, ms: this.deps.clock.now() - startedAt },
       'fetch ended',
     );
@@ -313,7 +308,7 @@ class SafeCacheWrite {
   private failed = false;
   constructor(
     private readonly writer: CacheWriter,
-    private readonly logger: DomainLog,
+    private readonly log: DomainLog,
     private readonly requestId: string,
   ) {}
 
@@ -341,7 +336,7 @@ class SafeCacheWrite {
 
   private fail(err: unknown, step: string): void {
     this.failed = true;
-    this.logger.warn({ requestId: this.requestId, step, err: errorText(err) }, 'caching a verified body failed; serving it uncached');
+    this.log.warn({ requestId: this.requestId, step, err: errorText(err) }, 'caching a verified body failed; serving it uncached');
     void this.abort();
   }
 }

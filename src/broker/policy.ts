@@ -1,5 +1,6 @@
 import { isLoopbackHost } from '../protocol/config-schema.js';
 import type { ServerConfig } from '../protocol/config-schema.js';
+import { DOWNLOAD_API_PATH, lastArtifactSegment } from '../protocol/artifact-url.js';
 
 /**
  * Token policy (DESIGN section 4), the core security promise: which URLs the daemon fetches at all
@@ -40,7 +41,6 @@ export interface TokenPolicyOptions {
 }
 
 /** Artifactory's UI download API: `?isNativeBrowsing=false&repoKey=R&path=P` is the artifact `/artifactory/R/P`. */
-export const DOWNLOAD_API_PATH = '/ui/api/v1/download';
 
 export interface AllowedUrl {
   readonly allowed: true;
@@ -330,28 +330,6 @@ function decodeSegment(segment: string): string {
   }
 }
 
-/**
- * The file name a URL's download is saved under, without a policy: the last segment of the
- * download API's single `path` parameter, else of the URL path, decoded ('' when there is none).
- */
-export function artifactFileName(rawUrl: string): string {
-  let url: URL;
-  try {
-    url = new URL(rawUrl);
-  } catch {
-    return '';
-  }
-  const paths = url.searchParams.getAll('path');
-  if (url.pathname === DOWNLOAD_API_PATH) return paths.length === 1 ? ((paths[0] as string).split('/').pop() ?? '') : '';
-  return decodeSegment(url.pathname.split('/').pop() ?? '');
-}
-
-/** The file name a download is saved under: the last canonical segment, decoded. */
-function lastSegment(canonicalPath: string): string {
-  const segments = canonicalPath.split('/').filter((segment) => segment !== '');
-  return decodeSegment(segments.at(-1) ?? '');
-}
-
 function underAny(path: string, prefixes: readonly string[]): boolean {
   return prefixes.some((prefix) => path.startsWith(prefix));
 }
@@ -415,7 +393,7 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     if (canonicalUrl.length > MAX_URL_LENGTH || artifact.given.length > MAX_URL_LENGTH) {
       return refuse(`the URL is longer than ${MAX_URL_LENGTH} characters`);
     }
-    const fileName = lastSegment(artifact.canonicalPath);
+    const fileName = lastArtifactSegment(canonicalUrl) ?? '';
     if (candidates.length === 0) {
       // A public URL on a server's mirror is requested as given, never with the token.
       for (const server of mirrored) {

@@ -1,10 +1,12 @@
 /**
- * Ports: the only ways the domain (src/broker) touches the world, all of them in this one file.
- * Adapters live in src/daemon and src/node and are wired in src/daemon/main.ts; tests pass
- * in-memory fakes. Nothing under src/broker may import
+ * Ports: the only ways the domain (src/broker) touches the world, all of them in this one file,
+ * and TokenAccess, the one seam between its services (TokenService implements it). Adapters live
+ * in src/daemon and src/node and are wired in src/daemon/main.ts; tests pass in-memory fakes
+ * that implement a port fully (tests/helpers). Nothing under src/broker may import
  * fastify, undici, keytar, node:fs, node:net or node:http (a test checks it).
  */
 import type { Readable } from 'node:stream';
+import type { PartInfo } from '../protocol/downloads.js';
 
 export interface TimerHandle {
   cancel(): void;
@@ -126,4 +128,65 @@ export interface ContentCache {
   begin(expectedSize: number | undefined): Promise<CacheWriter | undefined>;
   /** Drops a stored body (it failed verification when read back). */
   remove(sha256: string): Promise<void>;
+}
+
+// ---- the token lifecycle, as the fetch, source and download pipelines see it (implemented by TokenService) ----
+
+/**
+ * What the fetch and source pipelines need from the token lifecycle. The token lifecycle
+ * implements it; nothing else ever sees the raw token.
+ */
+export interface TokenAccess {
+  /**
+   * The token to put in `Authorization: Bearer` for a request to `server` that needs it. Throws a
+   * BrokerError when there is none to use: BROKER_TOKEN_MISSING, BROKER_TOKEN_INVALID (an
+   * upstream said 401; no retry until replaced), BROKER_TOKEN_EXPIRED (never sent upstream).
+   */
+  tokenFor(server: string): string;
+  /**
+   * An upstream answered 401 to a request that carried the token: mark it invalid. `usedToken` is
+   * the token that request carried: a 401 for a token that was replaced meanwhile is ignored.
+   */
+  rejected(server: string, upstreamMessage: string, usedToken?: string): void;
+}
+
+// ---- daemon-written downloads (adapter: src/daemon/fs-download-files.ts) ----
+
+/**
+ * The file side of a daemon-written download. The node:fs adapter is src/daemon/fs-download-files.ts;
+ * every rule about what may be opened (O_NOFOLLOW, O_EXCL, own regular files) lives there.
+ */
+export interface DownloadFiles {
+  /**
+   * The checked target: its parent an existing directory the user can write (symlinks in the
+   * parent resolved), the target itself not a directory or a symlink; when `allowedDirs` is given,
+   * under one of them. Throws BROKER_BAD_REQUEST (a hint says what to fix) or BROKER_FORBIDDEN.
+   */
+  target(path: string, allowedDirs: readonly string[] | undefined): Promise<string>;
+  /**
+   * The `.part` of an earlier attempt, when it may be resumed: a regular file owned by the user
+   * (never through a symlink) with a `.part.json` likewise. Whatever else sits at those names is
+   * removed (symlinks themselves, never their targets) and undefined returned.
+   */
+  resumable(target: string): Promise<{ info: PartInfo; part: PartFile } | undefined>;
+  /** A new `.part` (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), after writing its `.part.json`. */
+  create(target: string, info: PartInfo): Promise<PartFile>;
+  /** Replaces `.part.json` (the validators of a resumed response). */
+  writeInfo(target: string, info: PartInfo): Promise<void>;
+  /** Removes `.part` and `.part.json` (never following a symlink). */
+  discard(target: string): Promise<void>;
+}
+
+/** An open `.part` file. */
+export interface PartFile {
+  /** Bytes in the file when it was opened. */
+  readonly size: number;
+  /** Feeds the bytes already in the file to `onChunk`, in order (the digest covers them too). */
+  readExisting(onChunk: (chunk: Buffer) => void): Promise<void>;
+  /** Appends the chunks in one system call where it can; callback style, no promise per batch. */
+  writev(chunks: Buffer[], done: (err?: Error | null) => void): void;
+  /** fsync, chmod to `mode`, close, rename over the target (never over a symlink), drop `.part.json`. */
+  commit(mode: number): Promise<void>;
+  /** Closes it and keeps `.part` + `.part.json` for the next attempt. */
+  close(): Promise<void>;
 }

@@ -1,17 +1,16 @@
 import { BrokerError, isBrokerError, retryAfterOf } from '../protocol/errors.js';
+import { describeArtifactUrl, lastArtifactSegment } from '../protocol/artifact-url.js';
 import type { RefreshOutcome } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, assetContentType, assetsKey, assetUrl, dropAsset, saveAsset } from './app-assets.js';
 import type { DocumentResult } from './upstream-exchange.js';
 import type { Limiter } from './limiter.js';
 import type { TokenPolicy } from './policy.js';
-import type { Clock, StateStore } from './ports.js';
+import type { Clock, StateStore, TokenAccess } from './ports.js';
 import { RETRY_AFTER_MAX_MS } from './refresh-scheduler.js';
 import {
   APP_ASSET_MAX_BYTES,
   APP_INFO_MAX_BYTES,
   AppInfoSchema,
-  canonicalDocumentUrl,
-  lastCanonicalSegment,
   parseDocument,
   SOURCE_JSON_MAX_BYTES,
   SourceJsonSchema,
@@ -19,7 +18,6 @@ import {
 } from './source-documents.js';
 import { MAX_PROBLEMS, type AppEntry, type ProblemRecord, type SourceIndex } from './source-index.js';
 import type { SourceRegistry, SourceRuntime } from './source-registry.js';
-import type { TokenAccess } from './token-access.js';
 
 /**
  * One refresh attempt of one source (DESIGN section 6): source.json with If-None-Match, then every
@@ -117,7 +115,7 @@ class Attempt {
           this.next.source = parsed.value;
           this.next.sourceEtag = result.etag;
         } else {
-          this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${canonicalDocumentUrl(url)}: ${parsed.message}` }), url, parsed.field);
+          this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describeArtifactUrl(url)}: ${parsed.message}` }), url, parsed.field);
         }
       } else if (result.status === 'not-modified') {
         sourceDoc = this.previous.source;
@@ -169,14 +167,14 @@ class Attempt {
       if (result.status !== 'ok') return kept;
       const parsed = parseDocument(result.text, AppInfoSchema, 'app info');
       if (!parsed.ok) {
-        this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${canonicalDocumentUrl(url)}: ${parsed.message}` }), url, parsed.field);
+        this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describeArtifactUrl(url)}: ${parsed.message}` }), url, parsed.field);
         return kept;
       }
       const info = parsed.value;
       // The launcher ignores an app whose document's name differs from its URL's file name.
-      if (lastCanonicalSegment(url) !== `${info.name}.json`) {
+      if (lastArtifactSegment(url) !== `${info.name}.json`) {
         this.problem(
-          new BrokerError('BROKER_SOURCE_INVALID', { message: `At ${canonicalDocumentUrl(url)} an app is found by the name "${info.name}", which does not match the URL; it is left out.` }),
+          new BrokerError('BROKER_SOURCE_INVALID', { message: `At ${describeArtifactUrl(url)} an app is found by the name "${info.name}", which does not match the URL; it is left out.` }),
           url,
           'name',
         );
@@ -210,7 +208,7 @@ class Attempt {
           try {
             const result = await this.fetch(assetLocation, { maxBytes: APP_ASSET_MAX_BYTES, accept: '*/*' });
             if (result.status !== 'ok') continue;
-            await saveAsset(this.deps.state, this.runtime.id, info.name, kind, canonicalDocumentUrl(assetLocation), {
+            await saveAsset(this.deps.state, this.runtime.id, info.name, kind, describeArtifactUrl(assetLocation), {
               contentType: assetContentType(kind, assetLocation, result.contentType),
               bytes: result.body,
             });
@@ -247,7 +245,7 @@ class Attempt {
       code: error.code,
       message: error.message,
       at: this.now,
-      url: canonicalDocumentUrl(url),
+      url: describeArtifactUrl(url),
       ...(field === undefined ? {} : { field }),
       ...(status === undefined ? {} : { status }),
       ...(retryAfter === undefined ? {} : { retryAfter }),

@@ -1,11 +1,11 @@
 import { z } from 'zod';
+import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
 import { OFFICIAL_SOURCE_ID } from '../protocol/sources.js';
 import { listedUrls } from './app-views.js';
-import type { DomainLog } from './ports.js';
-import type { StateStore } from './ports.js';
+import type { DomainLog, StateStore } from './ports.js';
 import type { SourceRefreshResult } from '../protocol/sources.js';
-import { canonicalDocumentUrl as describe, sourceIdFor } from './source-documents.js';
+import { sourceIdFor } from './source-documents.js';
 import { emptyIndex, indexDocumentName, legacyIndexDocumentName, SourceIndexSchema, type SourceIndex } from './source-index.js';
 
 /**

@@ -1,20 +1,19 @@
 import type { Config } from '../protocol/config-schema.js';
+import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
 import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
 import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
-import { appCounts, appViews, findApp, indexedApps, type IndexedAppInfo } from './app-views.js';
+import { appCounts, appViews, findApp, indexedApps, type IndexedApp } from './app-views.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
-import type { DomainLog } from './ports.js';
+import type { Clock, DomainLog, StateStore, TokenAccess } from './ports.js';
 import type { TokenPolicy } from './policy.js';
-import type { Clock, StateStore, Upstream } from './ports.js';
 import { RefreshScheduler } from './refresh-scheduler.js';
-import { canonicalDocumentUrl as describe, parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source-documents.js';
+import { parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source-documents.js';
 import { emptyIndex, toProblemView, type SourceIndex } from './source-index.js';
 import { refreshSource, TOKEN_CODES, type DocumentFetcher, type Prefetched } from './source-refresh.js';
 import { errorText, SourceRegistry, type SourceRuntime } from './source-registry.js';
-import type { TokenAccess } from './token-access.js';
-import { UpstreamExchange } from './upstream-exchange.js';
+import type { UpstreamExchange } from './upstream-exchange.js';
 
 /**
  * App sources (DESIGN sections 5 and 6), the one entry point the routes use: views of the
@@ -29,21 +28,14 @@ export interface SourceServiceDeps {
   /** The token policy for the current config. */
   policy(): TokenPolicy;
   tokens: TokenAccess;
-  upstream: Upstream;
+  /** The daemon's one upstream exchange: every document of every source goes through it. */
+  exchange: UpstreamExchange;
   state: StateStore;
   clock: Clock;
   events: EventBus;
   log: DomainLog;
-  /** Sent upstream as User-Agent. */
-  userAgent?: string;
   /** For jitter; injectable for tests. */
   random?: () => number;
-}
-
-/** The indexed app info of one app, for downloads (`shasum` and `tarballUrl` per version). */
-export interface IndexedApp extends IndexedAppInfo {
-  source: string;
-  official: boolean;
 }
 
 export class SourceService {
@@ -58,8 +50,7 @@ export class SourceService {
   private readonly fetchDocument: DocumentFetcher;
 
   constructor(private readonly deps: SourceServiceDeps) {
-    const exchange = new UpstreamExchange({ policy: deps.policy, upstream: deps.upstream, tokenAccess: deps.tokens, clock: deps.clock, userAgent: deps.userAgent ?? 'tokenbroker' });
-    this.fetchDocument = (request) => exchange.document(request);
+    this.fetchDocument = (request) => deps.exchange.document(request);
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({
       clock: deps.clock,

@@ -3,9 +3,7 @@ import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { TOKEN_REMOVAL_CONSEQUENCES, type TokenRemoved, type TokenState, type TokenView } from '../protocol/token.js';
 import type { EventBus } from './event-bus.js';
-import type { DomainLog } from './ports.js';
-import type { Clock, SecretStore, StateStore, TimerHandle, Upstream } from './ports.js';
-import type { TokenAccess } from './token-access.js';
+import type { Clock, DomainLog, SecretStore, StateStore, TimerHandle, TokenAccess, Upstream } from './ports.js';
 import { createTokenPolicy } from './policy.js';
 import { tokenShape } from './token-shape.js';
 import { validateToken, type ValidatedToken } from './token-validator.js';
@@ -83,7 +81,7 @@ export class TokenService implements TokenAccess {
     this.exchange = new UpstreamExchange({
       policy: () => createTokenPolicy(deps.servers(), { allowInsecureLoopback: false }),
       upstream: deps.upstream,
-      tokenAccess: this,
+      tokens: this,
       clock: deps.clock,
       userAgent: deps.userAgent ?? 'tokenbroker',
     });

@@ -3,16 +3,6 @@ import type { Readable } from 'node:stream';
 /** Error bodies are read only this far: enough for Artifactory's JSON, bounded for anything else. */
 const MAX_ERROR_BODY = 8 * 1024;
 
-/** Origin and path of a URL for messages, logs and the ledger: never userinfo or a query string. */
-export function describeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.origin}${parsed.pathname}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
 /** Redirect and error bodies worth keeping the connection for; larger ones cost a new connection. */
 const SMALL_BODY = 64 * 1024;
 

@@ -1,11 +1,11 @@
 import type { ServerConfig } from '../protocol/config-schema.js';
+import { describeArtifactUrl } from '../protocol/artifact-url.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
-import type { Clock, Upstream, UpstreamResponse } from './ports.js';
+import type { Clock, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
-import { scrubSecrets } from './scrub.js';
-import type { TokenAccess } from './token-access.js';
-import { describeUrl, discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
+import { scrubSecrets } from './secret-scrubber.js';
+import { discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
 
 /**
  * THE one upstream exchange (DESIGN section 4). Every upstream request of the daemon goes through
@@ -19,7 +19,7 @@ export interface UpstreamExchangeDeps {
   /** A getter: SIGHUP can change the servers, and with them the policy. */
   policy(): TokenPolicy;
   upstream: Upstream;
-  tokenAccess: TokenAccess;
+  tokens: TokenAccess;
   clock: Clock;
   /** Sent upstream as User-Agent on every request. */
   userAgent: string;
@@ -102,14 +102,14 @@ export class UpstreamExchange {
   allowed(rawUrl: string): AllowedUrl {
     const classified = this.deps.policy().classify(rawUrl);
     if (!classified.allowed) {
-      throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `The URL is not allowed: ${classified.reason}.`, details: { reason: classified.reason, url: describeUrl(rawUrl) } });
+      throw new BrokerError('BROKER_URL_NOT_ALLOWED', { message: `The URL is not allowed: ${classified.reason}.`, details: { reason: classified.reason, url: describeArtifactUrl(rawUrl) } });
     }
     return classified;
   }
 
   /** The token of the policy's server, taken lazily from TokenAccess; a 401 marks it invalid. */
   lazyToken(): TokenUse {
-    const access = this.deps.tokenAccess;
+    const access = this.deps.tokens;
     let value: string | undefined;
     return {
       get: (server) => (value ??= access.tokenFor(server)),
@@ -162,9 +162,9 @@ export class UpstreamExchange {
       if (!decision.allowed) {
         const reason = this.scrub(decision.reason, token, server);
         throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-          message: `The server redirected ${describeUrl(target.canonicalUrl)} somewhere the broker does not follow: ${reason}.`,
+          message: `The server redirected ${describeArtifactUrl(target.canonicalUrl)} somewhere the broker does not follow: ${reason}.`,
           hint: "The server or a proxy in between is misconfigured; report it to the server's administrators.",
-          details: { status: response.status, reason: 'redirect-refused', url: describeUrl(target.canonicalUrl) },
+          details: { status: response.status, reason: 'redirect-refused', url: describeArtifactUrl(target.canonicalUrl) },
         });
       }
       hop = decision.hop;
@@ -187,7 +187,7 @@ export class UpstreamExchange {
     const { response, hop, token } = failure;
     const server = hop.server;
     const status = response.status;
-    const url = describeUrl(failure.target.canonicalUrl);
+    const url = describeArtifactUrl(failure.target.canonicalUrl);
     const message = this.scrub(failure.message, token, server);
     const said = message === '' ? '' : ` (the server said: ${message})`;
     if (status === 401) {
@@ -233,7 +233,7 @@ export class UpstreamExchange {
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
     const exchanged = await this.open({ target, headers, signal: request.signal });
     const { response } = exchanged;
-    const url = describeUrl(target.canonicalUrl);
+    const url = describeArtifactUrl(target.canonicalUrl);
     if (response.status === 304) {
       // Awaited, so the connection is free again before the caller's concurrency slot is.
       await readErrorBody(response.body);
@@ -282,13 +282,13 @@ export class UpstreamExchange {
     if (REDIRECT_STATUSES.has(response.status)) {
       discardBody(response);
       throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-        message: `${describeUrl(url)} answered with a redirect (${response.status}); the broker does not follow redirects from this endpoint.`,
+        message: `${describeArtifactUrl(url)} answered with a redirect (${response.status}); the broker does not follow redirects from this endpoint.`,
         hint: `Check "origin" of server "${server.name}" in config.json: it must be the Artifactory server itself.`,
-        details: { status: response.status, reason: 'redirect-refused', url: describeUrl(url) },
+        details: { status: response.status, reason: 'redirect-refused', url: describeArtifactUrl(url) },
       });
     }
     const body = await readBodyCapped(response.body, ERROR_BODY_BYTES).catch((err: unknown) => {
-      throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `The connection to ${server.origin} broke while reading ${describeUrl(url)}.`, details: { reason: 'network' }, cause: err });
+      throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `The connection to ${server.origin} broke while reading ${describeArtifactUrl(url)}.`, details: { reason: 'network' }, cause: err });
     });
     const text = body.tooLarge ? '' : body.text;
     return { status: response.status, headers: response.headers, text, exchanged };
@@ -328,12 +328,12 @@ export function assertNotHtml(contentType: string | undefined, body: Buffer, url
   const html = /^text\/html\b/i.test(contentType ?? '') || /^\s*<(!doctype|html)/i.test(body.subarray(0, 256).toString('utf8'));
   if (!html) return;
   throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-    message: `${describeUrl(url)} answered with an HTML page instead of JSON.`,
+    message: `${describeArtifactUrl(url)} answered with an HTML page instead of JSON.`,
     hint:
       thirdParty
         ? 'The URL does not point to a JSON document (perhaps a web page or a login portal); check it.'
         : `Check "origin" of server "${server.name}" in config.json (now ${server.origin}): it must be the Artifactory server itself, not a web page or login portal in front of it.`,
-    details: { status: 200, reason: 'not-json', url: describeUrl(url) },
+    details: { status: 200, reason: 'not-json', url: describeArtifactUrl(url) },
   });
 }
 

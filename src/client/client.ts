@@ -2,6 +2,7 @@ import { Agent, Pool, WebSocket, errors as undiciErrors } from 'undici';
 import { join as joinPath, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
+import { isSafeFileName } from '../protocol/artifact-url.js';
 import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import { BrokerEventSchema, type BrokerEvent } from '../protocol/events.js';
@@ -186,7 +187,7 @@ export class TokenBrokerClient {
     const { version, ...download } = options;
     const app = await this.app(source, name, { ...(version === undefined ? {} : { version }), ...(download.signal === undefined ? {} : { signal: download.signal }) });
     // The daemon names the file; still never let a name step out of `dir`.
-    if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(app.tarball.fileName)) {
+    if (!isSafeFileName(app.tarball.fileName)) {
       throw new BrokerError('BROKER_INTERNAL', { message: `The daemon proposed an unsafe file name for ${source}/${name}.` });
     }
     const dest = joinPath(resolvePath(dir), app.tarball.fileName);

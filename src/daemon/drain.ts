@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { Logger } from './logger.js';
+import type { DomainLog } from '../broker/ports.js';
 
 export interface InFlight {
   count(): number;
@@ -20,15 +20,15 @@ export function trackInFlight(server: Server): InFlight {
  * Stops accepting, lets in-flight requests finish for at most `graceMs`, then closes whatever is
  * left. Idle keep-alive connections are closed as soon as they go idle.
  */
-export async function drainAndClose(options: { server: Server; inFlight: InFlight; graceMs: number; logger: Logger }): Promise<void> {
-  const { server, inFlight, graceMs, logger } = options;
+export async function drainAndClose(options: { server: Server; inFlight: InFlight; graceMs: number; log: DomainLog }): Promise<void> {
+  const { server, inFlight, graceMs, log } = options;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const deadline = Date.now() + graceMs;
   while (inFlight.count() > 0 && Date.now() < deadline) {
     server.closeIdleConnections();
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-  if (inFlight.count() > 0) logger.warn({ inFlight: inFlight.count() }, 'grace period over; closing remaining connections');
+  if (inFlight.count() > 0) log.warn({ inFlight: inFlight.count() }, 'grace period over; closing remaining connections');
   server.closeAllConnections();
   await closed;
 }

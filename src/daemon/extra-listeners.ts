@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Config } from '../protocol/config-schema.js';
 import { tagExtraListener } from './listener-auth.js';
 import { ListenError, openSocketPath, type SocketHandle } from './listen.js';
-import type { Logger } from './logger.js';
+import type { DomainLog } from '../broker/ports.js';
 import { PrivateDirError } from '../node/private-dir.js';
 
 type ListenerConfig = Config['listeners'][number];
@@ -86,11 +86,11 @@ export async function ensureListenerDir(dir: string, socketMode: number): Promis
  * handler, one set of connections for the drain on shutdown, the same header timeouts.
  * A listener that cannot be opened is a start-up error; the ones already open are closed again.
  */
-export async function openExtraListeners(target: HttpServer, listeners: readonly ListenerConfig[], ownerSocketPath: string, logger: Logger): Promise<ExtraListener[]> {
+export async function openExtraListeners(target: HttpServer, listeners: readonly ListenerConfig[], ownerSocketPath: string, log: DomainLog): Promise<ExtraListener[]> {
   checkListenerPaths(listeners, ownerSocketPath);
   const opened: ExtraListener[] = [];
   try {
-    for (const listener of listeners) opened.push(await openExtraListener(target, listener, logger));
+    for (const listener of listeners) opened.push(await openExtraListener(target, listener, log));
   } catch (err) {
     for (const listener of opened) listener.stopAccepting();
     await Promise.all(opened.map((listener) => listener.removeSocket()));
@@ -99,7 +99,7 @@ export async function openExtraListeners(target: HttpServer, listeners: readonly
   return opened;
 }
 
-async function openExtraListener(target: HttpServer, listener: ListenerConfig, logger: Logger): Promise<ExtraListener> {
+async function openExtraListener(target: HttpServer, listener: ListenerConfig, log: DomainLog): Promise<ExtraListener> {
   const mode = parseMode(listener.mode);
   const socketPath = listener.path;
   const server: NetServer = createServer((socket) => {
@@ -110,7 +110,7 @@ async function openExtraListener(target: HttpServer, listener: ListenerConfig, l
   try {
     handle = await openSocketPath(server, socketPath, mode, {
       ensureDir: async (dir) => {
-        for (const warning of await ensureListenerDir(dir, mode)) logger.warn({ listener: socketPath }, `listener ${socketPath}: ${warning}`);
+        for (const warning of await ensureListenerDir(dir, mode)) log.warn({ listener: socketPath }, `listener ${socketPath}: ${warning}`);
       },
     });
   } catch (err) {
@@ -118,7 +118,7 @@ async function openExtraListener(target: HttpServer, listener: ListenerConfig, l
     if (err instanceof ListenError || err instanceof PrivateDirError) throw new ListenError(`extra listener ${socketPath}: ${err.message}`, err.hint);
     throw new ListenError(`extra listener ${socketPath}: ${(err as Error).message}`, 'Check the "listeners" entry in config.json.');
   }
-  logger.info({ listener: socketPath, mode: octal(mode) }, 'extra listener ready (client tokens required)');
+  log.info({ listener: socketPath, mode: octal(mode) }, 'extra listener ready (client tokens required)');
   return {
     path: socketPath,
     mode,

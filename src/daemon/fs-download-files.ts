@@ -1,5 +1,5 @@
 import { writev } from 'node:fs';
-import type { DownloadFiles, PartFile } from '../broker/download-service.js';
+import type { DownloadFiles, PartFile } from '../broker/ports.js';
 import { checkDownloadTarget, commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from '../protocol/part-files.js';
 
 /** Reading back a resumed prefix for its digest: large reads, one buffer reused. */

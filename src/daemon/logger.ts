@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { REDACTED } from '../broker/secret-scrubber.js';
 
 export type { Logger } from 'pino';
 
@@ -29,7 +30,7 @@ export const REDACT_PATHS = [
   'upstream.headers.authorization',
 ];
 
-const CENSOR = '[redacted]';
+const CENSOR = REDACTED;
 /** Keys whose values are secrets wherever they appear, compared without regard to case. */
 const SECRET_KEY = /^(token|secret|password|authorization|proxy-authorization|cookie|set-cookie|x-jfrog-art-api)$/i;
 /** Deeper than any object we log; a cycle or a huge structure stops here. */

@@ -15,6 +15,7 @@ import { EventBus } from '../broker/event-bus.js';
 import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
 import { SourceService } from '../broker/source-service.js';
 import { TokenService } from '../broker/token-service.js';
+import { UpstreamExchange } from '../broker/upstream-exchange.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
@@ -110,16 +111,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
   let thirdParty: (canonicalUrl: string) => boolean = () => false;
   const policy = policyFollowing(() => currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
+  // The one upstream exchange of sources, fetches and downloads (token validation has its own,
+  // with the token endpoints' policy, inside TokenService).
+  const exchange = new UpstreamExchange({ policy, upstream, tokens, clock: systemClock, userAgent: USER_AGENT });
   const sources = new SourceService({
     config: () => currentConfig,
     policy,
     tokens,
-    upstream,
+    exchange,
     state: createFsStateStore(paths.stateDir, { scrub }),
     clock: systemClock,
     events,
     log: logger,
-    userAgent: USER_AGENT,
   });
   await sources.load();
   thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
@@ -129,21 +132,18 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   let extraListeners: ExtraListener[] = [];
   const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
   const fetchService = new FetchService({
-    policy,
-    upstream,
-    tokenAccess: tokens,
+    exchange,
     cache: contentCache,
     events,
     clock: systemClock,
-    logger,
-    userAgent: USER_AGENT,
+    log: logger,
   });
   const downloadService = new DownloadService({
     fetch: fetchService,
     files: createFsDownloadFiles(),
     events,
     clock: systemClock,
-    logger,
+    log: logger,
     // The one use of the app index for downloads: re-point here when app infos change shape.
     resolveApp: (source, name, version) => {
       const tarball = resolveTarball(sources.app(source, name), version);
@@ -230,7 +230,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       tokens.stop();
       sources.stop();
       for (const listener of extraListeners) listener.stopAccepting();
-      void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, logger })
+      void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, log: logger })
         .then(() => app.close())
         .then(() => upstream.close())
         .then(() => socket.removeSocket())

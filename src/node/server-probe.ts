@@ -50,7 +50,7 @@ export function createServerProbe(config: Readonly<Config>, env: NodeJS.ProcessE
     policy: () => createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback }),
     upstream,
     // diagnose never sends the identity token.
-    tokenAccess: {
+    tokens: {
       tokenFor: () => {
         throw new BrokerError('BROKER_TOKEN_MISSING', { message: 'diagnose does not use the identity token.' });
       },

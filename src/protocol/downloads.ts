@@ -89,37 +89,6 @@ export const PartInfoSchema = z.object({
 });
 export type PartInfo = z.output<typeof PartInfoSchema>;
 
-const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/;
-
-/**
- * The file name a download of `url` is saved under: the last segment of the canonical artifact
- * path (for the download-API form `/ui/api/v1/download?repoKey=R&path=P`, the last segment of P),
- * or undefined when that is no plain file name. One small function so it can be re-pointed at the
- * exchange's canonical URL.
- */
-export function downloadFileName(url: string): string | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return undefined;
-  }
-  let path = parsed.pathname;
-  if (/\/ui\/api\/v1\/download\/?$/.test(path)) {
-    const p = parsed.searchParams.getAll('path');
-    if (p.length !== 1) return undefined;
-    path = `/${p[0] as string}`;
-  } else {
-    try {
-      path = decodeURIComponent(path);
-    } catch {
-      return undefined;
-    }
-  }
-  const last = path.split('/').pop() ?? '';
-  return SAFE_FILE_NAME.test(last) && last !== '.' && last !== '..' ? last : undefined;
-}
-
 /**
  * A cancelled download (`DELETE /v1/downloads/:id`, the client went away, Ctrl-C): the error
  * registry of the design has no code of its own for it, so it is BROKER_UPSTREAM_UNREACHABLE

@@ -1,6 +1,4 @@
 import { createHash } from 'node:crypto';
-import { BrokerError } from '../../src/protocol/errors.js';
-import type { TokenAccess } from '../../src/broker/token-access.js';
 import type { FakeArtifactory } from '../fixtures/fake-artifactory.js';
 
 /** Where the fake Artifactory publishes the official (public) and a restricted source. */
@@ -107,28 +105,3 @@ export function listApps(af: FakeArtifactory, source: PublishedSource, name: str
   af.setJson(source.sourcePath, { name, description: `${name} apps`, apps: apps.map((app) => source.urlOf(`${source.base}/${app}.json`)) });
 }
 
-/** A TokenAccess the test controls: no token until `token` is set; a 401 makes it invalid, like the real one. */
-export class TestTokenAccess implements TokenAccess {
-  token: string | undefined;
-  invalid = false;
-  readonly rejections: { server: string; message: string }[] = [];
-
-  tokenFor(server: string): string {
-    if (this.invalid) throw new BrokerError('BROKER_TOKEN_INVALID', { message: `The server rejected the identity token for "${server}".`, details: { server } });
-    if (this.token === undefined) throw new BrokerError('BROKER_TOKEN_MISSING', { message: `No identity token is set for "${server}".`, details: { server } });
-    return this.token;
-  }
-
-  /** As the port promises: a 401 for a token replaced meanwhile changes nothing; a caller that omits the token fails. */
-  rejected(server: string, message: string, usedToken?: string): void {
-    if (usedToken === undefined) throw new Error('TokenAccess.rejected() needs the token the refused request carried');
-    if (usedToken !== this.token) return;
-    this.invalid = true;
-    this.rejections.push({ server, message });
-  }
-
-  set(token: string): void {
-    this.token = token;
-    this.invalid = false;
-  }
-}

@@ -3,10 +3,11 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
-import type { TokenAccess } from '../../src/broker/token-access.js';
+import { TestTokenAccess } from './test-token-access.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { createFsContentCache, type FsContentCache } from '../../src/daemon/fs-content-cache.js';
 import { buildServer } from '../../src/daemon/server.js';
@@ -18,31 +19,6 @@ import type { ConfigInput } from '../../src/protocol/config-schema.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { testServerDeps } from './server-deps.js';
 import { makeTempHome } from './test-daemon.js';
-
-/**
- * A TokenAccess for tests: hands out `token` for every server until told otherwise, and records
- * `rejected` calls (the real lifecycle then marks the token invalid; so does this one).
- */
-export class TestTokenAccess implements TokenAccess {
-  readonly rejections: { server: string; message: string }[] = [];
-  state: 'valid' | 'missing' | 'invalid' | 'expired' = 'valid';
-  constructor(public token = 'tok-secret-123') {}
-
-  tokenFor(server: string): string {
-    if (this.state === 'missing') throw new BrokerError('BROKER_TOKEN_MISSING', { details: { server } });
-    if (this.state === 'invalid') throw new BrokerError('BROKER_TOKEN_INVALID', { details: { server } });
-    if (this.state === 'expired') throw new BrokerError('BROKER_TOKEN_EXPIRED', { details: { server } });
-    return this.token;
-  }
-
-  /** As the port promises: a 401 for a token replaced meanwhile changes nothing; a caller that omits the token fails. */
-  rejected(server: string, message: string, usedToken?: string): void {
-    if (usedToken === undefined) throw new Error('TokenAccess.rejected() needs the token the refused request carried');
-    if (usedToken !== this.token) return;
-    this.rejections.push({ server, message });
-    this.state = 'invalid';
-  }
-}
 
 export interface FetchHarness {
   af: FakeArtifactory;
@@ -84,19 +60,20 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   });
   const config = deps.getConfig();
   const upstream: UndiciUpstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile, env: {} });
-  const tokens = new TestTokenAccess();
+  const tokens = new TestTokenAccess('tok-secret-123');
   const events: BrokerEvent[] = [];
   const bus = new EventBus(systemClock);
   bus.subscribe((event) => events.push(event));
   const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
-  const service = new FetchService({ policy: () => policy, upstream, tokenAccess: tokens, cache, events: bus, clock: systemClock, logger: deps.logger, userAgent: 'tokenbroker/test' });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock: systemClock, userAgent: 'tokenbroker/test' });
+  const service = new FetchService({ exchange, cache, events: bus, clock: systemClock, log: deps.logger });
   const downloads = new DownloadService({
     fetch: service,
     files: createFsDownloadFiles(),
     events: bus,
     clock: systemClock,
-    logger: deps.logger,
+    log: deps.logger,
     resolveApp: () => {
       throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
     },

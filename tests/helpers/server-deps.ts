@@ -1,15 +1,15 @@
 import { Writable } from 'node:stream';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
-import type { SecretStore, Upstream } from '../../src/broker/ports.js';
+import type { ContentCache, SecretStore, Upstream } from '../../src/broker/ports.js';
 import { SourceService } from '../../src/broker/source-service.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { resolveTarball } from '../../src/broker/app-tarball.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
-import type { ContentCache } from '../../src/broker/ports.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -62,13 +62,14 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     overrides.tokens ??
     new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
   const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
+  const exchange = new UpstreamExchange({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokens, clock, userAgent: 'tokenbroker/test' });
   const sources =
     overrides.sources ??
-    new SourceService({ config: () => config, policy: () => policy, tokens, upstream: overrides.upstream ?? offlineUpstream, state, clock, events, log: logger });
+    new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: logger });
   const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
   const fetchService =
     overrides.fetchService ??
-    new FetchService({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokenAccess: tokens, cache: noContentCache, events, clock, logger, userAgent: 'tokenbroker/test' });
+    new FetchService({ exchange, cache: noContentCache, events, clock, log: logger });
   const downloadService =
     overrides.downloadService ??
     new DownloadService({
@@ -76,7 +77,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
       files: createFsDownloadFiles(),
       events,
       clock,
-      logger,
+      log: logger,
       resolveApp: (source, name, version) => {
         const tarball = resolveTarball(sources.app(source, name), version);
         return { url: tarball.tarballUrl, shasum: tarball.shasum };

@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { SHA1_HEX, SHA256_HEX } from '../../protocol/fetch.js';
-import { downloadFileName, type VerifiedBy } from '../../protocol/downloads.js';
+import { artifactFileName } from '../../protocol/artifact-url.js';
+import type { VerifiedBy } from '../../protocol/downloads.js';
 import { isBrokerError } from '../../protocol/errors.js';
 import { checkDownloadTarget, partPathOf } from '../../protocol/part-files.js';
 import { SilentExit } from '../errors.js';
@@ -91,7 +92,7 @@ export async function outputFile(output: string, url: string): Promise<string> {
   const isDir = output.endsWith('/') || (await stat(resolved).catch(() => undefined))?.isDirectory() === true;
   let dest = resolved;
   if (isDir) {
-    const name = downloadFileName(url);
+    const name = artifactFileName(url);
     if (name === undefined) throw new UsageError(`Cannot tell a file name from the URL to save it in ${resolved}.`, `Give the file name too: -o ${path.join(output, 'FILE')}`);
     dest = path.join(resolved, name);
   }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { SecretStore, SecretStoreState } from '../../broker/ports.js';
+import { scrubSecrets } from '../../broker/secret-scrubber.js';
 import { BrokerError } from '../../protocol/errors.js';
 
 /**
@@ -103,8 +104,7 @@ export function keychainError(state: Exclude<SecretStoreState, 'ok'>, reason: st
 
 /** Errors from native code could in theory echo their input; the secret must never leave. */
 function describeError(err: unknown, secret: string | undefined): string {
-  let message = err instanceof Error ? err.message : String(err);
-  if (secret !== undefined && secret.length > 0) message = message.split(secret).join('[redacted]');
+  const message = scrubSecrets(err instanceof Error ? err.message : String(err), [secret]);
   return message.replace(/\s+/g, ' ').trim() || 'unknown error';
 }
 

@@ -1,5 +1,5 @@
 import { lstat } from 'node:fs/promises';
-import type { SecretStore } from '../../broker/ports.js';
+import type { DomainLog, SecretStore } from '../../broker/ports.js';
 import { createFileStore } from './file-store.js';
 
 /**
@@ -21,18 +21,13 @@ export interface LeftoverOutcome {
   migrated: number;
 }
 
-export interface LeftoverLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
-
 /**
  * Called at start for every store but `file`. With a working keychain the file's secrets are
  * moved into it (the file is the newer copy: it was the store in use when the token metadata was
  * last written) and the file is deleted. Otherwise the file is kept and flagged, and removing the
  * token deletes it: `token remove` must leave no copy of the token behind.
  */
-export async function settlePlaintextLeftover(store: SecretStore, stateDir: string, log: LeftoverLog): Promise<LeftoverOutcome> {
+export async function settlePlaintextLeftover(store: SecretStore, stateDir: string, log: DomainLog): Promise<LeftoverOutcome> {
   const file = createFileStore(stateDir);
   if (!(await exists(file.path))) return { store, migrated: 0 };
   if (store.kind === 'keychain' && (await store.probe()) === 'ok') {
