@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -9,7 +8,8 @@ import { promisify } from 'node:util';
 import { Client, request } from 'undici';
 import { TokenBrokerClient } from '../src/client/client.js';
 import { startFakeArtifactory } from '../tests/fixtures/fake-artifactory.js';
-import { CLI_ENTRY, isolatedEnv } from '../tests/helpers/test-daemon.js';
+import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
+import { CLI_ENTRY, REPO_ROOT, isolatedEnv } from '../tests/helpers/test-daemon.js';
 import { rssOf, startBenchDaemon, type BenchRow } from './harness.js';
 
 const MiB = 1024 * 1024;
@@ -47,19 +47,35 @@ async function hasCurl(): Promise<boolean> {
   );
 }
 
-/** The reference the streaming relay is held to: a node:http server piping an undici body. */
-async function minimalPassThrough(socketPath: string, origin: string): Promise<Server> {
-  const server = createServer((req, res) => {
-    void request(`${origin}${req.url ?? '/'}`, { headers: { range: 'bytes=0-', authorization: `Bearer ${TOKEN}` } }).then(
-      (upstream) => {
-        res.writeHead(200, { 'content-length': String(upstream.headers['content-length'] ?? '').replace(/\D/g, '') || undefined });
-        void pipeline(upstream.body, res).catch(() => undefined);
-      },
-      () => res.destroy(),
-    );
+/**
+ * The reference the streaming relay is held to: a node:http server piping an undici body, in a
+ * process of its own started with the daemon's Node flags (as the daemon is), so both answer from
+ * another process than the one hosting the fake server and reading the body.
+ */
+const PASS_THROUGH = `
+import { createServer } from 'node:http';
+import { pipeline } from 'node:stream';
+import { request } from 'undici';
+const { PASS_SOCKET, PASS_ORIGIN, PASS_TOKEN } = process.env;
+createServer((req, res) => {
+  request(PASS_ORIGIN + req.url, { headers: { range: 'bytes=0-', authorization: 'Bearer ' + PASS_TOKEN } }).then(
+    (upstream) => { res.writeHead(200, { 'content-length': upstream.headers['content-length'] }); pipeline(upstream.body, res, () => {}); },
+    () => res.destroy(),
+  );
+}).listen(PASS_SOCKET, () => process.stdout.write('ready\\n'));
+`;
+
+async function minimalPassThrough(socketPath: string, origin: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, '--input-type=module', '-e', PASS_THROUGH], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PASS_SOCKET: socketPath, PASS_ORIGIN: origin, PASS_TOKEN: TOKEN },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  return server;
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the pass-through exited with ${code}`)));
+    child.stdout?.once('data', () => resolve());
+  });
+  return child;
 }
 
 async function consume(client: Client, urlPath: string): Promise<number> {
@@ -175,7 +191,7 @@ export async function benchDownloads(): Promise<BenchRow[]> {
     await broker.close();
     await passClient.close();
     await client.close();
-    await new Promise((resolve) => pass.close(resolve));
+    pass.kill('SIGTERM');
     await daemon.stop();
     await af.close();
     await rm(out, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
  * The directory of this tokenbroker install (the one with package.json, bin/, systemd/, launchd/).
  *
  * Found by walking up from this module, because the code runs from three layouts: the single-file
- * bundle (dist/tokenbroker.mjs), the plain tsc output (dist/cli/...) and the sources under tsx
+ * bundle (dist/tokenbroker.mjs and dist/chunks/), the plain tsc output (dist/cli/...) and the sources under tsx
  * (src/cli/...). The result is an absolute path, which service units and autostart need.
  */
 export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
