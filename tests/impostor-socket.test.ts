@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, chmod, chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../src/client/client.js';
 import { UntrustedSocketError } from '../src/client/socket-trust.js';
 import { isolatedEnv, makeTempHome, runCli } from './helpers/test-daemon.js';
@@ -49,6 +49,26 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/**
+ * A node binary the other uid may run: ours may live under a private home (CI's Node 24 comes from
+ * ~/.cache), which uid 65534 cannot enter. Copied once per file into a world-readable temp dir.
+ */
+let sharedNode: Promise<string> | undefined;
+function nodeForOtherUser(): Promise<string> {
+  sharedNode ??= (async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tb-imp-node-'));
+    await chmod(dir, 0o755);
+    const binary = path.join(dir, 'node');
+    await copyFile(process.execPath, binary);
+    await chmod(binary, 0o755);
+    return binary;
+  })();
+  return sharedNode;
+}
+afterAll(async () => {
+  if (sharedNode !== undefined) await rm(path.dirname(await sharedNode), { recursive: true, force: true });
+});
+
 /** Like /tmp/tokenbroker-UID/ made by someone else before our first start: a dir and socket of uid 65534. */
 async function startImpostor(): Promise<Impostor> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tb-imp-'));
@@ -58,13 +78,14 @@ async function startImpostor(): Promise<Impostor> {
   await chown(dir, NOBODY, NOBODY);
   const socketPath = path.join(dir, 'broker.sock');
   const logPath = path.join(dir, 'received.log');
-  const child = spawn(process.execPath, [path.join(dir, 'impostor.mjs'), socketPath, logPath], { uid: NOBODY, gid: NOBODY, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(await nodeForOtherUser(), [path.join(dir, 'impostor.mjs'), socketPath, logPath], { uid: NOBODY, gid: NOBODY, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
   cleanups.push(async () => {
     child.kill('SIGKILL');
   });
   await new Promise<void>((resolve, reject) => {
     child.stdout?.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`impostor exited with ${code}`)));
+    child.once('error', reject);
   });
   return { dir, socketPath, process: child, log: () => readFile(logPath, 'utf8').catch(() => '') };
 }
