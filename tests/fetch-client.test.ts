@@ -33,6 +33,9 @@ describe('client.download and the fetch command', () => {
     const { sha256, sha1 } = await h.af.digestOf(RESTRICTED);
     const dest = path.join(work, 'tool.zip');
     const progress: number[] = [];
+    // Paced by the upstream (about half a second), so progress reports (at most 10/s) come while it
+    // runs, however fast the machine is.
+    h.af.setFault(RESTRICTED, { kind: 'slow', bytesPerSecond: 8 * MiB }, { times: 1 });
     const result = await h.client.download(h.af.url(RESTRICTED), dest, { sha256, sha1, onProgress: (p) => progress.push(p.received) });
     expect(result).toMatchObject({ path: dest, size: 4 * MiB, sha256, sha1, resumed: false });
     expect(progress.at(-1)).toBe(4 * MiB);
