@@ -1,7 +1,8 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { DEFAULT_UMASK, downloadCancelled, isDownloadCancelled, type DownloadOutcome, type DownloadProgressView, type DownloadRequestInput, type DownloadState, type PartInfo, type VerifiedBy } from '../protocol/downloads.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
+import { FileDigests, serverChecksums } from '../protocol/file-digests.js';
 import type { EventBus } from './event-bus.js';
 import type { FetchResponse, FetchService } from './fetch-service.js';
 import type { Clock, DomainLog, DownloadFiles, PartFile } from './ports.js';
@@ -31,7 +32,6 @@ const FINISHED_KEPT = 200;
 /** The sink accepts this much before it pushes back; writes batch up to it (one writev each). */
 const SINK_HIGH_WATER = 1024 * 1024;
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
-const SHA1_SHAPED = /^"?([0-9a-fA-F]{40})"?$/;
 
 interface Running {
   view: DownloadProgressView;
@@ -201,7 +201,7 @@ export class DownloadService {
     running.view.resumedFrom = resumeFrom;
     running.view.received = resumeFrom;
     running.view.total = total ?? null;
-    const hashes = new FileHashes();
+    const hashes = new FileDigests();
     try {
       if (resumeFrom > 0) await part.readExisting((chunk) => hashes.update(chunk));
       await this.stream(response, part, hashes, running, signal);
@@ -235,7 +235,7 @@ export class DownloadService {
   }
 
   /** Streams the body into the part file; resolves once every byte is written. */
-  private stream(response: FetchResponse, part: PartFile, hashes: FileHashes, running: Running, signal: AbortSignal): Promise<void> {
+  private stream(response: FetchResponse, part: PartFile, hashes: FileDigests, running: Running, signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const sink = new PartSink(part, hashes, (bytes) => this.progress(running, bytes));
       const onAbort = (): void => {
@@ -313,7 +313,7 @@ class PartSink extends Writable {
 
   constructor(
     private readonly part: PartFile,
-    private readonly hashes: FileHashes,
+    private readonly hashes: FileDigests,
     private readonly onBytes: (bytes: number) => void,
   ) {
     super({ highWaterMark: SINK_HIGH_WATER });
@@ -347,20 +347,6 @@ class PartSink extends Writable {
   }
 }
 
-class FileHashes {
-  private readonly sha1: Hash = createHash('sha1');
-  private readonly sha256: Hash = createHash('sha256');
-
-  update(chunk: Buffer): void {
-    this.sha1.update(chunk);
-    this.sha256.update(chunk);
-  }
-
-  digest(): { sha1: string; sha256: string } {
-    return { sha1: this.sha1.digest('hex'), sha256: this.sha256.digest('hex') };
-  }
-}
-
 /** What `.part.json` records as the URL: one small function, to re-point at the canonical URL. */
 export function partKey(url: string): string {
   try {
@@ -374,13 +360,7 @@ function validatorOf(info: PartInfo | undefined): string | undefined {
   return info?.etag ?? info?.lastModified;
 }
 
-/** The server's own checksums: X-Checksum-Sha1/-Sha256, or Artifactory's sha1-shaped ETag. */
-export function serverChecksums(headers: Record<string, string>): { sha1?: string | undefined; sha256?: string | undefined } {
-  const sha1 = headers['x-checksum-sha1']?.trim().toLowerCase() || SHA1_SHAPED.exec(headers.etag?.trim() ?? '')?.[1]?.toLowerCase();
-  const sha256 = headers['x-checksum-sha256']?.trim().toLowerCase() || undefined;
-  return { ...(sha1 !== undefined && /^[0-9a-f]{40}$/.test(sha1) ? { sha1 } : {}), ...(sha256 !== undefined && /^[0-9a-f]{64}$/.test(sha256) ? { sha256 } : {}) };
-}
-
+/** The first digest both sides know that differs (sha256 first). */
 function firstMismatch(expected: { sha1?: string | undefined; sha256?: string | undefined }, actual: { sha1?: string | undefined; sha256?: string | undefined }): { algorithm: 'sha1' | 'sha256'; expected: string; actual: string } | undefined {
   for (const algorithm of ['sha256', 'sha1'] as const) {
     const want = expected[algorithm];

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -6,6 +5,7 @@ import type { PartInfo, VerifiedBy } from '../protocol/downloads.js';
 import { checkDownloadTarget, commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from '../protocol/part-files.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { SHA1_HEX, SHA256_HEX, type FetchRecord } from '../protocol/fetch.js';
+import { FileDigests, serverChecksums } from '../protocol/file-digests.js';
 
 export interface FetchOptions {
   /** Verify the whole body against this digest (the daemon withholds the last chunk until it matches). */
@@ -204,7 +204,7 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
   }
 
   // A resumed download only streams the tail: the digest covers the bytes already on disk too.
-  const hashes = new WholeFileHashes();
+  const hashes = new FileDigests();
   if (resumeFrom > 0) await hashPrefix(part, resumeFrom, hashes);
   let received = resumeFrom;
   const progress = new Transform({
@@ -225,7 +225,7 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
   }
 
   const digests = hashes.digest();
-  const server = serverDigests(response.headers);
+  const server = serverChecksums(response.headers);
   const verifiedBy: VerifiedBy = sha1 !== undefined || sha256 !== undefined ? 'shasum' : server.sha1 !== undefined || server.sha256 !== undefined ? 'server-checksum' : 'none';
   const expected = verifiedBy === 'shasum' ? { sha1, sha256 } : server;
   for (const algorithm of ['sha256', 'sha1'] as const) {
@@ -249,7 +249,7 @@ export async function downloadFile(client: FetchClient, url: string, dest: strin
 }
 
 /** Feeds the first `size` bytes of the part file to the hashes (a resumed download's prefix). */
-async function hashPrefix(part: OpenPart, size: number, hashes: WholeFileHashes): Promise<void> {
+async function hashPrefix(part: OpenPart, size: number, hashes: FileDigests): Promise<void> {
   const buffer = Buffer.allocUnsafe(Math.min(1024 * 1024, size));
   for (let position = 0; position < size; ) {
     const { bytesRead } = await part.handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
@@ -269,26 +269,6 @@ function handleSink(part: OpenPart): Writable {
   });
 }
 
-/** The server's own checksums: X-Checksum-Sha1/-Sha256, or Artifactory's sha1-shaped ETag. */
-function serverDigests(headers: Record<string, string>): { sha1?: string; sha256?: string } {
-  const sha1 = (headers['x-checksum-sha1'] ?? /^"?([0-9a-fA-F]{40})"?$/.exec(headers.etag ?? '')?.[1])?.trim().toLowerCase();
-  const sha256 = headers['x-checksum-sha256']?.trim().toLowerCase();
-  return { ...(sha1 !== undefined && SHA1_HEX.test(sha1) ? { sha1 } : {}), ...(sha256 !== undefined && SHA256_HEX.test(sha256) ? { sha256 } : {}) };
-}
-
-class WholeFileHashes {
-  private readonly sha256 = createHash('sha256');
-  private readonly sha1 = createHash('sha1');
-
-  update(chunk: Buffer): void {
-    this.sha256.update(chunk);
-    this.sha1.update(chunk);
-  }
-
-  digest(): { sha1: string; sha256: string } {
-    return { sha1: this.sha1.digest('hex'), sha256: this.sha256.digest('hex') };
-  }
-}
 
 function signalOf(options: DownloadOptions): { signal?: AbortSignal } {
   return options.signal === undefined ? {} : { signal: options.signal };
