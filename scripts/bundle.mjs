@@ -1,6 +1,7 @@
 // Bundles the CLI + daemon into dist/tokenbroker.mjs plus chunks in dist/chunks/. Loading a few
 // files instead of several hundred modules roughly halves the daemon's start-to-ready time.
-// keytar stays external (a native module, optional).
+// @napi-rs/keyring stays external: it loads a prebuilt native binary (one optional package per
+// platform) from its own node_modules directory, which a bundle cannot carry.
 //
 // Measured for issue 15 (docs/performance.md):
 // - splitting: the daemon (fastify, ajv, pino, ws) is a chunk of its own, loaded by the one
@@ -23,7 +24,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['keytar'],
+  external: ['@napi-rs/keyring'],
   minifyWhitespace: true,
   minifySyntax: true,
   sourcemap: 'linked',

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/test-daemon.js';
 
-const FORBIDDEN_IN_BROKER = ['fastify', '@fastify/websocket', 'undici', 'keytar', 'node:fs', 'fs', 'node:fs/promises', 'fs/promises', 'node:net', 'net', 'node:http', 'http', 'node:https', 'https', 'pino'];
+const FORBIDDEN_IN_BROKER = ['fastify', '@fastify/websocket', 'undici', '@napi-rs/keyring', 'node:fs', 'fs', 'node:fs/promises', 'fs/promises', 'node:net', 'net', 'node:http', 'http', 'node:https', 'https', 'pino'];
 
 async function sourceFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });

@@ -1,7 +1,7 @@
 import { access, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { importKeytar, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
+import { importKeyring, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
 import { SecretStoreStatusSchema } from '../src/protocol/token.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
@@ -73,7 +73,7 @@ describe('a plaintext secrets file left behind', () => {
   it('file -> keychain (working): the token is moved into the keychain and the file deleted', async () => {
     const server = unique('kc');
     const token = `cmVmdGtu${'K'.repeat(56)}`;
-    const keytar = await importKeytar();
+    const keyring = await importKeyring();
     const { home, config, secretsFile } = await homeWithFileStoreToken(server, token);
     // A test home's keychain entries are its own: account `<server>@<scope of the home>`.
     const account = `${server}@${keychainAccountScope({ TOKENBROKER_HOME: home })}`;
@@ -81,15 +81,15 @@ describe('a plaintext secrets file left behind', () => {
       const daemon = await startTestDaemon({ home, config: config('keychain') });
       daemons.push(daemon);
       await expect(access(secretsFile)).rejects.toMatchObject({ code: 'ENOENT' });
-      expect(await keytar.getPassword(KEYCHAIN_SERVICE, account)).toBe(token);
-      expect(await keytar.getPassword(KEYCHAIN_SERVICE, server)).toBeNull();
+      expect(await keyring.getPassword(KEYCHAIN_SERVICE, account)).toBe(token);
+      expect(await keyring.getPassword(KEYCHAIN_SERVICE, server)).toBeNull();
       expect(await storeStatus(daemon)).toMatchObject({ kind: 'keychain', state: 'ok', plaintextAtRest: false });
       // The daemon uses the migrated token: still valid, no secret missing.
       expect(await daemon.client.token({ server })).toMatchObject({ state: 'valid', tokenId: `tid-${server}` });
       expect(daemon.output()).toContain('into the OS keychain and deleted it');
       expect(daemon.output()).not.toContain(token);
     } finally {
-      await keytar.deletePassword(KEYCHAIN_SERVICE, account);
+      await keyring.deletePassword(KEYCHAIN_SERVICE, account);
     }
   });
 });

@@ -7,8 +7,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createFileStore, SECRETS_FILE } from '../src/daemon/secret-store/file-store.js';
-import { createKeychainStore, importKeytar, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
-import type { KeytarLike } from '../src/daemon/secret-store/keychain-store.js';
+import { createKeychainStore, importKeyring, KEYCHAIN_SERVICE, keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
+import type { KeyringLike } from '../src/daemon/secret-store/keychain-store.js';
 import { createMemoryStore } from '../src/daemon/secret-store/memory-store.js';
 import { selectSecretStore } from '../src/daemon/secret-store/select-store.js';
 import { BrokerError } from '../src/protocol/errors.js';
@@ -25,16 +25,16 @@ function account(): string {
   return `tokenbroker-test-${process.pid}-${randomUUID()}`;
 }
 
-function fakeKeytar(overrides: Partial<KeytarLike>): () => Promise<KeytarLike> {
+function fakeKeyring(overrides: Partial<KeyringLike>): () => Promise<KeyringLike> {
   const notFaked = (): Promise<never> => Promise.reject(new Error('not faked in this test'));
   return async () => ({ getPassword: notFaked, setPassword: notFaked, deletePassword: notFaked, ...overrides });
 }
 
-/** A keytar that works, backed by a Map (for selection tests that need a healthy keychain). */
-function workingKeytar(): () => Promise<KeytarLike> {
+/** A binding that works, backed by a Map (for selection tests that need a healthy keychain). */
+function workingKeyring(): () => Promise<KeyringLike> {
   const entries = new Map<string, string>();
   const key = (service: string, name: string): string => `${service}\u0000${name}`;
-  return fakeKeytar({
+  return fakeKeyring({
     getPassword: async (service, name) => entries.get(key(service, name)) ?? null,
     setPassword: async (service, name, password) => void entries.set(key(service, name), password),
     deletePassword: async (service, name) => entries.delete(key(service, name)),
@@ -88,15 +88,21 @@ const probeAndSetScript = (lockFirst: boolean): string => `
 const realKeychainState = await createKeychainStore().probe();
 const skipRealKeychain = realKeychainState !== 'ok' && process.env['CI'] !== 'true';
 
-/** An entry read straight from the Secret Service by a separate process with its own keytar. */
-async function readDirectly(account: string): Promise<unknown> {
-  const out = await runChild(
-    `import { createRequire } from 'node:module';
-     const keytar = createRequire(${JSON.stringify(join(root, 'package.json'))})('keytar');
-     console.log(JSON.stringify({ value: await keytar.getPassword(${JSON.stringify(KEYCHAIN_SERVICE)}, ${JSON.stringify(account)}) }));`,
-    process.env,
+/**
+ * An entry read straight from the Secret Service by another program: libsecret's `secret-tool`,
+ * by the attributes @napi-rs/keyring stores (`service`, and the account as `username`). Null
+ * when there is no such entry (secret-tool then exits 1 with no output).
+ */
+async function readDirectly(account: string): Promise<string | null> {
+  const lookup = execFileAsync('secret-tool', ['lookup', 'service', KEYCHAIN_SERVICE, 'username', account], { timeout: 30_000 });
+  const result = await lookup.then(
+    ({ stdout }) => stdout,
+    (err: { code?: unknown; stdout?: string; stderr?: string }) => {
+      if (err.code === 1 && !err.stdout && !err.stderr) return null;
+      throw err;
+    },
   );
-  return out['value'];
+  return result;
 }
 
 describe.skipIf(skipRealKeychain)('keychain store against the real Secret Service', () => {
@@ -142,6 +148,15 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     expect(await store.get(name)).toBeNull();
   });
 
+  it('stores an entry secret-tool finds by service and username, and removes it there too', async () => {
+    const store = createKeychainStore();
+    const name = fresh();
+    await store.set(name, 'visible-to-secret-tool');
+    expect(await readDirectly(name)).toBe('visible-to-secret-tool');
+    expect(await store.delete(name)).toBe(true);
+    expect(await readDirectly(name)).toBeNull();
+  });
+
   it('returns false when deleting an absent entry', async () => {
     const store = createKeychainStore();
     expect(await store.delete(fresh())).toBe(false);
@@ -152,8 +167,8 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
     const name = fresh();
     await createKeychainStore().set(name, 'persisted-value');
     expect(await createKeychainStore().get(name)).toBe('persisted-value');
-    // A separate process with its own keytar handle reads the entry straight from the Secret
-    // Service, which also pins the entry's service and account names (DESIGN section 3).
+    // Another program (secret-tool) reads the entry straight from the Secret Service, which also
+    // pins the entry's service and account attributes (DESIGN section 3).
     expect(await readDirectly(name)).toBe('persisted-value');
   });
 
@@ -186,9 +201,9 @@ describe.skipIf(skipRealKeychain)('keychain store against the real Secret Servic
   });
 
   it('leaves no probe entry behind', async () => {
-    const keytar = await importKeytar();
+    const keyring = await importKeyring();
     await createKeychainStore().probe();
-    expect(await keytar.getPassword('tokenbroker-probe', 'probe')).toBeNull();
+    expect(await keyring.getPassword('tokenbroker-probe', 'probe')).toBeNull();
   });
 
   it('auto selects the keychain when it works', async () => {
@@ -230,24 +245,27 @@ describe('keychain store without a usable Secret Service', () => {
     expect(out['lastState']).toBe('unavailable');
     expect(out['set']).toMatchObject({ code: 'BROKER_SECRET_STORE_UNAVAILABLE', state: 'unavailable' });
     expect((out['set'] as { hint: string }).hint).toMatch(/gnome-keyring/);
+    // The store is pinned to the Secret Service: the failure is D-Bus's. Unpinned, the binding
+    // would fall back to the kernel keyring (lost at reboot) and the write would "succeed".
+    expect((out['set'] as { message: string }).message).toMatch(/D-?Bus/i);
     expect(JSON.stringify(out)).not.toContain(CHILD_SECRET);
   });
 
-  it('reports unavailable when keytar cannot be loaded', async () => {
+  it('reports unavailable when the binding cannot be loaded', async () => {
     const store = createKeychainStore({
-      loadKeytar: () => Promise.reject(new Error('libsecret-1.so.0: cannot open shared object file')),
+      loadKeyring: () => Promise.reject(new Error('Cannot find native binding keyring.linux-x64-gnu.node')),
     });
     expect(await store.probe()).toBe('unavailable');
     const err = await rejection(store.get('nordic'));
     expect(err.code).toBe('BROKER_SECRET_STORE_UNAVAILABLE');
     expect(err.details).toMatchObject({ state: 'unavailable' });
-    expect(err.message).toContain('libsecret-1.so.0');
+    expect(err.message).toContain('keyring.linux-x64-gnu.node');
   });
 
   it('maps a missing org.freedesktop.secrets to unavailable', async () => {
     const missing = (): Promise<never> =>
       Promise.reject(new Error('The name org.freedesktop.secrets was not provided by any .service files'));
-    const store = createKeychainStore({ loadKeytar: fakeKeytar({ setPassword: missing, getPassword: missing }) });
+    const store = createKeychainStore({ loadKeyring: fakeKeyring({ setPassword: missing, getPassword: missing }) });
     expect(await store.probe()).toBe('unavailable');
     expect((await rejection(store.get('nordic'))).details).toMatchObject({ state: 'unavailable' });
   });
@@ -259,7 +277,7 @@ describe('keychain store without a usable Secret Service', () => {
     });
     const store = createKeychainStore({
       timeoutMs: 150,
-      loadKeytar: fakeKeytar({ setPassword: () => hanging, getPassword: async () => 'value' }),
+      loadKeyring: fakeKeyring({ setPassword: () => hanging, getPassword: async () => 'value' }),
     });
 
     const started = Date.now();
@@ -287,8 +305,8 @@ describe('keychain store without a usable Secret Service', () => {
     expect(store.lastState).toBe('ok');
   });
 
-  it('times out a probe against a keytar that never resolves', async () => {
-    const store = createKeychainStore({ timeoutMs: 100, loadKeytar: fakeKeytar({ setPassword: () => new Promise(() => undefined) }) });
+  it('times out a probe against a binding that never resolves', async () => {
+    const store = createKeychainStore({ timeoutMs: 100, loadKeyring: fakeKeyring({ setPassword: () => new Promise(() => undefined) }) });
     const started = Date.now();
     expect(await store.probe()).toBe('timeout');
     expect(Date.now() - started).toBeLessThan(1_000);
@@ -296,7 +314,7 @@ describe('keychain store without a usable Secret Service', () => {
 
   it('maps a locked collection to locked, with the BrokerError code and no secret in the message', async () => {
     const store = createKeychainStore({
-      loadKeytar: fakeKeytar({
+      loadKeyring: fakeKeyring({
         // Worst case: the native error echoes the value it was given.
         setPassword: (_service, _account, password) =>
           Promise.reject(new Error(`Cannot create an item in a locked collection (${password})`)),
@@ -315,12 +333,12 @@ describe('keychain store without a usable Secret Service', () => {
   });
 
   it('maps a dismissed prompt to locked', async () => {
-    const store = createKeychainStore({ loadKeytar: fakeKeytar({ getPassword: () => Promise.reject(new Error('Prompt dismissed')) }) });
+    const store = createKeychainStore({ loadKeyring: fakeKeyring({ getPassword: () => Promise.reject(new Error('Prompt dismissed')) }) });
     expect((await rejection(store.get('nordic'))).details).toMatchObject({ state: 'locked' });
   });
 
   it('refuses an empty secret instead of reporting the keychain as broken', async () => {
-    const store = createKeychainStore({ loadKeytar: workingKeytar() });
+    const store = createKeychainStore({ loadKeyring: workingKeyring() });
     expect((await rejection(store.set('nordic', ''))).code).toBe('BROKER_BAD_REQUEST');
     expect(store.lastState).toBeNull();
   });
@@ -436,7 +454,7 @@ describe('file store', () => {
 
 describe('selectSecretStore', () => {
   const unavailableKeychain = () =>
-    createKeychainStore({ loadKeytar: fakeKeytar({ setPassword: () => Promise.reject(new Error('Cannot autolaunch D-Bus without X11 $DISPLAY')) }) });
+    createKeychainStore({ loadKeyring: fakeKeyring({ setPassword: () => Promise.reject(new Error('Cannot autolaunch D-Bus without X11 $DISPLAY')) }) });
 
   it('auto falls back to memory with a warning when the keychain is unavailable', async () => {
     const selection = await selectSecretStore('auto', { stateDir: '/nonexistent-unused', createKeychain: unavailableKeychain });
@@ -450,7 +468,7 @@ describe('selectSecretStore', () => {
   it('auto uses a working keychain without a warning', async () => {
     const selection = await selectSecretStore('auto', {
       stateDir: '/nonexistent-unused',
-      createKeychain: () => createKeychainStore({ loadKeytar: workingKeytar() }),
+      createKeychain: () => createKeychainStore({ loadKeyring: workingKeyring() }),
     });
     expect(selection.store.kind).toBe('keychain');
     expect(selection.warning).toBeUndefined();
@@ -470,7 +488,7 @@ describe('selectSecretStore', () => {
     const err = await rejection(
       selectSecretStore('keychain', {
         stateDir: '/nonexistent-unused',
-        createKeychain: () => createKeychainStore({ timeoutMs: 50, loadKeytar: fakeKeytar({ setPassword: () => new Promise(() => undefined) }) }),
+        createKeychain: () => createKeychainStore({ timeoutMs: 50, loadKeyring: fakeKeyring({ setPassword: () => new Promise(() => undefined) }) }),
       }),
     );
     expect(err.details).toMatchObject({ state: 'timeout' });

@@ -3,7 +3,7 @@
  * and TokenAccess, the one seam between its services (TokenService implements it). Adapters live
  * in src/daemon and src/node and are wired in src/daemon/main.ts; tests pass in-memory fakes
  * that implement a port fully (tests/helpers). Nothing under src/broker may import
- * fastify, undici, keytar, node:fs, node:net or node:http (a test checks it).
+ * fastify, undici, @napi-rs/keyring, node:fs, node:net or node:http (a test checks it).
  */
 import type { Readable } from 'node:stream';
 import type { PartInfo } from '../protocol/downloads.js';

@@ -18,20 +18,21 @@ const PROBE_VALUE = 'tokenbroker keychain probe (not a secret)';
 export const DEFAULT_KEYCHAIN_TIMEOUT_MS = 5_000;
 
 /**
- * The part of keytar we use. Deliberately without findCredentials: with a locked collection
- * holding matching items, keytar 7.9 dereferences a NULL secret and the process segfaults.
+ * The keychain operations the store needs, by service and account. Deliberately without
+ * enumeration (findCredentials): we never need it, and keytar 7.9 (the binding before this one)
+ * segfaulted when a locked collection held matching items. Never call it on a locked collection.
  */
-export interface KeytarLike {
+export interface KeyringLike {
   getPassword(service: string, account: string): Promise<string | null>;
   setPassword(service: string, account: string, password: string): Promise<void>;
   deletePassword(service: string, account: string): Promise<boolean>;
 }
 
 export interface KeychainStoreOptions {
-  /** Time box for every keychain call, keytar loading included. */
+  /** Time box for every keychain call, loading the native binding included. */
   timeoutMs?: number;
-  /** Loads keytar; tests inject fakes. Defaults to a dynamic import of the optional dependency. */
-  loadKeytar?: () => Promise<KeytarLike>;
+  /** Loads the keychain binding; tests inject fakes. Defaults to importKeyring(). */
+  loadKeyring?: () => Promise<KeyringLike>;
   /** Appended to every account as `@<scope>` (a non-default TOKENBROKER_HOME); none for the default home. */
   accountScope?: string | undefined;
 }
@@ -54,28 +55,52 @@ export interface KeychainStore extends SecretStore {
 }
 
 /**
- * keytar is an optionalDependency whose native build may be missing, so it is loaded only when
- * first needed and through a non-literal specifier: tsc then does not require it to be installed.
+ * Where @napi-rs/keyring keeps entries on Linux. Pinned: its default falls back to the kernel
+ * keyring (keyutils) when no Secret Service answers, and that one lives in kernel memory and is
+ * lost at reboot; a token there would look stored and vanish. Pinned, a missing Secret Service is
+ * an error, so `secretStore: "keychain"` fails and `auto` falls back to memory, saying so. The
+ * option is ignored on macOS (Keychain) and Windows (Credential Manager).
  */
-export async function importKeytar(): Promise<KeytarLike> {
-  const specifier = 'keytar';
-  const mod = (await import(specifier)) as { default?: unknown };
-  const api = (mod.default ?? mod) as Partial<KeytarLike>;
-  if (typeof api.getPassword !== 'function' || typeof api.setPassword !== 'function' || typeof api.deletePassword !== 'function') {
-    throw new Error('the keytar module does not have the expected API');
-  }
-  return api as KeytarLike;
+export const KEYRING_ENTRY_OPTIONS = { linux: { store: 'secret-service' } } as const;
+
+interface AsyncEntryLike {
+  getPassword(): Promise<string | null | undefined>;
+  setPassword(password: string): Promise<void>;
+  deletePassword(): Promise<boolean>;
+}
+type AsyncEntryConstructor = new (service: string, account: string, options: typeof KEYRING_ENTRY_OPTIONS) => AsyncEntryLike;
+
+/**
+ * Loads @napi-rs/keyring (N-API, prebuilt per platform as optional packages, nothing compiled at
+ * install) only when first needed: a platform without a prebuilt binary then only loses the
+ * keychain, and commands that never touch it do not load it. The entry stores the account as the
+ * Secret Service attribute `username` (keytar used `account`; 0.1 was never released, so there
+ * are no keytar entries to migrate).
+ */
+export async function importKeyring(): Promise<KeyringLike> {
+  const mod = (await import('@napi-rs/keyring')) as { AsyncEntry?: unknown; default?: { AsyncEntry?: unknown } };
+  const AsyncEntry = (mod.AsyncEntry ?? mod.default?.AsyncEntry) as AsyncEntryConstructor | undefined;
+  if (typeof AsyncEntry !== 'function') throw new Error('the @napi-rs/keyring module does not have the expected API');
+  // An entry per call: the constructor is cheap and connects to nothing; each call opens its own
+  // D-Bus connection, so a Secret Service restarted meanwhile is found again.
+  const entry = (service: string, account: string): AsyncEntryLike => new AsyncEntry(service, account, KEYRING_ENTRY_OPTIONS);
+  return {
+    getPassword: async (service, account) => (await entry(service, account).getPassword()) ?? null,
+    setPassword: (service, account, password) => entry(service, account).setPassword(password),
+    deletePassword: (service, account) => entry(service, account).deletePassword(),
+  };
 }
 
 const LOCKED_PATTERN = /locked|prompt|dismiss|cancel/i;
 
 /**
- * libsecret only gives us GError messages, so the state is read from their text. Seen in
- * practice: "Cannot create an item in a locked collection" and "Prompt dismissed" (locked);
- * "Cannot autolaunch D-Bus without X11 $DISPLAY", "Could not connect: No such file or directory",
- * "The name org.freedesktop.secrets was not provided by any .service files" and
- * "Object does not exist at path .../collection/login" (no usable keyring: unavailable).
- * Anything unknown counts as unavailable: the keychain cannot be used either way.
+ * The binding only gives us message text, so the state is read from it. Seen in practice with
+ * @napi-rs/keyring against gnome-keyring: "Couldn't access platform storage: Secret Service:
+ * unlock prompt was dismissed" (locked; a headless session cannot show the prompt), "Platform
+ * failure: DBus error: Failed to connect to socket ...: No such file or directory" and "...
+ * Using X11 for dbus-daemon autolaunch was disabled ..." (no session bus: unavailable); libsecret's
+ * "Cannot create an item in a locked collection" reads as locked too. Anything unknown counts as
+ * unavailable: the keychain cannot be used either way.
  */
 export function classifyKeychainError(message: string): 'locked' | 'unavailable' {
   return LOCKED_PATTERN.test(message) ? 'locked' : 'unavailable';
@@ -92,7 +117,7 @@ export function keychainError(state: Exclude<SecretStoreState, 'ok'>, reason: st
     },
     unavailable: {
       message: `The OS keychain is not available (${reason}).`,
-      hint: `Install and run a Secret Service in your login session (gnome-keyring or KWallet, with libsecret), ${FALLBACK_HINT}`,
+      hint: `Install and run a Secret Service in your login session (gnome-keyring or KWallet), ${FALLBACK_HINT}`,
     },
     timeout: {
       message: `The OS keychain did not answer within ${seconds} s (${reason}).`,
@@ -114,21 +139,21 @@ class TimeoutSignal {
 
 export function createKeychainStore(options: KeychainStoreOptions = {}): KeychainStore {
   const timeoutMs = options.timeoutMs ?? DEFAULT_KEYCHAIN_TIMEOUT_MS;
-  const loadKeytar = options.loadKeytar ?? importKeytar;
-  let keytar: Promise<KeytarLike> | undefined;
+  const loadKeyring = options.loadKeyring ?? importKeyring;
+  let keyring: Promise<KeyringLike> | undefined;
   let lastState: SecretStoreState | null = null;
   let lastError: BrokerError | null = null;
-  // keytar runs each call on a libuv pool thread. A call stuck on an unlock prompt keeps its
+  // The binding runs each call on a libuv pool thread. A call stuck on an unlock prompt keeps its
   // thread, and the pool (4 threads by default) also serves fs and dns, so while one is stuck we
   // fail fast instead of stacking more stuck calls behind it.
   let stuck = 0;
 
-  function load(): Promise<KeytarLike> {
-    keytar ??= loadKeytar().catch((err: unknown) => {
-      keytar = undefined; // a later call may retry, e.g. after libsecret was installed
+  function load(): Promise<KeyringLike> {
+    keyring ??= loadKeyring().catch((err: unknown) => {
+      keyring = undefined; // a later call may retry, e.g. after the package was reinstalled
       throw err;
     });
-    return keytar;
+    return keyring;
   }
 
   function withTimeout<T>(operation: Promise<T>, what: string): Promise<T> {
@@ -159,19 +184,19 @@ export function createKeychainStore(options: KeychainStoreOptions = {}): Keychai
     });
   }
 
-  async function run<T>(what: string, call: (api: KeytarLike) => Promise<T>, secret?: string): Promise<T> {
+  async function run<T>(what: string, call: (api: KeyringLike) => Promise<T>, secret?: string): Promise<T> {
     try {
       if (stuck > 0) throw new TimeoutSignal(`an earlier keychain call has still not returned`);
-      let api: KeytarLike;
+      let api: KeyringLike;
       try {
-        api = await withTimeout(load(), 'loading keytar');
+        api = await withTimeout(load(), 'loading @napi-rs/keyring');
       } catch (err) {
         if (err instanceof TimeoutSignal) throw err;
-        // Missing module or missing libsecret-1.so: no keychain on this machine.
-        throw keychainError('unavailable', `keytar could not be loaded: ${describeError(err, secret)}`, timeoutMs);
+        // Missing module or no prebuilt binary for this platform: no keychain on this machine.
+        throw keychainError('unavailable', `@napi-rs/keyring could not be loaded: ${describeError(err, secret)}`, timeoutMs);
       }
       const value = await withTimeout(
-        // A synchronous throw from keytar (argument checks) becomes a rejection here.
+        // A synchronous throw from the binding (argument checks) becomes a rejection here.
         Promise.resolve().then(() => call(api)),
         what,
       );
@@ -213,7 +238,7 @@ export function createKeychainStore(options: KeychainStoreOptions = {}): Keychai
     },
     async set(server, secret) {
       const account = requireAccount(server);
-      // keytar rejects an empty password with its own error, which would read as "unavailable".
+      // An empty secret is a caller bug, not a keychain failure (it would read as "unavailable").
       if (secret.length === 0) throw new BrokerError('BROKER_BAD_REQUEST', { message: 'Refusing to store an empty secret.' });
       return run('writing to the keychain', (api) => api.setPassword(KEYCHAIN_SERVICE, account, secret), secret);
     },

@@ -17,7 +17,7 @@ export interface SecretStoreSelection {
 export interface SelectSecretStoreDeps {
   /** Where the opt-in file store keeps secrets.json. */
   stateDir: string;
-  /** Builds the keychain store; tests inject one with a fake keytar. */
+  /** Builds the keychain store; tests inject one with a fake binding. */
   createKeychain?: () => KeychainStore;
   /** The keychain account scope of a non-default TOKENBROKER_HOME (keychainAccountScope). */
   keychainAccountScope?: string | undefined;
@@ -44,7 +44,7 @@ export async function selectSecretStore(setting: SecretStoreSetting, deps: Selec
       if (setting === 'auto') {
         return {
           store: createMemoryStore(),
-          // Name the reason (no Secret Service, locked, keytar missing...): the fix depends on it.
+          // Name the reason (no Secret Service, locked, binding missing...): the fix depends on it.
           warning: `${(store.lastError ?? keychainError(state, 'probe failed')).message} The token is kept in memory only and must be set again after a restart.`,
         };
       }
