@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh Debian/Ubuntu machine with Node >= 20.18: the system packages that
-# keytar (OS keychain) and the test suite need, then the npm dependencies (which builds dist/).
+# One-time set-up on a fresh Debian/Ubuntu machine with Node >= 20.18: the system packages the
+# test suite needs, then the npm dependencies (which builds dist/). Nothing is compiled: the
+# keychain binding (@napi-rs/keyring) ships prebuilt, so no compiler or -dev package is needed.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libsecret-1-dev: keytar's native build; gnome-keyring + dbus(-x11): a real Secret Service for
-# the keychain tests; systemd: systemd-analyze and systemd-socket-activate for the service tests;
-# python3: plist validation in tests.
-packages=(libsecret-1-dev gnome-keyring dbus dbus-x11 libsecret-tools systemd python3 build-essential)
+# gnome-keyring + dbus(-x11): a real Secret Service for the keychain tests (scripts/with-keyring.sh);
+# libsecret-tools: secret-tool, which the tests use to read entries as another program would;
+# systemd: systemd-analyze and systemd-socket-activate for the service tests; python3: plist
+# validation in tests.
+packages=(gnome-keyring dbus dbus-x11 libsecret-tools systemd python3)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do
@@ -22,4 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# electron is a devDependency (the client library's Electron check); without this its install
+# script fetches a ~100 MB binary that the install and most tests never use.
+export ELECTRON_SKIP_BINARY_DOWNLOAD=1
 npm ci --no-audit --no-fund
