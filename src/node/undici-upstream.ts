@@ -3,6 +3,7 @@ import type { Upstream, UpstreamRequest, UpstreamResponse } from '../broker/port
 import type { Config } from '../protocol/config-schema.js';
 import { BrokerError } from '../protocol/errors.js';
 import { loadTrustedCas } from './ca-loader.js';
+import { installPausedEndGuard } from './undici-paused-end-guard.js';
 import { describeProxySettings, proxyFor, proxySettings, type ProxyChoice } from './proxy-resolver.js';
 
 export interface UndiciUpstreamOptions {
@@ -29,6 +30,8 @@ const TLS_ERROR = /^(CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|ERR_TLS_|ERR_SSL_|H
  * one proxy resolver (proxy-resolver.ts) names for its URL; CAs come from the one CA loader.
  */
 export function createUndiciUpstream(options: UndiciUpstreamOptions): UndiciUpstream {
+  // undici 7.x: a slow reader and an upstream that closes must not crash the daemon (see there).
+  installPausedEndGuard();
   const env = options.env ?? process.env;
   const ca = trustedCas(options.caFile, env);
   const connect = { timeout: options.timeouts.connectMs, ...(ca === undefined ? {} : { ca }) };
