@@ -6,7 +6,11 @@
 import { main } from './cli/main.js';
 
 const code = await main(process.argv.slice(2), {
-  runDaemon: async (options) => (await import('./daemon/main.js')).runDaemon(options),
+  runDaemon: async (options) => {
+    // Same node flags however node was started: re-executes (once) when they are missing.
+    await (await import('./node/daemon-reexec.js')).reexecDaemonWithFlags();
+    return (await import('./daemon/main.js')).runDaemon(options);
+  },
 });
 // Let stdout drain before exiting (a pipe can be slower than us).
 process.exitCode = code;
