@@ -4,14 +4,15 @@
  * upstream in the form given (or the download-API form, or on the public mirror), and refused URLs
  * never reach the upstream.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import type { ServerConfig } from '../../src/protocol/config-schema.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { TestTokenAccess } from '../helpers/test-token-access.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
+
+const { af, upstream } = await useFakeArtifactory();
 
 const MIRROR_SERVER: ServerConfig = {
   name: 'mirrored',
@@ -88,16 +89,6 @@ const CASES: Case[] = [
 ];
 
 describe('canonical URL forms (table)', () => {
-  let af: FakeArtifactory;
-  let upstream: UndiciUpstream;
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    upstream = createUndiciUpstream({ timeouts: { connectMs: 2000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
-  });
-  afterAll(async () => {
-    await upstream.close();
-    await af.close();
-  });
 
   const policyFor = (origin: string) => createTokenPolicy([nordicAt(origin), MIRROR_SERVER], { allowInsecureLoopback: true, thirdParty: (url) => LISTED_THIRD_PARTY.has(url) });
 

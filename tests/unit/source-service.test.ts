@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
@@ -6,31 +6,22 @@ import type { Upstream } from '../../src/broker/ports.js';
 import { SourceService } from '../../src/broker/source-service.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { indexDocumentName } from '../../src/broker/source-index.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { appInfoDocument, ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, type PublishedSource } from '../helpers/app-sources.js';
 import { TestTokenAccess } from '../helpers/test-token-access.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
 import { offlineUpstream } from '../helpers/server-deps.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
+
+const { af, upstream } = await useFakeArtifactory({ tokens: { tok: {} } });
 
 const HOUR = 60 * 60_000;
 
-let af: FakeArtifactory;
-let upstream: UndiciUpstream;
 let official: PublishedSource;
 const services: SourceService[] = [];
 
-beforeAll(async () => {
-  af = await startFakeArtifactory({ tokens: { tok: {} } });
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 2000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
-});
-afterAll(async () => {
-  await upstream.close();
-  await af.close();
-});
 beforeEach(() => {
   af.clearFaults();
   af.setForbidden(/.*/, false);

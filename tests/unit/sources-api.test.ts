@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
@@ -9,36 +9,29 @@ import { SourceService } from '../../src/broker/source-service.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { indexDocumentName } from '../../src/broker/source-index.js';
 import { buildServer } from '../../src/daemon/server.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import type { AppView, SourceAdded, SourceView } from '../../src/protocol/sources.js';
 import { StatusSchema } from '../../src/protocol/status.js';
 import { formatStatus } from '../../src/cli/commands/status-command.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from '../helpers/app-sources.js';
 import { TestTokenAccess } from '../helpers/test-token-access.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
 import { testServerDeps } from '../helpers/server-deps.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
+
+const { af, upstream } = await useFakeArtifactory({ tokens: { tok: {} } });
 
 const USER_BASE = '/artifactory/swtools/external/ncd/apps/community';
 
-let af: FakeArtifactory;
-let upstream: UndiciUpstream;
 let closedOrigin: string;
 let app: FastifyInstance | undefined;
 
 beforeAll(async () => {
-  af = await startFakeArtifactory({ tokens: { tok: {} } });
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   closedOrigin = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
   await new Promise((resolve) => probe.close(resolve));
-});
-afterAll(async () => {
-  await upstream.close();
-  await af.close();
 });
 beforeEach(() => {
   af.clearFaults();

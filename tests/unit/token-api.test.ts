@@ -1,23 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/daemon/server.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { testServerDeps } from '../helpers/server-deps.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
-let af: FakeArtifactory;
-let upstream: UndiciUpstream;
+const { af, upstream } = await useFakeArtifactory();
+
 let app: FastifyInstance | undefined;
 
-beforeAll(async () => {
-  af = await startFakeArtifactory();
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 }, proxy: null, caFile: null, env: {} });
-});
-afterAll(async () => {
-  await upstream.close();
-  await af.close();
-});
 afterEach(async () => {
   await app?.close();
   app = undefined;

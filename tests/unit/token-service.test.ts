@@ -1,29 +1,21 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import type { SecretStore } from '../../src/broker/ports.js';
 import { DAY_MS, TokenService } from '../../src/broker/token-service.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
-import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { TOKEN_INFO_PATH } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
-let af: FakeArtifactory;
-let upstream: UndiciUpstream;
+const { af, upstream } = await useFakeArtifactory();
+
 const services: TokenService[] = [];
 
-beforeAll(async () => {
-  af = await startFakeArtifactory();
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 400, bodyIdleMs: 400 }, proxy: null, caFile: null, env: {} });
-});
-afterAll(async () => {
-  await upstream.close();
-  await af.close();
-});
 afterEach(() => {
   for (const s of services.splice(0)) s.stop();
   af.clearFaults();

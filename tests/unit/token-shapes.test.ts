@@ -4,17 +4,19 @@
  * answers; unknown shapes are left to the server. tokens/me 403 = valid, metadata unknown;
  * 200 with HTML = the origin is no Artifactory API.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import { TokenService } from '../../src/broker/token-service.js';
 import { tokenShape } from '../../src/broker/token-shape.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
-import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { TOKEN_INFO_PATH } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
+
+const { af, upstream } = await useFakeArtifactory();
 
 /** A reference token as the profile page issues it: base64 of `reftkn:01:<expiry>:<random>`, 64 characters. */
 function referenceToken(expirySeconds: number): string {
@@ -45,18 +47,8 @@ describe('token shapes', () => {
 });
 
 describe('token shapes in the token lifecycle', () => {
-  let af: FakeArtifactory;
-  let upstream: UndiciUpstream;
   const services: TokenService[] = [];
 
-  beforeAll(async () => {
-    af = await startFakeArtifactory();
-    upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 }, proxy: null, caFile: null, env: {} });
-  });
-  afterAll(async () => {
-    await upstream.close();
-    await af.close();
-  });
   afterEach(() => {
     for (const service of services.splice(0)) service.stop();
     af.clearFaults();

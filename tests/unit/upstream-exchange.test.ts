@@ -4,18 +4,18 @@
  * was used, retryAfter in whole seconds, upstream text scrubbed of the token).
  */
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { TokenAccess, Upstream, UpstreamRequest } from '../../src/broker/ports.js';
 import { scrubSecrets } from '../../src/broker/secret-scrubber.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { TestTokenAccess } from '../helpers/test-token-access.js';
+import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
 const TOKEN = 'exchange-test-token-0123456789';
+const { af, upstream } = await useFakeArtifactory({ tokens: { [TOKEN]: { token_id: 't' } } });
 
 describe('scrubSecrets', () => {
   it('replaces the secret and its base64 and percent-encoded forms', () => {
@@ -28,18 +28,7 @@ describe('scrubSecrets', () => {
 });
 
 describe('the one upstream exchange', () => {
-  let af: FakeArtifactory;
-  let upstream: UndiciUpstream;
   const clock = new FakeClock(Date.now());
-
-  beforeAll(async () => {
-    af = await startFakeArtifactory({ tokens: { [TOKEN]: { token_id: 't' } } });
-    upstream = createUndiciUpstream({ timeouts: { connectMs: 2000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
-  });
-  afterAll(async () => {
-    await upstream.close();
-    await af.close();
-  });
 
   function exchangeWith(tokens: TokenAccess, over: Upstream = upstream): UpstreamExchange {
     const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin, requestForm: 'download-api' }] });
