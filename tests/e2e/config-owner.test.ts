@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/node/config-file.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { isRoot, itWhen } from '../helpers/tools.js';
 
 const homes: string[] = [];
 const daemons: TestDaemon[] = [];
@@ -17,8 +18,6 @@ async function home(): Promise<string> {
 }
 
 /** Root ignores file modes for reading, but the check is on ownership and mode bits, so it still applies. */
-const isRoot = process.getuid?.() === 0;
-if (process.env.CI === 'true' && !isRoot) throw new Error('the ownership tests need root under CI (they chown to another uid)');
 
 describe('config.json must be ours and not writable by others (like ssh)', () => {
   it('a world-writable config.json: the daemon does not start and names the file', async () => {
@@ -45,7 +44,7 @@ describe('config.json must be ours and not writable by others (like ssh)', () =>
     expect((error as ConfigError).message).toBe(`config ${file}: the directory ${dir} is writable by group or others (mode 0775); refusing to use it`);
   });
 
-  it.runIf(isRoot)('a config.json owned by another uid is refused', async () => {
+  itWhen(isRoot, 'root (to chown to another uid)', 'a config.json owned by another uid is refused', async () => {
     const h = await home();
     const file = path.join(h, 'config.json');
     await writeFile(file, '{}');

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli } from '../helpers/test-daemon.js';
+import { describeWhen, isLinux } from '../helpers/tools.js';
 
 const homes: string[] = [];
 const pids: number[] = [];
@@ -39,7 +40,7 @@ function inUnlimitedShell(args: string[]): [string, string[]] {
   return ['/bin/sh', ['-c', 'ulimit -c unlimited && exec "$@"', 'sh', ...args]];
 }
 
-describe.runIf(process.platform === 'linux')('core dumps', () => {
+describeWhen(isLinux, 'Linux (prlimit and /proc)', 'core dumps', () => {
   it('a daemon autostarted from a shell with `ulimit -c unlimited` runs with a core limit of 0', async () => {
     const { env } = await home();
     const [command, args] = inUnlimitedShell([process.execPath, CLI_ENTRY, 'status', '--json']);

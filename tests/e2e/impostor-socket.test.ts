@@ -7,10 +7,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { UntrustedSocketError } from '../../src/client/socket-trust.js';
 import { isolatedEnv, makeTempHome, runCli } from '../helpers/test-daemon.js';
+import { isRoot, itWhen } from '../helpers/tools.js';
 
-const isRoot = process.getuid?.() === 0;
-// These tests need a second uid; on CI a missing root must not pass as a green skip.
-if (process.env.CI === 'true' && !isRoot) throw new Error('impostor-socket tests need root under CI (they run an impostor as uid 65534)');
 const NOBODY = 65534;
 const TOKEN = `cmVmdGtu${'Q'.repeat(56)}`;
 
@@ -91,7 +89,7 @@ async function startImpostor(): Promise<Impostor> {
 }
 
 describe('clients refuse an impostor socket (issue 14)', () => {
-  it.runIf(isRoot)('the impostor is real: a raw connection reaches it and is logged (control)', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', 'the impostor is real: a raw connection reaches it and is logged (control)', async () => {
     const impostor = await startImpostor();
     const socket = connect(impostor.socketPath);
     await new Promise<void>((resolve) => socket.once('connect', resolve));
@@ -102,7 +100,7 @@ describe('clients refuse an impostor socket (issue 14)', () => {
     expect(await impostor.log()).toContain('/control');
   });
 
-  it.runIf(isRoot)('`token set` exits 1 with a hint and the impostor receives nothing, the token least of all', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', '`token set` exits 1 with a hint and the impostor receives nothing, the token least of all', async () => {
     const impostor = await startImpostor();
     const home = await makeTempHome();
     cleanups.push(() => rm(home, { recursive: true, force: true }));
@@ -117,7 +115,7 @@ describe('clients refuse an impostor socket (issue 14)', () => {
     expect(log).toBe('');
   });
 
-  it.runIf(isRoot)('`fetch -o` takes no content from it and leaves no file', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', '`fetch -o` takes no content from it and leaves no file', async () => {
     const impostor = await startImpostor();
     const home = await makeTempHome();
     cleanups.push(() => rm(home, { recursive: true, force: true }));
@@ -130,7 +128,7 @@ describe('clients refuse an impostor socket (issue 14)', () => {
     expect(await impostor.log()).toBe('');
   });
 
-  it.runIf(isRoot)('the client library refuses it for every call, the event stream too', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', 'the client library refuses it for every call, the event stream too', async () => {
     const impostor = await startImpostor();
     const client = new TokenBrokerClient({ socketPath: impostor.socketPath });
     cleanups.push(() => client.close());
@@ -140,7 +138,7 @@ describe('clients refuse an impostor socket (issue 14)', () => {
     expect(await impostor.log()).toBe('');
   });
 
-  it.runIf(isRoot)('diagnose fails the socket check and does not ask the impostor', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', 'diagnose fails the socket check and does not ask the impostor', async () => {
     const impostor = await startImpostor();
     const home = await makeTempHome();
     cleanups.push(() => rm(home, { recursive: true, force: true }));
