@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 
-const SUITE = ['tests/load.test.ts', 'tests/fuzz.test.ts', 'tests/faults.test.ts', 'tests/keychain-faults.test.ts', 'tests/state-store.test.ts', 'tests/security.test.ts', 'tests/token-e2e.test.ts', 'tests/canary.test.ts'].filter((f) => existsSync(f));
+const SUITE = ['tests/e2e/load.test.ts', 'tests/unit/fuzz.test.ts', 'tests/e2e/faults.test.ts', 'tests/unit/keychain-faults.test.ts', 'tests/e2e/state-store.test.ts', 'tests/e2e/security.test.ts', 'tests/e2e/token-e2e.test.ts', 'tests/e2e/canary.test.ts'].filter((f) => existsSync(f));
 const work = mkdtempSync(path.join(os.tmpdir(), 'tb-reliability-'));
 const figuresFile = path.join(work, 'figures.jsonl');
 const resultsFile = path.join(work, 'results.json');

@@ -2,7 +2,7 @@
 # Runs a command inside a throwaway D-Bus session that has a real, unlocked Secret Service
 # (gnome-keyring), so keychain tests exercise libsecret for real instead of a fake.
 #
-#   bash scripts/with-keyring.sh npx vitest run tests/secret-store.test.ts
+#   bash scripts/with-keyring.sh npx vitest run tests/e2e/secret-store.test.ts
 #
 # Works headless and as root (CI runs with </dev/null and no display). It never touches the
 # caller's real keyring: the bus is private (even when DBUS_SESSION_BUS_ADDRESS is already set,

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { it } from 'vitest';
+import { describe, it } from 'vitest';
 
 export function findTool(name: string): string | undefined {
   const found = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8' });
@@ -20,6 +20,21 @@ export function itWhen(available: boolean, requirement: string, title: string, f
     });
   } else {
     it.skip(`${title} (needs ${requirement})`, fn);
+  }
+}
+
+/** A block of tests that needs something of its machine: see itWhen. */
+export function describeWhen(available: boolean, requirement: string, title: string, fn: () => void): void {
+  if (available) {
+    describe(title, fn);
+  } else if (process.env.CI === 'true') {
+    describe(title, () => {
+      it(`needs ${requirement}`, () => {
+        throw new Error(`These checks need ${requirement}, and CI=true requires them to run.`);
+      });
+    });
+  } else {
+    describe.skip(`${title} (needs ${requirement})`, fn);
   }
 }
 
