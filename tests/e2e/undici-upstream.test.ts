@@ -54,7 +54,7 @@ describe('undici upstream adapter', () => {
 // upstream closes the connection crashed the process with an uncatchable assert(!this.paused).
 // Each case runs in a child process (the compiled adapter, as the daemon runs it), so a crash is
 // the child's exit status, not a hole in this test run.
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const compiledUpstream = pathToFileURL(join(root, 'dist/node/undici-upstream.js')).href;
 
 /** A raw upstream that answers once with `head` + `body`, then closes (FIN); the client reads only once it has seen that FIN. */
