@@ -4,12 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keychainAccountScope } from '../src/daemon/secret-store/keychain-store.js';
-import { DAEMON_NODE_FLAGS } from '../src/protocol/daemon-flags.js';
-import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
-import { exited } from './helpers/process.js';
-import { REPO_ROOT } from './helpers/test-daemon.js';
-import { findTool } from './helpers/tools.js';
+import { keychainAccountScope } from '../../src/daemon/secret-store/keychain-store.js';
+import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
+import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { exited } from '../helpers/process.js';
+import { REPO_ROOT } from '../helpers/test-daemon.js';
+import { findTool } from '../helpers/tools.js';
 
 /**
  * A real install, as a user gets it: `npm pack`, then `npm install -g` of that tarball into a
