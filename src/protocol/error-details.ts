@@ -23,7 +23,8 @@ export const ERROR_DETAILS = {
   BROKER_FORBIDDEN: z.looseObject({ reason: z.string().optional(), requiredScope: z.string().optional() }),
   BROKER_URL_NOT_ALLOWED: z.looseObject({ reason: z.string(), url: url.optional() }),
   BROKER_UPSTREAM_FORBIDDEN: z.looseObject({ status, url: url.optional(), server: z.string().optional() }),
-  BROKER_NOT_FOUND: z.looseObject({ name: z.string().optional() }),
+  /** `versions`: the versions an app lists, when the one asked for (or its latestVersion) is not among them. */
+  BROKER_NOT_FOUND: z.looseObject({ name: z.string().optional(), versions: z.array(z.string()).optional() }),
   BROKER_UPSTREAM_NOT_FOUND: z.looseObject({ status, url: url.optional() }),
   BROKER_TOKEN_MISSING: z.looseObject({ server: z.string().optional() }),
   BROKER_TOKEN_INVALID: z.looseObject({ server: z.string().optional(), url: url.optional() }),
