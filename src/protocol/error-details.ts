@@ -32,6 +32,8 @@ export const ERROR_DETAILS = {
   BROKER_TOKEN_EXPIRED: z.looseObject({ server: z.string().optional(), url: url.optional(), expiresAt: z.string().optional() }),
   BROKER_SOURCE_EXISTS: z.looseObject({ name: z.string().optional() }),
   BROKER_SOURCE_OFFICIAL: z.looseObject({}),
+  /** `etag`: the config's current ETag (read the config again before retrying: the content changed). */
+  BROKER_CONFIG_CHANGED: z.looseObject({ etag: z.string().optional() }),
   BROKER_SOURCE_INVALID: z.looseObject({ url: url.optional(), field: z.string().optional(), reason: z.string().optional() }),
   BROKER_INTERNAL: z.looseObject({}),
   BROKER_UPSTREAM_UNREACHABLE: z.looseObject({ reason: UpstreamUnreachableReason, code: z.string().optional(), url: url.optional(), requestId: z.string().optional() }),
