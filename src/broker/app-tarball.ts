@@ -21,7 +21,7 @@ export function resolveTarball(app: Pick<IndexedApp, 'source' | 'info' | 'withdr
         version === undefined
           ? `${app.source}/${app.info.name} names latest version "${chosen.slice(0, 64)}", which its app info does not list; name a version (known versions: ${known}).`
           : `${app.source}/${app.info.name} has no version "${chosen.slice(0, 64)}" (known versions: ${known}).`,
-      hint: latestListed ? `Omit the version for the latest (${app.info.latestVersion}).` : `Ask for one of the known versions, e.g. ${app.source}/${app.info.name}@VERSION.`,
+      hint: latestListed ? `Known versions: ${known}. Omit the version for the latest (${app.info.latestVersion}).` : `Known versions: ${known}. Ask for one of them (${app.source}/${app.info.name}@VERSION).`,
       details: { name: app.info.name, versions: versions.slice(0, 100) },
     });
   }
