@@ -11,10 +11,18 @@ export function resolveTarball(app: Pick<IndexedApp, 'source' | 'info' | 'withdr
   const chosen = version ?? app.info.latestVersion;
   const entry = Object.hasOwn(app.info.versions, chosen) ? app.info.versions[chosen] : undefined;
   if (entry === undefined) {
-    const known = Object.keys(app.info.versions).slice(0, 20).join(', ');
+    const versions = Object.keys(app.info.versions);
+    const known = versions.length === 0 ? 'none' : versions.slice(0, 20).join(', ') + (versions.length > 20 ? ', …' : '');
+    const latestListed = Object.hasOwn(app.info.versions, app.info.latestVersion);
     throw new BrokerError('BROKER_NOT_FOUND', {
-      message: `${app.source}/${app.info.name} has no version "${chosen.slice(0, 64)}".`,
-      hint: `Known versions: ${known}. Omit the version for the latest (${app.info.latestVersion}).`,
+      // An app whose latestVersion is not among its versions is kept (as the launcher keeps it),
+      // but "the latest" of it cannot be downloaded: the caller must name one that exists.
+      message:
+        version === undefined
+          ? `${app.source}/${app.info.name} names latest version "${chosen.slice(0, 64)}", which its app info does not list; name a version (known versions: ${known}).`
+          : `${app.source}/${app.info.name} has no version "${chosen.slice(0, 64)}" (known versions: ${known}).`,
+      hint: latestListed ? `Known versions: ${known}. Omit the version for the latest (${app.info.latestVersion}).` : `Known versions: ${known}. Ask for one of them (${app.source}/${app.info.name}@VERSION).`,
+      details: { name: app.info.name, versions: versions.slice(0, 100) },
     });
   }
   return {

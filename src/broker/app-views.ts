@@ -50,9 +50,13 @@ export function appCounts(index: SourceIndex): { appCount: number; withdrawnCoun
   return { appCount: apps.length - withdrawnCount, withdrawnCount };
 }
 
+/** Fields the daemon adds to every app view; a document's own fields of these names never show through. */
+const DAEMON_FIELDS: ReadonlySet<string> = new Set(['source', 'withdrawn', 'withdrawnAt']);
+
 export function toAppView(source: string, app: IndexedAppInfo): AppView {
+  const info = Object.fromEntries(Object.entries(app.info).filter(([key]) => !DAEMON_FIELDS.has(key))) as AppInfo;
   return {
-    ...app.info,
+    ...info,
     source,
     withdrawn: app.withdrawn,
     ...(app.withdrawnAt === undefined ? {} : { withdrawnAt: new Date(app.withdrawnAt).toISOString() }),

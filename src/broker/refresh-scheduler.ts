@@ -2,8 +2,9 @@ import type { Clock, TimerHandle } from './ports.js';
 
 /**
  * When each source is refreshed next (DESIGN section 6): every `intervalMinutes` ± `jitterPercent`
- * after a success, exponential backoff with full jitter (1 s .. 5 min) after a failure, never
- * earlier than a server's Retry-After. Pure: time comes from the Clock (whose real timers are
+ * after a success, exponential backoff with full jitter (1 s .. 5 min) after a failure that may
+ * pass soon (timeouts, 429, 5xx), the normal interval after one that will not (a document gone or
+ * invalid), never earlier than a server's Retry-After. Pure: time comes from the Clock (whose real timers are
  * unref'd, so a pending refresh never keeps the process alive), randomness is injectable.
  */
 
@@ -89,6 +90,18 @@ export class RefreshScheduler {
     entry.failures += 1;
     const delay = Math.max(backoffDelay(entry.failures, this.options.random), retryAfterMs ?? 0);
     this.scheduleIn(key, delay);
+    return entry.failures;
+  }
+
+  /**
+   * A failure that will not fix itself in minutes (a document gone with 404/410, or invalid):
+   * tried again after the normal interval, not on the backoff schedule, so a source whose
+   * publisher removed it costs one request per interval instead of a dozen.
+   */
+  failedLasting(key: string, retryAfterMs?: number): number {
+    const entry = this.entry(key);
+    entry.failures += 1;
+    this.scheduleIn(key, Math.max(intervalDelay(this.options.timing(), this.options.random), retryAfterMs ?? 0));
     return entry.failures;
   }
 

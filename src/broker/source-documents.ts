@@ -5,7 +5,10 @@ import { describeIssue, formatPath } from '../protocol/zod-issues.js';
 /**
  * The upstream documents of an app source as nRF Connect for Desktop publishes them
  * (pc-nrfconnect-shared `ipc/MetaFiles.ts`; DESIGN section 6), validated before anything of them
- * is kept. Unknown fields are dropped (publishers add fields); known ones must have the right shape.
+ * is kept. Known fields must have the right shape; the rest is read as leniently as the launcher
+ * reads it (`homepage` null or absent, `description` absent, a `latestVersion` missing from
+ * `versions`), and fields the contract does not name are kept and passed through, top level and per
+ * version, so a field Nordic adds tomorrow reaches apps without an update of tokenbroker.
  */
 
 /** Caps: a bigger document is refused (and the last good copy kept) without being buffered whole. */
@@ -13,6 +16,13 @@ export const SOURCE_JSON_MAX_BYTES = 4 * 1024 * 1024;
 export const APP_INFO_MAX_BYTES = 1024 * 1024;
 /** Icons and release notes kept beside the index. */
 export const APP_ASSET_MAX_BYTES = 1024 * 1024;
+/**
+ * The fields of one app info that the contract does not name (top level and every version
+ * together, as serialized JSON) are kept up to this size; beyond it they are dropped, the named
+ * fields kept, and a note says so. With the 1 MiB document cap this bounds what an index keeps
+ * of data nobody validated: a few KiB is what a real app info carries in total.
+ */
+export const APP_INFO_EXTRA_FIELDS_MAX_BYTES = 64 * 1024;
 /** More app info URLs than this in one source is not a source anyone publishes. */
 export const MAX_APPS_PER_SOURCE = 5000;
 
@@ -27,7 +37,7 @@ export type SourceJson = z.output<typeof SourceJsonSchema>;
 
 const nrfutilModules = z.record(z.string().max(256), z.array(z.string().max(256)).max(100)).refine((modules) => Object.keys(modules).length <= 100, 'lists more than 100 modules');
 
-const AppVersionDocumentSchema = z.object({
+const AppVersionDocumentSchema = z.looseObject({
   tarballUrl: documentUrl,
   /** Optional, as in the real `AppVersion`: the launcher then installs without a check. */
   shasum: z
@@ -40,25 +50,63 @@ const AppVersionDocumentSchema = z.object({
   nrfutilCore: z.string().max(256).optional(),
 });
 
-export const AppInfoSchema = z
-  .object({
-    name: AppNameSchema,
-    displayName: z.string().max(256),
-    description: z.string().max(16_384),
-    homepage: z.string().max(8192).optional(),
-    iconUrl: z.string().max(8192),
-    releaseNotesUrl: z.string().max(8192),
-    latestVersion: z.string().min(1).max(256),
-    versions: z.record(z.string().min(1).max(256), AppVersionDocumentSchema),
-    nrfutil: nrfutilModules.optional(),
-    nrfutilCore: z.string().max(256).optional(),
-  })
-  .superRefine((info, ctx) => {
-    if (!Object.hasOwn(info.versions, info.latestVersion)) {
-      ctx.addIssue({ code: 'custom', path: ['latestVersion'], message: `names version "${info.latestVersion.slice(0, 64)}", which is not in "versions"` });
-    }
-  });
+/**
+ * Named fields are checked; others pass through (looseObject). A `latestVersion` missing from
+ * `versions` is kept (the launcher shows such an app): `appInfoNotes` notes it, and a download
+ * without a version is refused with the known versions listed.
+ */
+export const AppInfoSchema = z.looseObject({
+  name: AppNameSchema,
+  displayName: z.string().max(256),
+  description: z.string().max(16_384).optional(),
+  homepage: z.string().max(8192).nullable().optional(),
+  iconUrl: z.string().max(8192),
+  releaseNotesUrl: z.string().max(8192),
+  latestVersion: z.string().min(1).max(256),
+  versions: z.record(z.string().min(1).max(256), AppVersionDocumentSchema),
+  nrfutil: nrfutilModules.optional(),
+  nrfutilCore: z.string().max(256).optional(),
+});
 export type AppInfo = z.output<typeof AppInfoSchema>;
+
+const NAMED_APP_FIELDS: ReadonlySet<string> = new Set(Object.keys(AppInfoSchema.shape));
+const NAMED_VERSION_FIELDS: ReadonlySet<string> = new Set(Object.keys(AppVersionDocumentSchema.shape));
+
+/** Serialized size of the fields the contract does not name (top level and every version). */
+export function extraFieldsBytes(info: AppInfo): number {
+  let bytes = 0;
+  const count = (record: object, named: ReadonlySet<string>): void => {
+    for (const [key, value] of Object.entries(record)) {
+      if (!named.has(key)) bytes += Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(value) ?? '') + 2;
+    }
+  };
+  count(info, NAMED_APP_FIELDS);
+  for (const version of Object.values(info.versions)) count(version, NAMED_VERSION_FIELDS);
+  return bytes;
+}
+
+/** The app info with only the fields the contract names (when its other fields are over the cap). */
+export function withoutExtraFields(info: AppInfo): AppInfo {
+  const pick = <T extends object>(record: T, named: ReadonlySet<string>): T => Object.fromEntries(Object.entries(record).filter(([key]) => named.has(key))) as T;
+  const versions = Object.fromEntries(Object.entries(info.versions).map(([version, entry]) => [version, pick(entry, NAMED_VERSION_FIELDS)]));
+  return { ...pick(info, NAMED_APP_FIELDS), versions };
+}
+
+/**
+ * What is off in an app info that is kept anyway (DESIGN section 6): each note becomes a source
+ * problem marked `note`, which does not make the source failing.
+ */
+export function appInfoNotes(info: AppInfo): { message: string; field: string }[] {
+  const notes: { message: string; field: string }[] = [];
+  if (!Object.hasOwn(info.versions, info.latestVersion)) {
+    const known = Object.keys(info.versions);
+    notes.push({
+      field: 'latestVersion',
+      message: `latestVersion "${info.latestVersion.slice(0, 64)}" is not in "versions" (${known.length === 0 ? 'none listed' : `known: ${known.slice(0, 10).join(', ')}${known.length > 10 ? ', …' : ''}`}); the app is kept, and a download must name its version.`,
+    });
+  }
+  return notes;
+}
 
 export type ParsedDocument<T> = { ok: true; value: T } | { ok: false; message: string; field?: string };
 

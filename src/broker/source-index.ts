@@ -21,6 +21,8 @@ const ProblemRecordSchema = z.object({
   field: z.string().optional(),
   status: z.number().optional(),
   retryAfter: z.number().int().nonnegative().optional(),
+  /** Something off in a document that was kept anyway: listed, but not counted, never `failing`. */
+  note: z.literal(true).optional(),
 });
 export type ProblemRecord = z.output<typeof ProblemRecordSchema>;
 
@@ -35,6 +37,8 @@ const AppEntrySchema = z.object({
    * (the app info changed, or they were never fetched) means fetch them again.
    */
   assets: z.string().optional(),
+  /** Bytes of fields the contract does not name that were over the cap and dropped from `info`. */
+  extraFieldsDropped: z.number().int().optional(),
 });
 export type AppEntry = z.output<typeof AppEntrySchema>;
 

@@ -9,8 +9,12 @@ import type { Clock, StateStore, TokenAccess } from './ports.js';
 import { RETRY_AFTER_MAX_MS } from './refresh-scheduler.js';
 import {
   APP_ASSET_MAX_BYTES,
+  APP_INFO_EXTRA_FIELDS_MAX_BYTES,
   APP_INFO_MAX_BYTES,
   AppInfoSchema,
+  appInfoNotes,
+  extraFieldsBytes,
+  withoutExtraFields,
   parseDocument,
   SOURCE_JSON_MAX_BYTES,
   SourceJsonSchema,
@@ -54,7 +58,16 @@ export interface RefreshAttempt {
   /** New content (source.json, an app info, a withdrawal). */
   changed: boolean;
   retryAfterMs: number | undefined;
+  /**
+   * Some problem may pass within minutes (unreachable, timeout, 429, 5xx, an unexpected failure):
+   * back off. False when every problem is lasting (gone, invalid, forbidden, not allowed): the
+   * next try is after the normal interval.
+   */
+  transient: boolean;
 }
+
+/** Problems that will not fix themselves in minutes: retried at the normal interval (DESIGN section 6). */
+const LASTING_CODES: ReadonlySet<string> = new Set(['BROKER_UPSTREAM_NOT_FOUND', 'BROKER_SOURCE_INVALID', 'BROKER_UPSTREAM_FORBIDDEN', 'BROKER_URL_NOT_ALLOWED']);
 
 export const TOKEN_CODES: ReadonlySet<string> = new Set(['BROKER_TOKEN_MISSING', 'BROKER_TOKEN_INVALID', 'BROKER_TOKEN_EXPIRED']);
 
@@ -66,10 +79,12 @@ export async function refreshSource(deps: SourceRefreshDeps, runtime: SourceRunt
 
 class Attempt {
   private readonly problems: ProblemRecord[] = [];
+  private readonly notes: ProblemRecord[] = [];
   private problemCount = 0;
   private changed = false;
   private retryAfterMs: number | undefined;
   private tokenProblem = false;
+  private transient = false;
   private readonly now: number;
   private readonly next: SourceIndex;
   private readonly thirdParty: boolean;
@@ -126,14 +141,16 @@ class Attempt {
     if (sourceDoc === undefined) return;
     await this.refreshApps(sourceDoc);
     await this.refreshAssets(sourceDoc);
+    this.noteKeptApps(sourceDoc);
   }
 
   result(): RefreshAttempt {
-    this.next.problems = this.problems;
+    // Errors first (lastError is the first of them); notes fill what room is left.
+    this.next.problems = [...this.problems, ...this.notes].slice(0, MAX_PROBLEMS);
     this.next.problemCount = this.problemCount;
     if (this.problemCount === 0) this.next.lastRefreshAt = this.now;
     const outcome: RefreshOutcome = this.tokenProblem ? 'needs-token' : this.problemCount > 0 ? 'failed' : this.changed ? 'updated' : 'unchanged';
-    return { next: this.next, outcome, changed: this.changed, retryAfterMs: this.retryAfterMs };
+    return { next: this.next, outcome, changed: this.changed, retryAfterMs: this.retryAfterMs, transient: this.transient };
   }
 
   /**
@@ -160,7 +177,15 @@ class Attempt {
 
   private async refreshApp(url: string, before: AppEntry | undefined): Promise<AppEntry | undefined> {
     // Listed again: no longer withdrawn.
-    const kept = before?.info === undefined ? undefined : { ...(before.etag === undefined ? {} : { etag: before.etag }), info: before.info, ...(before.assets === undefined ? {} : { assets: before.assets }) };
+    const kept: AppEntry | undefined =
+      before?.info === undefined
+        ? undefined
+        : {
+            ...(before.etag === undefined ? {} : { etag: before.etag }),
+            info: before.info,
+            ...(before.assets === undefined ? {} : { assets: before.assets }),
+            ...(before.extraFieldsDropped === undefined ? {} : { extraFieldsDropped: before.extraFieldsDropped }),
+          };
     try {
       const result = await this.fetch(url, { etag: kept?.etag, maxBytes: APP_INFO_MAX_BYTES });
       if (result.status === 'not-modified') return kept;
@@ -170,7 +195,10 @@ class Attempt {
         this.problem(new BrokerError('BROKER_SOURCE_INVALID', { message: `${describeArtifactUrl(url)}: ${parsed.message}` }), url, parsed.field);
         return kept;
       }
-      const info = parsed.value;
+      // Fields the contract does not name pass through, up to a cap (APP_INFO_EXTRA_FIELDS_MAX_BYTES).
+      const extraBytes = extraFieldsBytes(parsed.value);
+      const overCap = extraBytes > APP_INFO_EXTRA_FIELDS_MAX_BYTES;
+      const info = overCap ? withoutExtraFields(parsed.value) : parsed.value;
       // The launcher ignores an app whose document's name differs from its URL's file name.
       if (lastArtifactSegment(url) !== `${info.name}.json`) {
         this.problem(
@@ -181,7 +209,12 @@ class Attempt {
         return undefined;
       }
       this.changed ||= JSON.stringify(info) !== JSON.stringify(before?.info);
-      return { ...(result.etag === undefined ? {} : { etag: result.etag }), info, ...(kept?.assets === undefined ? {} : { assets: kept.assets }) };
+      return {
+        ...(result.etag === undefined ? {} : { etag: result.etag }),
+        info,
+        ...(kept?.assets === undefined ? {} : { assets: kept.assets }),
+        ...(overCap ? { extraFieldsDropped: extraBytes } : {}),
+      };
     } catch (err) {
       this.problem(err, url);
       return kept;
@@ -225,6 +258,28 @@ class Attempt {
     );
   }
 
+  /**
+   * Notes on the listed apps kept as they are (DESIGN section 6), from the kept copy, so a 304
+   * repeats them: a latestVersion missing from versions, fields over the pass-through cap.
+   */
+  private noteKeptApps(sourceDoc: SourceJson): void {
+    for (const url of new Set(sourceDoc.apps)) {
+      const entry = this.next.apps[url];
+      if (entry?.info === undefined) continue;
+      for (const note of appInfoNotes(entry.info)) this.note(`${describeArtifactUrl(url)}: ${note.message}`, url, note.field);
+      if (entry.extraFieldsDropped !== undefined) {
+        this.note(
+          `${describeArtifactUrl(url)}: its fields beyond the named ones take ${entry.extraFieldsDropped} bytes, over the ${APP_INFO_EXTRA_FIELDS_MAX_BYTES}-byte cap; they were left out and the named fields kept.`,
+          url,
+        );
+      }
+    }
+  }
+
+  private note(message: string, url: string, field?: string): void {
+    this.notes.push({ code: 'BROKER_SOURCE_INVALID', message, at: this.now, url: describeArtifactUrl(url), ...(field === undefined ? {} : { field }), note: true });
+  }
+
   private fetch(url: string, request: { etag?: string | undefined; maxBytes: number; accept?: string }): Promise<DocumentResult> {
     const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => this.deps.fetchDocument({ url, ...request, signal: this.signal }));
     // A third-party source may fetch what its documents list, while they are being read.
@@ -235,6 +290,7 @@ class Attempt {
     const error = isBrokerError(err) ? err : new BrokerError('BROKER_INTERNAL', { message: `Unexpected failure: ${err instanceof Error ? err.message : String(err)}`, cause: err });
     this.problemCount += 1;
     if (TOKEN_CODES.has(error.code)) this.tokenProblem = true;
+    else if (!LASTING_CODES.has(error.code)) this.transient = true;
     const details = error.details ?? {};
     const status = typeof details.status === 'number' ? details.status : undefined;
     // The same whole seconds the envelope of a fetch carries (details.retryAfter).

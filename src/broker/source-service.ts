@@ -287,15 +287,17 @@ export class SourceService {
     const assetsChanged = Object.entries(next.apps).some(([appUrl, entry]) => entry.assets !== previous.apps[appUrl]?.assets);
     const worthSaving = attempt.changed || assetsChanged || next.lastRefreshAt !== previous.lastRefreshAt || next.sourceEtag !== previous.sourceEtag || !repeated;
     if (worthSaving) await this.registry.persistIndex(runtime);
-    this.reschedule(runtime, outcome, attempt.retryAfterMs);
+    this.reschedule(runtime, outcome, attempt.retryAfterMs, attempt.transient);
     const view = this.view(runtime);
     this.announce(runtime, view, outcome, wasParked, repeated);
     return { ...view, outcome };
   }
 
-  private reschedule(runtime: SourceRuntime, outcome: RefreshOutcome, retryAfterMs: number | undefined): void {
+  private reschedule(runtime: SourceRuntime, outcome: RefreshOutcome, retryAfterMs: number | undefined, transient: boolean): void {
     if (outcome === 'needs-token') this.scheduler.parked(runtime.id);
-    else if (outcome === 'failed') this.scheduler.failed(runtime.id, retryAfterMs);
+    else if (outcome === 'failed' && transient) this.scheduler.failed(runtime.id, retryAfterMs);
+    // Gone or invalid documents will not fix themselves in minutes: the normal interval.
+    else if (outcome === 'failed') this.scheduler.failedLasting(runtime.id, retryAfterMs);
     else this.scheduler.succeeded(runtime.id);
   }
 
@@ -344,7 +346,7 @@ export class SourceService {
       state: this.stateOf(runtime),
       ...appCounts(index),
       lastRefreshAt: index.lastRefreshAt === undefined ? null : new Date(index.lastRefreshAt).toISOString(),
-      lastError: problems[0] ?? null,
+      lastError: problems.find((problem) => problem.note !== true) ?? null,
       problems,
       errorCount: index.problemCount,
       nextRefreshAt: nextAt === undefined ? null : new Date(nextAt).toISOString(),

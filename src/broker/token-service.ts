@@ -26,7 +26,8 @@ const StoredTokenSchema = z.object({
   verifiedAt: z.number().optional(),
   setAt: z.number(),
   verified: z.boolean(),
-  invalid: z.object({ at: z.number(), reason: z.string() }).optional(),
+  /** The server refused the token during use; `expired` when its message said so (state `expired`, not `invalid`). */
+  invalid: z.object({ at: z.number(), reason: z.string(), expired: z.boolean().optional() }).optional(),
   /** Warning thresholds (days) already announced, so each fires once even across restarts. */
   warned: z.array(z.number()).default([]),
   expiredNotified: z.boolean().default(false),
@@ -231,9 +232,14 @@ export class TokenService implements TokenAccess {
           message: `The server rejected the identity token for "${name}"${this.meta.get(name)?.invalid ? ` (${this.meta.get(name)?.invalid?.reason})` : ''}; restricted content is unavailable until it is replaced.`,
           details: { server: name },
         });
-      case 'expired':
+      case 'expired': {
+        const refused = this.meta.get(name)?.invalid;
+        if (refused !== undefined) {
+          throw new BrokerError('BROKER_TOKEN_EXPIRED', { message: `The server says the identity token for "${name}" has expired (${refused.reason}); restricted content is unavailable until it is replaced.`, details: { server: name } });
+        }
         this.checkExpiry();
         throw new BrokerError('BROKER_TOKEN_EXPIRED', { message: `The identity token for "${name}" expired on ${new Date(this.meta.get(name)?.expiresAt ?? 0).toISOString().slice(0, 10)}.`, details: { server: name } });
+      }
       case 'absent':
         break;
     }
@@ -251,17 +257,28 @@ export class TokenService implements TokenAccess {
     if (usedToken !== undefined && usedToken !== this.secrets.get(name)) return;
     const meta = this.meta.get(name);
     if (meta === undefined || !this.secrets.has(name) || meta.invalid !== undefined) return;
-    meta.invalid = { at: this.deps.clock.now(), reason: upstreamMessage.slice(0, 300) };
+    // "Token expired" from the server is expiry, not a bad token: the user replaces it either way,
+    // but the state, the event and the code say which (DESIGN section 4).
+    const expired = /expired/i.test(upstreamMessage);
+    const at = this.deps.clock.now();
+    meta.invalid = { at, reason: upstreamMessage.slice(0, 300), ...(expired ? { expired: true } : {}) };
     this.cancelRetry(name);
-    this.deps.events.emit('token.invalid', { server: name, ...(meta.tokenId ? { tokenId: meta.tokenId } : {}), reason: meta.invalid.reason });
-    this.deps.log.warn({ server: name, tokenId: meta.tokenId, reason: meta.invalid.reason }, 'the server rejected the identity token; authenticated work stops until it is replaced');
+    const tokenId = meta.tokenId ? { tokenId: meta.tokenId } : {};
+    if (expired) {
+      meta.expiredNotified = true;
+      this.deps.events.emit('token.expired', { server: name, ...tokenId, expiresAt: new Date(meta.expiresAt !== undefined && meta.expiresAt < at ? meta.expiresAt : at).toISOString(), reason: meta.invalid.reason });
+      this.deps.log.warn({ server: name, tokenId: meta.tokenId, reason: meta.invalid.reason }, 'the server says the identity token has expired; authenticated work stops until it is replaced');
+    } else {
+      this.deps.events.emit('token.invalid', { server: name, ...tokenId, reason: meta.invalid.reason });
+      this.deps.log.warn({ server: name, tokenId: meta.tokenId, reason: meta.invalid.reason }, 'the server rejected the identity token; authenticated work stops until it is replaced');
+    }
     void this.persist().catch((err: unknown) => this.deps.log.error({ err: errorText(err) }, 'cannot save token state'));
   }
 
   stateOf(name: string): TokenState {
     const meta = this.meta.get(name);
     if (meta === undefined || !this.secrets.has(name)) return 'absent';
-    if (meta.invalid !== undefined) return 'invalid';
+    if (meta.invalid !== undefined) return meta.invalid.expired === true ? 'expired' : 'invalid';
     const now = this.deps.clock.now();
     if (meta.expiresAt !== undefined && now >= meta.expiresAt) return 'expired';
     if (!meta.verified) return 'unverified';
@@ -271,7 +288,7 @@ export class TokenService implements TokenAccess {
   }
 
   private reasonFor(server: string, state: TokenState): string | undefined {
-    if (state === 'invalid') return this.meta.get(server)?.invalid?.reason;
+    if (state === 'invalid' || state === 'expired') return this.meta.get(server)?.invalid?.reason;
     if (state === 'absent') {
       const problem = this.loadProblems.get(server);
       if (problem !== undefined) return problem;

@@ -187,7 +187,9 @@ export class UpstreamExchange {
     const { response, hop, token } = failure;
     const server = hop.server;
     const status = response.status;
-    const url = describeArtifactUrl(failure.target.canonicalUrl);
+    // Name the origin that answered: with publicMirrorOrigin set the first hop goes to the mirror
+    // (e.g. files.nordicsemi.cn), not to the server's origin. Redirect targets keep the original URL.
+    const url = describeArtifactUrl(hop.redirects === 0 ? hop.url : failure.target.canonicalUrl);
     const message = this.scrub(failure.message, token, server);
     const said = message === '' ? '' : ` (the server said: ${message})`;
     if (status === 401) {
@@ -232,8 +234,9 @@ export class UpstreamExchange {
     const headers: Record<string, string> = { accept: request.accept ?? 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
     const exchanged = await this.open({ target, headers, signal: request.signal });
-    const { response } = exchanged;
-    const url = describeArtifactUrl(target.canonicalUrl);
+    const { response, hop } = exchanged;
+    // The origin that answered (a publicMirrorOrigin), as in errorFor.
+    const url = describeArtifactUrl(hop.redirects === 0 ? hop.url : target.canonicalUrl);
     if (response.status === 304) {
       // Awaited, so the connection is free again before the caller's concurrency slot is.
       await readErrorBody(response.body);

@@ -21,6 +21,7 @@ import {
   type SourceView,
 } from '../protocol/sources.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
+import { ConfigViewSchema, type ConfigView } from '../protocol/config-api.js';
 import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
 import { daemonDownload } from './daemon-download.js';
 import { DownloadOutcomeSchema, DownloadProgressSchema, type DownloadOutcome, type DownloadProgressView, type DownloadRequest } from '../protocol/downloads.js';
@@ -76,6 +77,8 @@ export function isDaemonUnavailable(err: unknown): err is DaemonUnavailableError
 export interface RequestOptions<S extends z.ZodType> {
   query?: Record<string, string | undefined>;
   body?: unknown;
+  /** Extra request headers (e.g. If-Match). */
+  headers?: Record<string, string>;
   /** Validates the response body; the daemon and client share the schema. */
   schema: S;
   signal?: AbortSignal;
@@ -333,6 +336,53 @@ export class TokenBrokerClient {
   }
 
   /** Closes the connection to the daemon; the client can still be used afterwards (it reconnects). */
+  /**
+   * The daemon's config (owner socket only): `file` is the config file's own content, `effective`
+   * the config in force with every default, `etag` what `patchConfig()` needs, `restartRequired`
+   * the changed keys that wait for a daemon restart.
+   */
+  async getConfig(options: { signal?: AbortSignal } = {}): Promise<ConfigView> {
+    return this.request('GET', '/v1/config', { schema: ConfigViewSchema, ...signalOf(options) });
+  }
+
+  /**
+   * Changes settings at run time (owner socket only): a JSON merge patch (RFC 7396) on the config
+   * file's own content — `{"logLevel": "debug"}` sets a key, `{"proxy": null}` removes it —
+   * validated like the file, written, and applied at once as SIGHUP applies it. `ifMatch` is the
+   * `etag` of the `getConfig()` the change was based on; if the config changed since, this throws
+   * BROKER_CONFIG_CHANGED and writes nothing: read it again and redo the change.
+   *
+   * Arrays are replaced whole, `servers` included: to change one server, read
+   * `getConfig()`, copy its `servers` (from `file`, else `effective`), change that entry, and
+   * patch the whole list with that read's etag — or call `updateServer()`, which does exactly this.
+   */
+  async patchConfig(patch: Record<string, unknown>, options: { ifMatch: string; signal?: AbortSignal }): Promise<ConfigView> {
+    return this.request('PATCH', '/v1/config', { schema: ConfigViewSchema, body: patch, headers: { 'if-match': options.ifMatch }, ...signalOf(options) });
+  }
+
+  /**
+   * Sets fields of one configured server, e.g. the launcher's "Mainland China server" switch:
+   * `updateServer('nordic', { publicMirrorOrigin: 'https://files.nordicsemi.cn' })` (null turns it
+   * off). Read-modify-write of `servers` under If-Match, tried again (up to 3 times) when another
+   * program changed the config in between; other servers and fields stay as they are.
+   */
+  async updateServer(name: string, fields: Record<string, unknown>, options: { signal?: AbortSignal } = {}): Promise<ConfigView> {
+    for (let attempt = 1; ; attempt++) {
+      const view = await this.getConfig(options);
+      const fromFile = view.file?.servers;
+      const servers = (Array.isArray(fromFile) ? fromFile : (view.effective.servers as unknown[])) as Record<string, unknown>[];
+      if (!servers.some((server) => server.name === name)) {
+        throw new BrokerError('BROKER_BAD_REQUEST', { message: `No server named "${name}" is configured.`, hint: `Configured servers: ${servers.map((server) => String(server.name)).join(', ')}.`, details: { field: 'servers' } });
+      }
+      const changed = servers.map((server) => (server.name === name ? { ...server, ...fields } : server));
+      try {
+        return await this.patchConfig({ servers: changed }, { ifMatch: view.etag, ...signalOf(options) });
+      } catch (err) {
+        if (!(err instanceof BrokerError && err.code === 'BROKER_CONFIG_CHANGED') || attempt >= 3) throw err;
+      }
+    }
+  }
+
   async close(): Promise<void> {
     const dispatcher = this.dispatcher;
     this.dispatcher = undefined;
@@ -340,7 +390,7 @@ export class TokenBrokerClient {
   }
 
   /** The one place where requests are sent and errors are turned into typed errors. */
-  protected async request<S extends z.ZodType>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions<S>): Promise<z.output<S>> {
+  protected async request<S extends z.ZodType>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, options: RequestOptions<S>): Promise<z.output<S>> {
     const response = await this.send(method, path, options);
     return this.parse(response, method, path, options.schema);
   }
@@ -367,7 +417,7 @@ export class TokenBrokerClient {
 
   /** Sends one request; connection failures become DaemonUnavailableError. */
   protected async send(
-    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
     path: string,
     options: { query?: Record<string, string | undefined>; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; headersTimeout?: number },
   ) {

@@ -3,6 +3,7 @@ export { TokenBrokerClient, DaemonUnavailableError, isDaemonUnavailable, type To
 export { UntrustedSocketError, isUntrustedSocket, inspectOwnerSocket, type SocketFinding } from './socket-trust.js';
 export { BrokerError, isBrokerError, ERRORS, type ErrorCode, type ErrorEnvelope } from '../protocol/errors.js';
 export type { Status } from '../protocol/status.js';
+export type { ConfigView } from '../protocol/config-api.js';
 export type { TokenView, TokenRemoved, TokenState, SecretStoreStatus } from '../protocol/token.js';
 export type { BrokerEvent, EventType } from '../protocol/events.js';
 export type { SourceView, SourceState, SourceProblem, SourceRefreshResult, SourceRemoved, SourceAdded, AppView, AppVersion, AppDetail, AppTarball, SourcesStatus } from '../protocol/sources.js';

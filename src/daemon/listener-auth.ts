@@ -79,9 +79,11 @@ function authorizeOnExtraListener(request: FastifyRequest, reply: FastifyReply, 
   if (url === undefined) return;
   const access = routeAccess(request.method, url);
   if (access === 'owner') {
+    const clientTokens = url.startsWith('/v1/client-tokens');
     throw new BrokerError('BROKER_FORBIDDEN', {
-      message: 'Client tokens can only be managed on the owner\'s socket.',
-      hint: 'Run `tokenbroker client-token ...` as the user who runs the daemon, on its own socket.',
+      message: clientTokens ? 'Client tokens can only be managed on the owner\'s socket.' : `${request.method} ${url} is only available on the owner's socket.`,
+      hint: clientTokens ? 'Run `tokenbroker client-token ...` as the user who runs the daemon, on its own socket.' : 'Use the owner\'s socket for this request (config may hold proxy credentials).',
+      details: { reason: 'owner-only' },
     });
   }
   if (access === undefined) {

@@ -11,6 +11,7 @@ import { ensurePrivateDir, PrivateDirError } from '../node/private-dir.js';
 import { buildServer, rawServer } from './server.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
+import { ConfigControl } from './config-control.js';
 import { EventBus } from '../broker/event-bus.js';
 import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
 import { SourceService } from '../broker/source-service.js';
@@ -83,7 +84,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     throw err;
   }
 
-  let currentConfig = config;
   const startedAt = systemClock.now();
   const swept = await sweepTempFiles(paths.stateDir);
   if (swept > 0) logger.info({ files: swept }, 'removed temp files left by an interrupted write');
@@ -94,11 +94,14 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
   const plaintextLeftover = settled.leftover;
   const events = new EventBus(systemClock);
+  // The one holder of the config in force: SIGHUP and PATCH /v1/config both go through it.
+  const configControl = new ConfigControl({ file: paths.configFile, initial: config, logger, events });
+  const currentConfig = (): Readonly<Config> => configControl.current();
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
   const tokens = new TokenService({
-    servers: () => currentConfig.servers,
-    warningDays: () => currentConfig.expiryWarningDays,
+    servers: () => currentConfig().servers,
+    warningDays: () => currentConfig().expiryWarningDays,
     store: secretStore.store,
     state: createFsStateStore(paths.stateDir, { scrub }),
     upstream,
@@ -110,12 +113,12 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   await tokens.start();
   // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
   let thirdParty: (canonicalUrl: string) => boolean = () => false;
-  const policy = policyFollowing(() => currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
+  const policy = policyFollowing(currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
   // The one upstream exchange of sources, fetches and downloads (token validation has its own,
   // with the token endpoints' policy, inside TokenService).
   const exchange = new UpstreamExchange({ policy, upstream, tokens, clock: systemClock, userAgent: USER_AGENT });
   const sources = new SourceService({
-    config: () => currentConfig,
+    config: currentConfig,
     policy,
     tokens,
     exchange,
@@ -130,7 +133,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
-  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig().cacheMaxMegabytes * 1024 * 1024, log: logger });
   const fetchService = new FetchService({
     exchange,
     cache: contentCache,
@@ -152,7 +155,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   });
   const app = await buildServer({
     logger,
-    getConfig: () => currentConfig,
+    getConfig: currentConfig,
+    configApi: configControl,
     paths,
     clock: systemClock,
     startedAt,
@@ -181,16 +185,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   // Installed before the socket opens: `systemctl reload` right after start must not kill us
   // (SIGHUP's default action is to terminate).
   process.on('SIGHUP', () => {
-    void reloadConfig(paths, logger).then((next) => {
-      if (next !== undefined && JSON.stringify(next.listeners) !== JSON.stringify(currentConfig.listeners)) {
-        logger.warn('the "listeners" setting changed; extra listeners are opened at start only: restart the daemon to apply it');
-      }
-      const upstreamSettings = (c: Readonly<Config>): string => JSON.stringify([c.proxy, c.caFile, c.timeouts]);
-      if (next !== undefined && upstreamSettings(next) !== upstreamSettings(currentConfig)) {
-        logger.warn('"proxy", "caFile" or "timeouts" changed; the upstream connection settings are read at start only: restart the daemon to apply them');
-      }
-      if (next !== undefined) currentConfig = next;
-    });
+    // Restart-only keys (proxy, caFile, timeouts, listeners, secretStore) are logged, not applied.
+    void configControl.reload();
   });
 
   let socket: SocketHandle;
@@ -230,7 +226,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       tokens.stop();
       sources.stop();
       for (const listener of extraListeners) listener.stopAccepting();
-      void drainAndClose({ server, inFlight, graceMs: currentConfig.shutdownGraceSeconds * 1000, log: logger })
+      void drainAndClose({ server, inFlight, graceMs: currentConfig().shutdownGraceSeconds * 1000, log: logger })
         .then(() => app.close())
         .then(() => upstream.close())
         .then(() => socket.removeSocket())
@@ -268,19 +264,6 @@ function policyFollowing(config: () => Readonly<Config>, thirdParty: (canonicalU
     if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, thirdParty }) };
     return built.policy;
   };
-}
-
-/** SIGHUP: an invalid new config is logged and the old one kept. */
-async function reloadConfig(paths: Paths, logger: Logger): Promise<Readonly<Config> | undefined> {
-  try {
-    const next = await loadConfig(paths.configFile);
-    logger.level = next.logLevel;
-    logger.info({ config: paths.configFile }, 'config reloaded');
-    return next;
-  } catch (err) {
-    logger.error({ err: err instanceof Error ? err.message : String(err) }, 'config reload failed; keeping the previous config');
-    return undefined;
-  }
 }
 
 /**

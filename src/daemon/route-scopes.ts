@@ -23,6 +23,8 @@ export type RouteAccess = ClientScope | 'owner';
  * - Daemon-written downloads (`/v1/downloads`) need `download`, and on top of the scope the
  *   target must lie under one of the listener's `downloadDirs` (checked by the download route).
  * - Managing client tokens is `owner` only: a client token must never mint or revoke client tokens.
+ * - `GET`/`PATCH /v1/config` are `owner` only (DESIGN section 3): config may hold proxy
+ *   credentials, and it decides where the token is sent.
  */
 export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /v1/status': 'status:read',
@@ -47,6 +49,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /v1/client-tokens': 'owner',
   'POST /v1/client-tokens': 'owner',
   'DELETE /v1/client-tokens/:': 'owner',
+  'GET /v1/config': 'owner',
+  'PATCH /v1/config': 'owner',
 };
 
 /** The table key of a route: HEAD shares its GET route's entry, parameter names are dropped. */

@@ -27,12 +27,16 @@ import { registerAppRoutes } from './routes/app-routes.js';
 import { registerFetchRoutes } from './routes/fetch-routes.js';
 import type { DownloadService } from '../broker/download-service.js';
 import { registerDownloadRoutes } from './routes/download-routes.js';
+import { registerConfigRoutes } from './routes/config-routes.js';
+import type { ConfigApi } from './config-control.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
   logger: Logger;
   /** A getter, because SIGHUP can swap the config while the server runs. */
   getConfig(): Readonly<Config>;
+  /** `GET /v1/config`, `PATCH /v1/config`: the config file at run time (config-control.ts). */
+  configApi: ConfigApi;
   paths: Paths;
   clock: Clock;
   /** Epoch ms when the daemon started. */
@@ -140,6 +144,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerDownloadRoutes(app, { downloads: deps.downloadService, getConfig: deps.getConfig, listenerOf: deps.listenerOf });
   registerSourceRoutes(app, deps);
   registerClientTokenRoutes(app, deps);
+  registerConfigRoutes(app, deps.configApi);
   return app;
 }
 

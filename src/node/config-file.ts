@@ -1,8 +1,9 @@
-import { open, stat } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { ConfigSchema, type Config } from '../protocol/config-schema.js';
 import { describeIssue } from '../protocol/zod-issues.js';
+import { writeFileAtomic } from './atomic-file.js';
 
 /** A config file that cannot be used; the message is one line naming the file, the key and what is expected. */
 export class ConfigError extends Error {
@@ -20,29 +21,49 @@ export class ConfigError extends Error {
  * is a file another user could have written: config decides where the token is sent.
  */
 export async function loadConfig(file: string, uid: number | undefined = process.getuid?.()): Promise<Readonly<Config>> {
-  let text: string;
+  const text = await readConfigText(file, uid);
+  if (text === undefined) return parseConfig({}, file);
+  return parseConfig(parseConfigJson(text, file), file);
+}
+
+/**
+ * The file's text after the owner checks, or undefined when there is no file. Checked on the open
+ * file, so the file that is read is the file that was checked.
+ */
+export async function readConfigText(file: string, uid: number | undefined = process.getuid?.()): Promise<string | undefined> {
   try {
-    // Checked on the open file, so the file that is read is the file that was checked.
     const handle = await open(file, 'r');
     try {
       checkConfigOwner(file, 'file', await handle.stat(), uid);
       checkConfigOwner(path.dirname(file), 'directory', await stat(path.dirname(file)), uid, file);
-      text = await handle.readFile('utf8');
+      return await handle.readFile('utf8');
     } finally {
       await handle.close();
     }
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return parseConfig({}, file);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ConfigError(`config ${file}: cannot be read (${(err as Error).message})`);
   }
-  let json: unknown;
+}
+
+export function parseConfigJson(text: string, file: string): unknown {
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`config ${file}: not valid JSON (${(err as Error).message}); fix the syntax or delete the file to use the defaults`);
   }
-  return parseConfig(json, file);
+}
+
+/**
+ * Writes the config file atomically, 0600 (it may hold proxy credentials), into a directory that
+ * passes the same owner checks as reading (created 0700 when missing).
+ */
+export async function writeConfigText(file: string, text: string, uid: number | undefined = process.getuid?.()): Promise<void> {
+  const dir = path.dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  checkConfigOwner(dir, 'directory', await stat(dir), uid, file);
+  await writeFileAtomic(file, text, { mode: 0o600 });
 }
 
 /**

@@ -23,7 +23,8 @@ export const ERROR_DETAILS = {
   BROKER_FORBIDDEN: z.looseObject({ reason: z.string().optional(), requiredScope: z.string().optional() }),
   BROKER_URL_NOT_ALLOWED: z.looseObject({ reason: z.string(), url: url.optional() }),
   BROKER_UPSTREAM_FORBIDDEN: z.looseObject({ status, url: url.optional(), server: z.string().optional() }),
-  BROKER_NOT_FOUND: z.looseObject({ name: z.string().optional() }),
+  /** `versions`: the versions an app lists, when the one asked for (or its latestVersion) is not among them. */
+  BROKER_NOT_FOUND: z.looseObject({ name: z.string().optional(), versions: z.array(z.string()).optional() }),
   BROKER_UPSTREAM_NOT_FOUND: z.looseObject({ status, url: url.optional() }),
   BROKER_TOKEN_MISSING: z.looseObject({ server: z.string().optional() }),
   BROKER_TOKEN_INVALID: z.looseObject({ server: z.string().optional(), url: url.optional() }),
@@ -31,6 +32,8 @@ export const ERROR_DETAILS = {
   BROKER_TOKEN_EXPIRED: z.looseObject({ server: z.string().optional(), url: url.optional(), expiresAt: z.string().optional() }),
   BROKER_SOURCE_EXISTS: z.looseObject({ name: z.string().optional() }),
   BROKER_SOURCE_OFFICIAL: z.looseObject({}),
+  /** `etag`: the config's current ETag (read the config again before retrying: the content changed). */
+  BROKER_CONFIG_CHANGED: z.looseObject({ etag: z.string().optional() }),
   BROKER_SOURCE_INVALID: z.looseObject({ url: url.optional(), field: z.string().optional(), reason: z.string().optional() }),
   BROKER_INTERNAL: z.looseObject({}),
   BROKER_UPSTREAM_UNREACHABLE: z.looseObject({ reason: UpstreamUnreachableReason, code: z.string().optional(), url: url.optional(), requestId: z.string().optional() }),

@@ -100,6 +100,12 @@ export const ERRORS = {
     hint: 'The official source is always present; set `officialSource` in config.json to point it elsewhere.',
     exit: ExitCode.error,
   },
+  BROKER_CONFIG_CHANGED: {
+    status: 412,
+    message: 'The config changed since it was read.',
+    hint: 'Read it again (GET /v1/config, or the client\'s getConfig()), apply your change to what it says now, and send it with the new ETag in If-Match.',
+    exit: ExitCode.error,
+  },
   BROKER_SOURCE_INVALID: {
     status: 422,
     message: 'The source document is not valid.',

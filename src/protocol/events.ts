@@ -12,6 +12,8 @@ export const EVENT_TYPES = [
   'fetch.checksum-mismatch',
   'download.progress',
   'download.done',
+  /** The config was changed (PATCH /v1/config or SIGHUP): which top-level keys, and which of them wait for a restart. Never values. */
+  'config.changed',
   'daemon.stopping',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -44,6 +44,11 @@ export const SourceProblemSchema = z.looseObject({
   status: z.number().optional(),
   /** Whole seconds the server asked to wait (the same number as an envelope's `details.retryAfter`). */
   retryAfter: z.number().int().nonnegative().optional(),
+  /**
+   * True for something off in a document that was kept anyway (e.g. a `latestVersion` missing
+   * from `versions`): listed after the errors, not counted in `errorCount`, never makes the source `failing`.
+   */
+  note: z.boolean().optional(),
 });
 export type SourceProblem = z.output<typeof SourceProblemSchema>;
 
@@ -66,9 +71,9 @@ export const SourceViewSchema = z.looseObject({
   withdrawnCount: z.number().int(),
   /** Last refresh in which every document was fetched (a 304 counts), ISO; null = never. */
   lastRefreshAt: z.string().nullable(),
-  /** The first problem of the last refresh attempt; null when it succeeded. */
+  /** The first error of the last refresh attempt (never a note); null when it succeeded. */
   lastError: SourceProblemSchema.nullable(),
-  /** Every problem of the last attempt (at most 20; `errorCount` has the total). */
+  /** Every problem of the last attempt, errors first, then notes (at most 20; `errorCount` has the total of errors). */
   problems: z.array(SourceProblemSchema),
   errorCount: z.number().int(),
   /** When the scheduler next refreshes this source, ISO; null when none is scheduled. */
@@ -108,12 +113,16 @@ export const AppVersionSchema = z.looseObject({
 });
 export type AppVersion = z.output<typeof AppVersionSchema>;
 
-/** The real `AppInfo` shape (pc-nrfconnect-shared ipc/MetaFiles.ts). */
+/**
+ * The real `AppInfo` shape (pc-nrfconnect-shared ipc/MetaFiles.ts), read as leniently as the
+ * launcher reads it: `description` may be absent, `homepage` null or absent, `latestVersion`
+ * missing from `versions`. Fields not named here are passed through as the publisher wrote them.
+ */
 export const AppInfoShape = {
   name: z.string(),
   displayName: z.string(),
-  description: z.string(),
-  homepage: z.string().optional(),
+  description: z.string().optional(),
+  homepage: z.string().nullable().optional(),
   iconUrl: z.string(),
   releaseNotesUrl: z.string(),
   latestVersion: z.string(),
@@ -123,8 +132,10 @@ export const AppInfoShape = {
 };
 
 /**
- * An app as `GET /v1/apps` answers it: the AppInfo whole, plus which source it is from and whether
- * it is withdrawn (listed by the previous good source.json, not by the current one).
+ * An app as `GET /v1/apps` answers it: the AppInfo whole (with every field the publisher added),
+ * plus which source it is from and whether it is withdrawn (listed by the previous good
+ * source.json, not by the current one). `source`, `withdrawn` and `withdrawnAt` are always the
+ * daemon's: a document's own fields of those names never show through.
  */
 export const AppViewSchema = z.looseObject({
   ...AppInfoShape,

@@ -74,11 +74,12 @@ export function appInfoDocument(af: FakeArtifactory, base: string, app: string, 
           publishTimestamp: '2025-06-01T10:00:00Z',
           nrfutilModules: { device: ['2.7.16'] },
           nrfutilCore: '7.13.0',
-          someFutureField: 'ignored',
+          // A field the contract does not name: passed through as published.
+          someFutureField: 'kept',
         },
       ]),
     ),
-    someFutureField: 'ignored',
+    someFutureField: { kept: true },
   };
 }
 

@@ -16,6 +16,7 @@ import type { ServerDeps } from '../../src/daemon/server.js';
 import { SecretScrubber } from '../../src/broker/secret-scrubber.js';
 import { statusSections } from '../../src/daemon/status-sections.js';
 import { extraListenerOf } from '../../src/daemon/listener-auth.js';
+import { ConfigControl } from '../../src/daemon/config-control.js';
 import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
@@ -106,6 +107,8 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     startedAt: clock.now(),
     socketActivated: false,
     listenerOf: extraListenerOf,
+    // The real one: it touches the file only when a config route is called (tests of those pass a temp file).
+    configApi: new ConfigControl({ file: '/tmp/tb-test/config.json', initial: config, logger, events }),
     ...overrides,
     tokens,
     events,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { backoffDelay, BACKOFF_MAX_MS, intervalDelay, RefreshScheduler } from '../../src/broker/refresh-scheduler.js';
 import { retryAfterSeconds } from '../../src/broker/upstream-errors.js';
 import { compareVersions } from '../../src/broker/app-views.js';
-import { AppInfoSchema, parseDocument, SourceJsonSchema } from '../../src/broker/source-documents.js';
+import { AppInfoSchema, appInfoNotes, parseDocument, SourceJsonSchema } from '../../src/broker/source-documents.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 describe('backoff and jitter', () => {
@@ -102,7 +102,7 @@ describe('upstream documents', () => {
     }
   });
 
-  it('app info: latestVersion must be one of the versions; messages name the field', () => {
+  it('app info: read as the launcher reads it (latestVersion outside versions kept, noted); messages name the field', () => {
     const info = {
       name: 'app',
       displayName: 'App',
@@ -113,8 +113,9 @@ describe('upstream documents', () => {
       versions: { '1.0.0': { shasum: 'A'.repeat(40), tarballUrl: 't' } },
     };
     const result = parseDocument(JSON.stringify(info), AppInfoSchema, 'app info');
-    expect(result).toMatchObject({ ok: false, field: 'latestVersion' });
-    expect(result.ok ? '' : result.message).toMatch(/"latestVersion" names version "2.0.0", which is not in "versions"/);
+    expect(result).toMatchObject({ ok: true });
+    expect(result.ok ? appInfoNotes(result.value) : []).toEqual([{ field: 'latestVersion', message: expect.stringMatching(/latestVersion "2.0.0" is not in "versions" \(known: 1.0.0\)/) as string }]);
+    expect(parseDocument(JSON.stringify({ ...info, versions: { '1.0.0': { shasum: 'nope', tarballUrl: 't' } } }), AppInfoSchema, 'app info')).toMatchObject({ ok: false, field: 'versions.1.0.0.shasum' });
     const fixed = parseDocument(JSON.stringify({ ...info, latestVersion: '1.0.0' }), AppInfoSchema, 'app info');
     expect(fixed.ok && fixed.value.versions['1.0.0']?.shasum).toBe('a'.repeat(40));
     expect(parseDocument('{"name":', AppInfoSchema, 'app info')).toMatchObject({ ok: false, message: expect.stringMatching(/^app info is not valid JSON/) });

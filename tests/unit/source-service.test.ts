@@ -97,10 +97,8 @@ describe('source refresh', () => {
       ['pc-nrfconnect-ppk', false],
     ]);
     const published = appInfoDocument(af, OFFICIAL_BASE, 'pc-nrfconnect-ble') as { versions: Record<string, Record<string, unknown>> };
-    const version = (v: string): Record<string, unknown> => {
-      const { someFutureField: _ignored, ...rest } = published.versions[v] ?? {};
-      return rest;
-    };
+    // Whole, fields the contract does not name included.
+    const version = (v: string): Record<string, unknown> => published.versions[v] ?? {};
     expect(apps[0]).toEqual({
       source: 'official',
       withdrawn: false,
@@ -112,6 +110,7 @@ describe('source refresh', () => {
       releaseNotesUrl: af.url(`${OFFICIAL_BASE}/pc-nrfconnect-ble-Changelog.md`),
       latestVersion: '1.2.0',
       versions: { '1.0.0': version('1.0.0'), '1.2.0': version('1.2.0') },
+      someFutureField: { kept: true },
     });
     expect(apps[0]?.versions['1.2.0']).toMatchObject({ publishTimestamp: '2025-06-01T10:00:00Z', nrfutilModules: { device: ['2.7.16'] }, nrfutilCore: '7.13.0', shasum: expect.stringMatching(/^[0-9a-f]{40}$/) });
     const view = service.get('official');
@@ -271,7 +270,7 @@ describe('source refresh', () => {
     }
   });
 
-  it('a malformed source.json keeps the last good index and backs off 1 s, 2 s, 4 s ... up to 5 min', async () => {
+  it('a malformed source.json keeps the last good index and is tried again at the normal interval; a 503 backs off 1 s, 2 s, 4 s ... up to 5 min', async () => {
     const built = await started();
     built.setRandom(1); // full jitter at its ceiling: the spacing is exact
     af.setFault(official.sourcePath, { kind: 'malformedJson' });
@@ -283,8 +282,13 @@ describe('source refresh', () => {
     expect(view.lastError).toMatchObject({ code: 'BROKER_SOURCE_INVALID', url: official.sourceUrl });
     expect(view.lastError?.message).toMatch(/source\.json is not valid JSON/);
     expect(built.events.filter((event) => event.type === 'source.failed').at(-1)).toMatchObject({ source: 'official', error: { code: 'BROKER_SOURCE_INVALID' } });
+    // It will not fix itself in minutes (DESIGN section 6): the normal interval, not the backoff.
+    expect(Date.parse(view.nextRefreshAt ?? '')).toBe(built.clock.now() + 1.1 * HOUR);
 
-    const expected = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300].map((s) => s * 1000);
+    af.clearFaults();
+    af.setFault(official.sourcePath, { kind: 'status', status: 503 });
+    await built.service.refresh('official');
+    const expected = [2, 4, 8, 16, 32, 64, 128, 256, 300, 300].map((s) => s * 1000);
     for (const delay of expected) {
       af.clearRequests();
       expect(Date.parse(built.service.get('official').nextRefreshAt ?? '')).toBe(built.clock.now() + delay);

@@ -3,6 +3,8 @@ import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import type { SecretStore } from '../../src/broker/ports.js';
 import { DAY_MS, TokenService } from '../../src/broker/token-service.js';
+import { createTokenPolicy } from '../../src/broker/policy.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
@@ -155,6 +157,32 @@ describe('token lifecycle', () => {
     const fresh = newToken({ expiry: inDays(100) });
     await h.service.set(undefined, fresh, { verify: true });
     expect(h.service.tokenFor('nordic')).toBe(fresh);
+  });
+
+  it('the server saying "Token expired" during use makes the state expired, emits token.expired, and answers BROKER_TOKEN_EXPIRED', async () => {
+    const h = harness();
+    await h.service.start();
+    const token = newToken({ expiry: inDays(100) });
+    await h.service.set(undefined, token, { verify: true });
+    af.setJson('/artifactory/restricted/doc.json', { ok: true });
+    const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin }] });
+    const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true });
+    const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens: h.service, clock: h.clock, userAgent: 'tokenbroker/test' });
+    // The server's own verdict, before the token's recorded expiry (100 days away).
+    af.expireToken(token);
+    await expect(exchange.document({ url: af.url('/artifactory/restricted/doc.json'), maxBytes: 1024 })).rejects.toMatchObject({ code: 'BROKER_TOKEN_EXPIRED' });
+    expect(h.service.view()).toMatchObject({ state: 'expired', reason: 'Token expired' });
+    expect(h.events.filter((e) => e.type === 'token.expired')).toHaveLength(1);
+    expect(h.events.filter((e) => e.type === 'token.invalid')).toHaveLength(0);
+    expect(() => h.service.tokenFor('nordic')).toThrow(expect.objectContaining({ code: 'BROKER_TOKEN_EXPIRED' }) as BrokerError);
+    // Nothing more is sent with it, and the state survives a restart (it is persisted).
+    const sent = authRequestsWith(token).length;
+    h.clock.advance(DAY_MS * 3);
+    await flush();
+    expect(authRequestsWith(token)).toHaveLength(sent);
+    const again = harness({ state: h.state, store: h.store });
+    await again.service.start();
+    expect(again.service.view().state).toBe('expired');
   });
 
   it('a 401 for a token that was replaced meanwhile does not invalidate the new one', async () => {

@@ -112,11 +112,12 @@ export function formatSources(sources: readonly SourceView[]): string[] {
 export function problemLines(source: SourceView): string[] {
   if (source.problems.length === 0) return [];
   const shown = source.problems.slice(0, 5);
-  const lines = shown.map((problem) => `  ! ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`} (${problem.code})`);
-  const more = source.errorCount - shown.length;
+  // Notes (something off in a document kept anyway) are not errors: marked "i", no code.
+  const lines = shown.map((problem) => `  ${problem.note === true ? 'i' : '!'} ${problem.message}${problem.field === undefined ? '' : ` [field: ${problem.field}]`}${problem.note === true ? ' (note)' : ` (${problem.code})`}`);
+  const more = source.errorCount - shown.filter((problem) => problem.note !== true).length;
   if (more > 0) lines.push(`  ... and ${plural(more, 'more problem')}${source.problems.length > shown.length ? ' (see --json)' : ''}`);
   if (source.state === 'needs-token') lines.push(`  This source is restricted: ${tokenAdvice(source)}; it refreshes as soon as the token is usable.`);
-  else if (source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. ${lastGoodIndex(source)}`);
+  else if (source.errorCount > 0 && source.nextRefreshAt !== null) lines.push(`  Next attempt: ${formatWhen(source.nextRefreshAt)}. ${lastGoodIndex(source)}`);
   return lines;
 }
 
