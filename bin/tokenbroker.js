@@ -7,6 +7,14 @@
 // --initial-old-space-size=64 stops a storm of mark-compacts while streaming (daemon-flags.ts).
 import { existsSync } from 'node:fs';
 
+// `daemon` without the flags above (`node bin/tokenbroker.js daemon`, npm's Windows shims):
+// re-execute with them before loading the CLI, so a process that only waits (Node 20) stays
+// small. src/entry.ts checks again for entries that bypass this file; the check is cheap.
+if (process.argv.slice(2).includes('daemon')) {
+  const reexec = new URL('../dist/node/daemon-reexec.js', import.meta.url);
+  if (existsSync(reexec)) await (await import(reexec.href)).reexecDaemonWithFlags();
+}
+
 const bundle = new URL('../dist/tokenbroker.mjs', import.meta.url);
 const plain = new URL('../dist/entry.js', import.meta.url);
 const entry = existsSync(bundle) ? bundle : plain;

@@ -251,6 +251,28 @@ describe('keychain store without a usable Secret Service', () => {
     expect(JSON.stringify(out)).not.toContain(CHILD_SECRET);
   });
 
+  it('with the real binding and no Secret Service: "keychain" fails at start, "auto" falls back to memory with the reason', async () => {
+    const compiledSelect = pathToFileURL(join(root, 'dist/daemon/secret-store/select-store.js')).href;
+    const script = `
+      const { selectSecretStore } = await import(${JSON.stringify(compiledSelect)});
+      const out = {};
+      try {
+        await selectSecretStore('keychain', { stateDir: '/nonexistent-unused' });
+        out.keychain = 'selected';
+      } catch (err) {
+        out.keychain = { code: err.code, state: err.details?.state, message: err.message };
+      }
+      const auto = await selectSecretStore('auto', { stateDir: '/nonexistent-unused' });
+      out.auto = { kind: auto.store.kind, warning: auto.warning };
+      console.log(JSON.stringify(out));
+    `;
+    const out = await runChild(script, { ...process.env, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' });
+    expect(out['keychain']).toMatchObject({ code: 'BROKER_SECRET_STORE_UNAVAILABLE', state: 'unavailable' });
+    expect((out['keychain'] as { message: string }).message).toMatch(/"secretStore": "keychain".*D-?Bus/i);
+    expect(out['auto']).toMatchObject({ kind: 'memory' });
+    expect((out['auto'] as { warning: string }).warning).toMatch(/not available.*D-?Bus.*memory only/i);
+  });
+
   it('reports unavailable when the binding cannot be loaded', async () => {
     const store = createKeychainStore({
       loadKeyring: () => Promise.reject(new Error('Cannot find native binding keyring.linux-x64-gnu.node')),
