@@ -4,8 +4,8 @@ import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
 import type { Clock, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
-import { scrubSecrets } from './secret-scrubber.js';
-import { discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
+import { scrubSecrets, scrubThenCut } from './secret-scrubber.js';
+import { discardBody, MAX_UPSTREAM_MESSAGE, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
 
 /**
  * THE one upstream exchange (DESIGN section 4). Every upstream request of the daemon goes through
@@ -74,6 +74,8 @@ export interface DocumentRequest {
   /** True when a 404 means "none" rather than an error. */
   optional?: boolean;
   signal?: AbortSignal | undefined;
+  /** The token this request may use (default: the server's, lazily); `withoutToken` for a third party's URLs. */
+  token?: TokenUse;
 }
 
 export type DocumentResult =
@@ -120,6 +122,25 @@ export class UpstreamExchange {
   }
 
   /**
+   * For a URL a third party's index named (DESIGN section 6): fetched without the token where it
+   * is public, refused before anything is sent where the request (or a redirect) would need it.
+   */
+  withoutToken(listedBy: string): TokenUse {
+    return {
+      get: (server) => {
+        throw new BrokerError('BROKER_URL_NOT_ALLOWED', {
+          message: `${listedBy} lists a URL that needs the identity token of ${server}; the broker never uses your token for a third party's index.`,
+          hint: 'Ask the publisher of that source to list public URLs, or add the source from the server itself.',
+          details: { reason: 'third-party-needs-token', server },
+        });
+      },
+      used: () => undefined,
+      rejected: () => undefined,
+      secrets: (server) => [currentToken(this.deps.tokens, server)],
+    };
+  }
+
+  /**
    * Sends the request and follows redirects (at most MAX_REDIRECTS, each judged by the policy,
    * Authorization dropped once the chain leaves the origin). Resolves with the first answer that
    * is not a redirect, whatever its status; the caller reads it or hands it to `fail`.
@@ -156,8 +177,17 @@ export class UpstreamExchange {
       const response = await this.deps.upstream.request({ method, url: hop.url, headers: hopHeaders, ...(signal === undefined ? {} : { signal }) });
       // Until someone consumes the body, an upstream failure must not become an uncaught error.
       response.body.on('error', () => undefined);
-      if (!REDIRECT_STATUSES.has(response.status)) return { response, hop };
+      if (!REDIRECT_STATUSES.has(response.status)) return { response: withoutSecretValidators(response, token.secrets(server.name)), hop };
       discardBody(response);
+      if (carriesSecret(response.headers.location, token.secrets(server.name))) {
+        // A proxy that reflects the request into Location: following it would hand the token to
+        // whatever origin it names (and put it in our logs as a URL). Never followed.
+        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
+          message: `The server redirected ${describeArtifactUrl(target.canonicalUrl)} to a URL that carries the identity token; the broker does not follow it.`,
+          hint: "The server or a proxy in between reflects the request's Authorization header; report it to the server's administrators.",
+          details: { status: response.status, reason: 'redirect-refused', url: describeArtifactUrl(target.canonicalUrl) },
+        });
+      }
       const decision = policy.redirectDecision(hop, response.headers.location);
       if (!decision.allowed) {
         const reason = this.scrub(decision.reason, token, server);
@@ -188,7 +218,8 @@ export class UpstreamExchange {
     const server = hop.server;
     const status = response.status;
     const url = describeArtifactUrl(failure.target.canonicalUrl);
-    const message = this.scrub(failure.message, token, server);
+    // Redact first, then cut: cut first, a token the client placed at the cut would survive in part.
+    const message = scrubThenCut(failure.message, token.secrets(server.name), MAX_UPSTREAM_MESSAGE);
     const said = message === '' ? '' : ` (the server said: ${message})`;
     if (status === 401) {
       if (hop.sendAuthorization) {
@@ -231,7 +262,7 @@ export class UpstreamExchange {
     const target = this.allowed(request.url);
     const headers: Record<string, string> = { accept: request.accept ?? 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
-    const exchanged = await this.open({ target, headers, signal: request.signal });
+    const exchanged = await this.open({ target, headers, signal: request.signal, ...(request.token === undefined ? {} : { token: request.token }) });
     const { response } = exchanged;
     const url = describeArtifactUrl(target.canonicalUrl);
     if (response.status === 304) {
@@ -335,6 +366,27 @@ export function assertNotHtml(contentType: string | undefined, body: Buffer, url
         : `Check "origin" of server "${server.name}" in config.json (now ${server.origin}): it must be the Artifactory server itself, not a web page or login portal in front of it.`,
     details: { status: 200, reason: 'not-json', url: describeArtifactUrl(url) },
   });
+}
+
+function carriesSecret(value: string | readonly string[] | undefined, secrets: readonly (string | undefined)[]): boolean {
+  if (value === undefined) return false;
+  const text = typeof value === 'string' ? value : value.join('\n');
+  return scrubSecrets(text, secrets) !== text;
+}
+
+/** Validators that go into files (FILE.part.json, the cache index, source indexes) and back upstream. */
+const VALIDATOR_HEADERS = ['etag', 'last-modified'] as const;
+
+/**
+ * A reflected ETag or Last-Modified is dropped where it enters the daemon (DESIGN section 5): it
+ * would be written to `.part.json` and the cache index and sent back as If-Range. Without it the
+ * answer is simply not resumable or revalidated; with `[redacted]` it would be a wrong validator.
+ */
+function withoutSecretValidators(response: UpstreamResponse, secrets: readonly (string | undefined)[]): UpstreamResponse {
+  if (!VALIDATOR_HEADERS.some((name) => carriesSecret(response.headers[name], secrets))) return response;
+  const headers = { ...response.headers };
+  for (const name of VALIDATOR_HEADERS) if (carriesSecret(headers[name], secrets)) delete headers[name];
+  return { ...response, headers };
 }
 
 function currentToken(access: TokenAccess, server: string): string | undefined {

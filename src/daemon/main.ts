@@ -30,7 +30,6 @@ import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { DownloadService } from '../broker/download-service.js';
 import { createFsDownloadFiles } from './fs-download-files.js';
-import { resolveTarball } from '../broker/app-tarball.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
 import { ClientTokenService } from '../broker/client-tokens.js';
@@ -146,8 +145,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
     // The one use of the app index for downloads: re-point here when app infos change shape.
     resolveApp: (source, name, version) => {
-      const tarball = resolveTarball(sources.app(source, name), version);
-      return { url: tarball.tarballUrl, shasum: tarball.shasum };
+      const { tarball, token } = sources.tarball(source, name, version);
+      return { url: tarball.tarballUrl, shasum: tarball.shasum, token };
     },
   });
   const app = await buildServer({

@@ -8,7 +8,6 @@ import { TokenService } from '../../src/broker/token-service.js';
 import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
 import { DownloadService } from '../../src/broker/download-service.js';
-import { resolveTarball } from '../../src/broker/app-tarball.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
@@ -79,8 +78,8 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
       clock,
       log: logger,
       resolveApp: (source, name, version) => {
-        const tarball = resolveTarball(sources.app(source, name), version);
-        return { url: tarball.tarballUrl, shasum: tarball.shasum };
+        const { tarball, token } = sources.tarball(source, name, version);
+        return { url: tarball.tarballUrl, shasum: tarball.shasum, token };
       },
     });
   return {
