@@ -177,9 +177,12 @@ export class UpstreamExchange {
       const response = await this.deps.upstream.request({ method, url: hop.url, headers: hopHeaders, ...(signal === undefined ? {} : { signal }) });
       // Until someone consumes the body, an upstream failure must not become an uncaught error.
       response.body.on('error', () => undefined);
-      if (!REDIRECT_STATUSES.has(response.status)) return { response: withoutSecretValidators(response, token.secrets(server.name)), hop };
+      // A reflection can only hold the token this chain carried (asking for the current one here
+      // would ask TokenAccess on requests that never need it).
+      const sent = [token.used()];
+      if (!REDIRECT_STATUSES.has(response.status)) return { response: withoutSecretValidators(response, sent), hop };
       discardBody(response);
-      if (carriesSecret(response.headers.location, token.secrets(server.name))) {
+      if (carriesSecret(response.headers.location, sent)) {
         // A proxy that reflects the request into Location: following it would hand the token to
         // whatever origin it names (and put it in our logs as a URL). Never followed.
         throw new BrokerError('BROKER_UPSTREAM_ERROR', {
