@@ -83,7 +83,7 @@ async function build(options: { state?: MemoryStateStore } = {}) {
   const sources = new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: silentLog });
   await sources.load();
   const fetchService = new FetchService({ exchange, cache: noContentCache, events, clock, log: silentLog });
-  app = await buildServer(testServerDeps({ config, clock, events, sources, tokens, fetchService }));
+  app = await buildServer(testServerDeps({ config, clock, events, sources, fetchService }));
   return { app, sources, state };
 }
 
