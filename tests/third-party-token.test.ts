@@ -1,22 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { saveAsset } from '../src/broker/app-assets.js';
-import { EventBus } from '../src/broker/event-bus.js';
-import { FetchService } from '../src/broker/fetch-service.js';
-import { silentLog } from '../src/broker/log.js';
-import { createTokenPolicy } from '../src/broker/policy.js';
-import { SourceService } from '../src/broker/source-service.js';
-import { UpstreamExchange } from '../src/broker/upstream-exchange.js';
 import { buildServer } from '../src/daemon/server.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../src/node/undici-upstream.js';
-import { ConfigSchema } from '../src/protocol/config-schema.js';
 import type { SourceAdded } from '../src/protocol/sources.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { ICON_BYTES, OFFICIAL_BASE, publishSource, RESTRICTED_BASE, tarballBytes } from './helpers/app-sources.js';
 import { FakeClock } from './helpers/fake-clock.js';
-import { MemoryStateStore } from './helpers/memory-state-store.js';
-import { noContentCache, testServerDeps } from './helpers/server-deps.js';
-import { TestTokenAccess } from './helpers/test-token-access.js';
+import { testServerDeps } from './helpers/server-deps.js';
 
 /**
  * Issue 20, "the token": a third party's index never makes the daemon use the user's token
@@ -72,19 +63,14 @@ function publishThirdParty(urls: { icon: string; notes: string; tarball: string 
   return tp.url('/tp/source.json');
 }
 
-async function build(options: { state?: MemoryStateStore } = {}) {
-  const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin }], officialSource: af.url(`${OFFICIAL_BASE}/source.json`) });
-  const clock = new FakeClock(Date.now());
-  const state = options.state ?? new MemoryStateStore();
-  const tokens = new TestTokenAccess(TOKEN);
-  const events = new EventBus(clock);
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
-  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock, userAgent: 'tokenbroker' });
-  const sources = new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: silentLog });
-  await sources.load();
-  const fetchService = new FetchService({ exchange, cache: noContentCache, events, clock, log: silentLog });
-  app = await buildServer(testServerDeps({ config, clock, events, sources, fetchService }));
-  return { app, sources, state };
+/** The daemon's own wiring (assembleDaemon, through the inject harness) over the real upstream. */
+async function build() {
+  const config = { allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin }], officialSource: af.url(`${OFFICIAL_BASE}/source.json`) };
+  const deps = testServerDeps({ config, upstream, clock: new FakeClock(Date.now()) });
+  await deps.tokens.set(undefined, TOKEN, { verify: false });
+  await deps.sources.load();
+  app = await buildServer(deps);
+  return { app, sources: deps.sources, state: deps.state };
 }
 
 async function addThirdParty(server: FastifyInstance, url: string): Promise<SourceAdded> {
@@ -164,8 +150,8 @@ describe('a third-party index never makes the daemon use the token', () => {
   });
 
   it('an icon kept by an older version from a restricted URL is not served', async () => {
-    const state = new MemoryStateStore();
-    const first = await build({ state });
+    const first = await build();
+    const { state } = first;
     const url = publishThirdParty({ icon: af.url(`${RESTRICTED_BASE}/secret-app.png`), notes: af.url(`${PUBLIC_BASE}/open-app-Changelog.md`), tarball: tp.url('/tp/lure.tgz') });
     await addThirdParty(first.app, url);
     // What a daemon before this fix kept: the restricted icon's bytes.

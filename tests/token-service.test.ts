@@ -10,6 +10,7 @@ import { BrokerError } from '../src/protocol/errors.js';
 import type { BrokerEvent } from '../src/protocol/events.js';
 import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { validationOver } from './helpers/server-deps.js';
 import { MemoryStateStore } from './helpers/memory-state-store.js';
 
 let af: FakeArtifactory;
@@ -47,7 +48,7 @@ function harness(options: { clock?: FakeClock; state?: MemoryStateStore; store?:
   bus.subscribe((e) => events.push(e));
   const state = options.state ?? new MemoryStateStore();
   const store = options.store ?? createMemoryStore();
-  const service = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream, clock, events: bus, log: silentLog, random: () => 0.5 });
+  const service = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, validate: validationOver(upstream), clock, events: bus, log: silentLog, random: () => 0.5 });
   services.push(service);
   return { service, clock, events, state, store };
 }

@@ -1,7 +1,7 @@
-import type { ServerConfig } from '../protocol/config-schema.js';
+import type { Config, ServerConfig } from '../protocol/config-schema.js';
 import { describeArtifactUrl } from '../protocol/artifact-url.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
-import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
+import { createTokenPolicy, type AllowedUrl, type RequestHop, type TokenPolicy } from './policy.js';
 import type { Clock, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
 import { scrubSecrets, scrubThenCut } from './secret-scrubber.js';
@@ -99,6 +99,11 @@ const ERROR_BODY_BYTES = 64 * 1024;
 
 export class UpstreamExchange {
   constructor(private readonly deps: UpstreamExchangeDeps) {}
+
+  /** The token policy of the current config (the sources ask it too: one policy, one exchange). */
+  policy(): TokenPolicy {
+    return this.deps.policy();
+  }
 
   /** The policy's decision, or BROKER_URL_NOT_ALLOWED (nothing is sent). */
   allowed(rawUrl: string): AllowedUrl {
@@ -328,6 +333,15 @@ export class UpstreamExchange {
     return { status: response.status, headers: response.headers, text, exchanged };
   }
 
+  /**
+   * Token validation's own entry point (DESIGN section 4): `GET origin+tokenInfoPath` with the
+   * candidate token. That path lies outside `authenticatedPrefixes`, so it is no URL the policy
+   * judges: the server's own origin, no redirect followed, a 401 never touches the stored token.
+   */
+  tokenInfo(server: ServerConfig, token: string, signal?: AbortSignal): ReturnType<UpstreamExchange['endpoint']> {
+    return this.endpoint({ server, path: server.tokenInfoPath, token: givenToken(token), signal });
+  }
+
   /** The mapper for an endpoint answer read by `endpoint` (its body was already read). */
   endpointError(answer: { text: string; exchanged: Exchanged }): BrokerError {
     return this.errorFor({ ...answer.exchanged, message: upstreamMessage(answer.text) });
@@ -336,6 +350,31 @@ export class UpstreamExchange {
   private scrub(text: string, token: TokenUse, server: ServerConfig): string {
     return scrubSecrets(text, token.secrets(server.name));
   }
+}
+
+export interface UpstreamExchangeSetup extends Omit<UpstreamExchangeDeps, 'policy'> {
+  /** The current config: the policy follows it (rebuilt only when a SIGHUP swapped it). */
+  config(): Readonly<Pick<Config, 'servers' | 'allowInsecureLoopback'>>;
+  /** Third-party sources (DESIGN section 6): which canonical URLs their indexes list. */
+  thirdParty?: (canonicalUrl: string) => boolean;
+}
+
+/**
+ * THE factory of upstream exchanges. Two composition roots call it, nothing else constructs one
+ * (tests/architecture.test.ts): the daemon's `assembleDaemon` (one exchange for sources, fetches,
+ * downloads and token validation) and diagnose's server probe in the CLI.
+ */
+export function createUpstreamExchange(setup: UpstreamExchangeSetup): UpstreamExchange {
+  const { config, thirdParty, ...deps } = setup;
+  let built: { servers: readonly ServerConfig[]; insecure: boolean; policy: TokenPolicy } | undefined;
+  const policy = (): TokenPolicy => {
+    const current = config();
+    if (built?.servers !== current.servers || built.insecure !== current.allowInsecureLoopback) {
+      built = { servers: current.servers, insecure: current.allowInsecureLoopback, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, ...(thirdParty === undefined ? {} : { thirdParty }) }) };
+    }
+    return built.policy;
+  };
+  return new UpstreamExchange({ ...deps, policy });
 }
 
 /** A candidate token (validation): sent as given; a 401 does not touch the stored one. */

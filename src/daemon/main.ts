@@ -9,13 +9,9 @@ import { createLogger, type Logger } from './logger.js';
 import { currentPathInputs, resolvePaths, type Paths } from '../protocol/paths.js';
 import { ensurePrivateDir, PrivateDirError } from '../node/private-dir.js';
 import { buildServer, rawServer } from './server.js';
+import { assembleDaemon } from './assemble-daemon.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
-import { EventBus } from '../broker/event-bus.js';
-import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
-import { SourceService } from '../broker/source-service.js';
-import { TokenService } from '../broker/token-service.js';
-import { UpstreamExchange } from '../broker/upstream-exchange.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
@@ -27,12 +23,9 @@ import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/
 import { SECRETS_FILE } from './secret-store/file-store.js';
 import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
-import { FetchService } from '../broker/fetch-service.js';
-import { DownloadService } from '../broker/download-service.js';
 import { createFsDownloadFiles } from './fs-download-files.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
-import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 import { coreDumpsStatus } from './core-limit.js';
@@ -92,63 +85,28 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const settled = config.secretStore === 'file' ? { store: remembering, migrated: 0 } : await settlePlaintextLeftover(remembering, paths.stateDir, logger);
   const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
   const plaintextLeftover = settled.leftover;
-  const events = new EventBus(systemClock);
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
-  const tokens = new TokenService({
-    servers: () => currentConfig.servers,
-    warningDays: () => currentConfig.expiryWarningDays,
-    store: secretStore.store,
-    state: createFsStateStore(paths.stateDir, { scrub }),
-    upstream,
-    clock: systemClock,
-    events,
-    log: logger,
-    userAgent: USER_AGENT,
-  });
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
+  const { events, tokens, sources, clientTokens, fetchService, downloadService } = assembleDaemon(
+    {
+      upstream,
+      secretStore: secretStore.store,
+      state: createFsStateStore(paths.stateDir, { scrub }),
+      contentCache,
+      downloadFiles: createFsDownloadFiles(),
+      clock: systemClock,
+      log: logger,
+      user: localUserName(),
+      userAgent: USER_AGENT,
+    },
+    () => currentConfig,
+  );
   await tokens.start();
-  // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
-  let thirdParty: (canonicalUrl: string) => boolean = () => false;
-  const policy = policyFollowing(() => currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
-  // The one upstream exchange of sources, fetches and downloads (token validation has its own,
-  // with the token endpoints' policy, inside TokenService).
-  const exchange = new UpstreamExchange({ policy, upstream, tokens, clock: systemClock, userAgent: USER_AGENT });
-  const sources = new SourceService({
-    config: () => currentConfig,
-    policy,
-    tokens,
-    exchange,
-    state: createFsStateStore(paths.stateDir, { scrub }),
-    clock: systemClock,
-    events,
-    log: logger,
-  });
   await sources.load();
-  thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
-  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir, { scrub }), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
-  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig.cacheMaxMegabytes * 1024 * 1024, log: logger });
-  const fetchService = new FetchService({
-    exchange,
-    cache: contentCache,
-    events,
-    clock: systemClock,
-    log: logger,
-  });
-  const downloadService = new DownloadService({
-    fetch: fetchService,
-    files: createFsDownloadFiles(),
-    events,
-    clock: systemClock,
-    log: logger,
-    // The one use of the app index for downloads: re-point here when app infos change shape.
-    resolveApp: (source, name, version) => {
-      const { tarball, token } = sources.tarball(source, name, version);
-      return { url: tarball.tarballUrl, shasum: tarball.shasum, token };
-    },
-  });
   const app = await buildServer({
     logger,
     getConfig: () => currentConfig,
@@ -258,16 +216,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 
 /** Sent upstream on every request (fetches, documents, token validation). */
 const USER_AGENT = `tokenbroker/${VERSION}`;
-
-/** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
-function policyFollowing(config: () => Readonly<Config>, thirdParty: (canonicalUrl: string) => boolean): () => TokenPolicy {
-  let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
-  return () => {
-    const current = config();
-    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, thirdParty }) };
-    return built.policy;
-  };
-}
 
 /** SIGHUP: an invalid new config is logged and the old one kept. */
 async function reloadConfig(paths: Paths, logger: Logger): Promise<Readonly<Config> | undefined> {
