@@ -55,7 +55,8 @@ describe('architecture', () => {
   const LAYERS: Record<string, readonly string[]> = {
     protocol: ['protocol'],
     broker: ['broker', 'protocol'],
-    client: ['client', 'protocol'],
+    // client -> node: the Node adapters the client library shares (owned-path check, file writer).
+    client: ['client', 'node', 'protocol'],
     node: ['node', 'broker', 'protocol'],
     cli: ['cli', 'client', 'node', 'protocol'],
     daemon: ['daemon', 'broker', 'node', 'protocol'],
