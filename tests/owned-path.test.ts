@@ -26,7 +26,7 @@ describe('ownedPathProblem', () => {
   });
   it('a symlink is refused before anything else, whatever it points at', () => {
     expect(ownedPathProblem(stats({ kind: 'symlink' }), privateDir, 1000)).toEqual({ problem: 'symlink' });
-    expect(ownedPathProblem(stats({ kind: 'symlink' }), { closedBits: 0o022 }, undefined)).toEqual({ problem: 'symlink' });
+    expect(ownedPathProblem(stats({ kind: 'symlink' }), { closedBits: 0o022 }, null)).toEqual({ problem: 'symlink' });
   });
   it('the wrong kind of file', () => {
     expect(ownedPathProblem(stats({ kind: 'file' }), privateDir, 1000)).toEqual({ problem: 'wrong-kind', kind: 'directory' });
@@ -43,7 +43,7 @@ describe('ownedPathProblem', () => {
     expect(ownedPathProblem(stats({ mode: 0o750 }), privateDir, 1000)).toEqual({ problem: 'open-mode', mode: '0750', bits: 0o750 });
   });
   it('without uids (Windows) owner and mode are not compared', () => {
-    expect(ownedPathProblem(stats({ uid: 0, mode: 0o777 }), privateDir, undefined)).toBeUndefined();
+    expect(ownedPathProblem(stats({ uid: 0, mode: 0o777 }), privateDir, null)).toBeUndefined();
   });
 });
 

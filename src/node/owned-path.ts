@@ -35,10 +35,11 @@ export function modeText(mode: number): string {
  * Judges stats already taken: `lstat` of a path (then a symlink is refused), or `stat` of an open
  * handle (the very file read). Without uids (Windows) owner and mode are not compared.
  */
-export function ownedPathProblem(info: Stats, rule: OwnedPathRule, uid: number | undefined = process.getuid?.()): OwnedPathProblem | undefined {
+export function ownedPathProblem(info: Stats, rule: OwnedPathRule, uid: number | null | undefined = process.getuid?.()): OwnedPathProblem | undefined {
   if (info.isSymbolicLink()) return { problem: 'symlink' };
   if (rule.kind !== undefined && !isKind(info, rule.kind)) return { problem: 'wrong-kind', kind: rule.kind };
-  if (uid === undefined) return undefined;
+  // null: no uids on this platform (an undefined argument takes the default, the process's uid).
+  if (uid === undefined || uid === null) return undefined;
   if (info.uid !== uid && !(rule.alsoOwnedBy ?? []).includes(info.uid)) return { problem: 'foreign-owner', owner: info.uid, uid };
   if ((info.mode & rule.closedBits) !== 0) return { problem: 'open-mode', mode: modeText(info.mode), bits: info.mode & 0o777 };
   return undefined;
