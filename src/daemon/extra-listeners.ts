@@ -6,8 +6,7 @@ import type { Config } from '../protocol/config-schema.js';
 import { tagExtraListener } from './listener-auth.js';
 import { ListenError, openSocketPath, type SocketHandle } from './listen.js';
 import type { DomainLog } from '../broker/ports.js';
-import { PrivateDirError } from '../node/private-dir.js';
-import { ownedPathProblem } from '../node/owned-path.js';
+import { assertOwnedDir, PrivateDirError } from '../node/private-dir.js';
 
 type ListenerConfig = Config['listeners'][number];
 
@@ -58,22 +57,12 @@ export async function ensureListenerDir(dir: string, socketMode: number): Promis
     }
   }
   const info = await lstat(dir);
-  const found = ownedPathProblem(info, { kind: 'directory', closedBits: 0o022 });
-  switch (found?.problem) {
-    case undefined:
-      break;
-    case 'symlink':
-      throw new PrivateDirError(`listener directory ${dir} is a symlink; refusing to use it`, `Point the listener at the real directory, or remove the symlink (rm ${dir}).`);
-    case 'wrong-kind':
-      throw new PrivateDirError(`listener directory ${dir} is not a directory`, `Move ${dir} away or choose another listener path.`);
-    case 'foreign-owner':
-      throw new PrivateDirError(`listener directory ${dir} is owned by uid ${found.owner}, not by you (uid ${found.uid}); refusing to use it`, 'Create a directory of your own for the shared socket (e.g. mkdir -m 0710 DIR).');
-    case 'open-mode':
-      throw new PrivateDirError(
-        `listener directory ${dir} is writable by group or others (mode ${found.mode}); refusing to use it`,
-        `Others could replace the socket. Use a directory of its own: chmod ${octal(found.bits & ~0o022)} ${dir}`,
-      );
-  }
+  assertOwnedDir(dir, info, 'listener directory', {
+    symlink: `Point the listener at the real directory, or remove the symlink (rm ${dir}).`,
+    notDirectory: `Move ${dir} away or choose another listener path.`,
+    foreignOwner: 'Create a directory of your own for the shared socket (e.g. mkdir -m 0710 DIR).',
+    openMode: (bits) => `Others could replace the socket. Use a directory of its own: chmod ${octal(bits & ~0o022)} ${dir}`,
+  });
   const actual = info.mode & 0o777;
   const warnings: string[] = [];
   if ((socketMode & 0o060) !== 0 && (actual & 0o010) === 0) warnings.push(`the group cannot reach the socket: ${dir} has mode ${octal(actual)} (chmod g+x ${dir})`);
