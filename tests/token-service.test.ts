@@ -142,7 +142,8 @@ describe('token lifecycle', () => {
     const view = await h.service.set(undefined, token, { verify: false });
     expect(view.state).toBe('unverified');
     expect(view.tokenId).toBeUndefined();
-    await flush();
+    // The background check is a request to the fake server: wait for its outcome, not for a time.
+    await expect.poll(() => h.service.view().state, { timeout: 10_000 }).toBe('valid');
     expect(h.service.view()).toMatchObject({ state: 'valid', tokenId: `id-${counter}` });
   });
 
