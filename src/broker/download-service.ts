@@ -5,6 +5,7 @@ import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { FileDigests, serverChecksums } from '../protocol/file-digests.js';
 import type { EventBus } from './event-bus.js';
 import type { FetchResponse, FetchService } from './fetch-service.js';
+import type { TokenUse } from './upstream-exchange.js';
 import type { Clock, DomainLog, DownloadFiles, PartFile } from './ports.js';
 import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 
@@ -15,7 +16,14 @@ export interface DownloadServiceDeps {
   clock: Clock;
   log: DomainLog;
   /** `{source, app, version?}` → the tarball URL and the index's sha1 (one small function in main.ts). */
-  resolveApp(source: string, app: string, version: string | undefined): { url: string; shasum?: string | undefined };
+  resolveApp(source: string, app: string, version: string | undefined): DownloadSource;
+}
+
+/** What to download: a URL, or an app's tarball (with the index's sha1, and no token for a third party's). */
+export interface DownloadSource {
+  url: string;
+  shasum?: string | undefined;
+  token?: TokenUse | undefined;
 }
 
 /** Where the request came from: an extra listener may only write under its `downloadDirs`. */
@@ -106,12 +114,12 @@ export class DownloadService {
     }
   }
 
-  private source(request: DownloadRequestInput): { url: string; shasum?: string | undefined } {
+  private source(request: DownloadRequestInput): DownloadSource {
     if (request.url !== undefined) return { url: request.url };
     return this.deps.resolveApp(request.source as string, request.app as string, request.version);
   }
 
-  private async run(id: string, target: string, source: { url: string; shasum?: string | undefined }, request: DownloadRequestInput, running: Running): Promise<DownloadOutcome> {
+  private async run(id: string, target: string, source: DownloadSource, request: DownloadRequestInput, running: Running): Promise<DownloadOutcome> {
     const { files } = this.deps;
     const signal = running.controller.signal;
     const expected = { sha1: request.sha1 ?? source.shasum?.toLowerCase(), sha256: request.sha256 };
@@ -128,7 +136,7 @@ export class DownloadService {
     let resumeFrom = existing?.part.size ?? 0;
     let response: FetchResponse;
     try {
-      response = await this.open(source.url, resumeFrom > 0 ? { range: `bytes=${resumeFrom}-`, 'if-range': validatorOf(existing?.info) as string } : {}, signal);
+      response = await this.open(source, resumeFrom > 0 ? { range: `bytes=${resumeFrom}-`, 'if-range': validatorOf(existing?.info) as string } : {}, signal);
     } catch (err) {
       // 416: the `.part` is no prefix of the file any more (or all of it): start over.
       if (resumeFrom === 0 || !isBrokerError(err, 'BROKER_UPSTREAM_ERROR') || err.details?.status !== 416) throw await this.keep(existing?.part, err, signal);
@@ -136,7 +144,7 @@ export class DownloadService {
       await files.discard(target);
       existing = undefined;
       resumeFrom = 0;
-      response = await this.open(source.url, {}, signal);
+      response = await this.open(source, {}, signal);
     }
 
     let total: number | undefined;
@@ -225,9 +233,9 @@ export class DownloadService {
     return { id, path: target, bytes: received, sha1: digests.sha1, sha256: digests.sha256, verifiedBy, resumed: resumeFrom > 0 };
   }
 
-  private async open(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<FetchResponse> {
+  private async open(source: DownloadSource, headers: Record<string, string>, signal: AbortSignal): Promise<FetchResponse> {
     try {
-      return await this.deps.fetch.fetch({ requestId: randomUUID(), url, headers, signal });
+      return await this.deps.fetch.fetch({ requestId: randomUUID(), url: source.url, headers, signal, token: source.token });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw err;

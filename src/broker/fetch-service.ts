@@ -8,7 +8,7 @@ import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, Upstre
 import type { RequestHop } from './policy.js';
 import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 import { discardBody } from './upstream-errors.js';
-import type { UpstreamExchange } from './upstream-exchange.js';
+import type { TokenUse, UpstreamExchange } from './upstream-exchange.js';
 
 /** Everything the fetch pipeline touches, passed in explicitly so wiring is one place (main.ts). */
 export interface FetchServiceDeps {
@@ -32,6 +32,8 @@ export interface FetchInput {
   headers: FetchRequestHeaders;
   /** Aborted when the client goes away: the upstream request is aborted with it. */
   signal: AbortSignal;
+  /** The token this fetch may use; default the server's. A third party's tarball passes `exchange.withoutToken`. */
+  token?: TokenUse | undefined;
 }
 
 export interface FetchResponse {
@@ -95,7 +97,7 @@ export class FetchService {
     const target = this.exchange.allowed(input.url);
     this.ledger.update(input.requestId, { url: describeUrl(target.canonicalUrl) });
     // The token check comes before the cache: restricted content needs a usable token either way.
-    const token = this.exchange.lazyToken();
+    const token = input.token ?? this.exchange.lazyToken();
     if (target.needsToken) token.get(target.server.name);
 
     const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;

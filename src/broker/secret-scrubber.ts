@@ -21,6 +21,43 @@ export function scrubSecrets(text: string, secrets: readonly (string | undefined
     if (secret === undefined || secret.length < MIN_SECRET_LENGTH) continue;
     for (const form of encodedForms(secret)) {
       if (result.includes(form)) result = result.split(form).join(REDACTED);
+      result = scrubEdgeFragments(result, form);
+    }
+  }
+  return result;
+}
+
+/**
+ * Redact first, then cut (DESIGN section 5): text from an upstream is cut to `max` characters
+ * only after every form of every secret in it was replaced. Cut first, a reflected token whose
+ * position the client chose (by its URL's length) survived all but its last character, and no
+ * scrubber downstream recognises a partial token. The cut never splits `[redacted]` either.
+ */
+export function scrubThenCut(text: string, secrets: readonly (string | undefined)[], max: number): string {
+  const scrubbed = scrubSecrets(text, secrets);
+  if (scrubbed.length <= max) return scrubbed;
+  let cut = scrubbed.slice(0, max);
+  const open = cut.lastIndexOf('[');
+  if (open !== -1 && REDACTED.startsWith(cut.slice(open)) && scrubbed.startsWith(REDACTED, open)) cut = cut.slice(0, open);
+  return `${cut}…`;
+}
+
+/**
+ * A text that an upstream (or a bounded read) already cut can begin with the end of a token, or
+ * end with its start: fragments of MIN_SECRET_LENGTH or more characters at either edge go too.
+ */
+function scrubEdgeFragments(text: string, form: string): string {
+  let result = text;
+  for (let length = Math.min(form.length - 1, result.length); length >= MIN_SECRET_LENGTH; length--) {
+    if (result.endsWith(form.slice(0, length))) {
+      result = `${result.slice(0, result.length - length)}${REDACTED}`;
+      break;
+    }
+  }
+  for (let length = Math.min(form.length - 1, result.length); length >= MIN_SECRET_LENGTH; length--) {
+    if (result.startsWith(form.slice(form.length - length))) {
+      result = `${REDACTED}${result.slice(length)}`;
+      break;
     }
   }
   return result;

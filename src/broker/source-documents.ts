@@ -115,8 +115,10 @@ export function parseDocument<S extends z.ZodType>(text: string, schema: S, what
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (err) {
-    return { ok: false, message: `${what} is not valid JSON (${err instanceof Error ? err.message.slice(0, 200) : 'parse error'}).` };
+  } catch {
+    // Not the parser's message: V8 quotes a piece of the input, which a reflecting upstream can
+    // fill with part of the token (and a cut of it is no longer recognisable as the token).
+    return { ok: false, message: `${what} is not valid JSON.` };
   }
   const result = schema.safeParse(json);
   if (result.success) return { ok: true, value: result.data };

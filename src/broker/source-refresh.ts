@@ -35,7 +35,15 @@ import type { SourceRegistry, SourceRuntime } from './source-registry.js';
  * One small document through the upstream exchange (token policy at every hop, If-None-Match,
  * size cap). The only way this module reaches the network.
  */
-export type DocumentFetcher = (request: { url: string; etag?: string | undefined; maxBytes: number; accept?: string; signal?: AbortSignal }) => Promise<DocumentResult>;
+export type DocumentFetcher = (request: {
+  url: string;
+  etag?: string | undefined;
+  maxBytes: number;
+  accept?: string;
+  signal?: AbortSignal;
+  /** Set for the URLs a third-party source lists: fetched without the token, never with it (DESIGN section 6). */
+  thirdParty?: string;
+}) => Promise<DocumentResult>;
 
 export interface SourceRefreshDeps {
   fetchDocument: DocumentFetcher;
@@ -281,7 +289,8 @@ class Attempt {
   }
 
   private fetch(url: string, request: { etag?: string | undefined; maxBytes: number; accept?: string }): Promise<DocumentResult> {
-    const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => this.deps.fetchDocument({ url, ...request, signal: this.signal }));
+    const thirdParty = this.thirdParty ? { thirdParty: `The third-party source "${this.runtime.id}"` } : {};
+    const go = (): Promise<DocumentResult> => this.deps.limiter.run(() => this.deps.fetchDocument({ url, ...request, signal: this.signal, ...thirdParty }));
     // A third-party source may fetch what its documents list, while they are being read.
     return this.thirdParty ? this.deps.registry.allowingOnce(url, go) : go();
   }

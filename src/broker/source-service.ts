@@ -1,8 +1,9 @@
 import type { Config } from '../protocol/config-schema.js';
 import { describeArtifactUrl as describe } from '../protocol/artifact-url.js';
 import { BrokerError } from '../protocol/errors.js';
-import { type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
-import { APP_ASSET_KINDS, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
+import { type AppTarball, type AppView, type RefreshOutcome, type SourceAdded, type SourceRefreshResult, type SourceRemoved, type SourceState, type SourcesStatus, type SourceView } from '../protocol/sources.js';
+import { APP_ASSET_KINDS, assetUrl, dropAsset, loadAsset, type AppAsset, type AppAssetKind } from './app-assets.js';
+import { resolveTarball } from './app-tarball.js';
 import { appCounts, appViews, findApp, indexedApps, type IndexedApp } from './app-views.js';
 import type { EventBus } from './event-bus.js';
 import { Limiter } from './limiter.js';
@@ -13,7 +14,7 @@ import { parseDocument, SOURCE_JSON_MAX_BYTES, SourceJsonSchema } from './source
 import { emptyIndex, toProblemView, type SourceIndex } from './source-index.js';
 import { refreshSource, TOKEN_CODES, type DocumentFetcher, type Prefetched } from './source-refresh.js';
 import { errorText, SourceRegistry, type SourceRuntime } from './source-registry.js';
-import type { UpstreamExchange } from './upstream-exchange.js';
+import type { TokenUse, UpstreamExchange } from './upstream-exchange.js';
 
 /**
  * App sources (DESIGN sections 5 and 6), the one entry point the routes use: views of the
@@ -50,7 +51,8 @@ export class SourceService {
   private readonly fetchDocument: DocumentFetcher;
 
   constructor(private readonly deps: SourceServiceDeps) {
-    this.fetchDocument = (request) => deps.exchange.document(request);
+    // A third party's index never makes the daemon use the token (DESIGN section 6).
+    this.fetchDocument = ({ thirdParty, ...request }) => deps.exchange.document(thirdParty === undefined ? request : { ...request, token: deps.exchange.withoutToken(thirdParty) });
     this.limiter = new Limiter(() => deps.config().refresh.concurrency);
     this.scheduler = new RefreshScheduler({
       clock: deps.clock,
@@ -147,10 +149,40 @@ export class SourceService {
     return { source: runtime.id, official: runtime.official, ...found };
   }
 
-  /** The icon or release notes kept for an app at its last refresh (served offline). */
+  /**
+   * The icon or release notes kept for an app at its last refresh (served offline). A third-party
+   * source's copy of a URL that needs the token is never served, whenever it was kept.
+   */
   async asset(source: string, name: string, kind: AppAssetKind): Promise<AppAsset> {
     const app = this.app(source, name);
+    const thirdParty = this.thirdPartyOf(app.source);
+    if (thirdParty !== undefined) this.refuseTokenUrl(assetUrl(app.info, kind), thirdParty);
     return loadAsset(this.deps.state, app.source, app.info.name, kind);
+  }
+
+  /**
+   * One version's tarball and the token use its fetch may have: the server's for the official
+   * and the user's own sources on a server; none for a third party's (DESIGN section 6), whose
+   * tarball URLs that need the token are refused before anything is sent.
+   */
+  tarball(source: string, name: string, version: string | undefined): { tarball: AppTarball; token?: TokenUse } {
+    const app = this.app(source, name);
+    const tarball = resolveTarball(app, version);
+    const thirdParty = this.thirdPartyOf(app.source);
+    if (thirdParty === undefined) return { tarball };
+    this.refuseTokenUrl(tarball.tarballUrl, thirdParty);
+    return { tarball, token: this.deps.exchange.withoutToken(thirdParty) };
+  }
+
+  /** "The third-party source "x"" for a third-party source, else undefined. */
+  private thirdPartyOf(sourceId: string): string | undefined {
+    const runtime = this.registry.byId(sourceId);
+    return runtime !== undefined && !runtime.official && this.registry.isThirdParty(runtime) ? `The third-party source "${runtime.id}"` : undefined;
+  }
+
+  private refuseTokenUrl(url: string, listedBy: string): void {
+    const classified = this.deps.policy().classify(url);
+    if (classified.allowed && classified.needsToken) this.deps.exchange.withoutToken(listedBy).get(classified.server.name);
   }
 
   /**

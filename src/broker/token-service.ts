@@ -3,17 +3,14 @@ import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import { TOKEN_REMOVAL_CONSEQUENCES, type TokenRemoved, type TokenState, type TokenView } from '../protocol/token.js';
 import type { EventBus } from './event-bus.js';
-import type { Clock, DomainLog, SecretStore, StateStore, TimerHandle, TokenAccess, Upstream } from './ports.js';
-import { createTokenPolicy } from './policy.js';
+import type { Clock, DomainLog, SecretStore, StateStore, TimerHandle, TokenAccess } from './ports.js';
+import { RefreshScheduler } from './refresh-scheduler.js';
 import { tokenShape } from './token-shape.js';
-import { validateToken, type ValidatedToken } from './token-validator.js';
-import { UpstreamExchange } from './upstream-exchange.js';
+import type { TokenValidation, ValidatedToken } from './token-validator.js';
 
 export const DAY_MS = 86_400_000;
 /** setTimeout cannot wait longer than ~24.8 days; re-evaluate at least daily anyway. */
 const MAX_TIMER_MS = DAY_MS;
-const REVALIDATE_BASE_MS = 5_000;
-const REVALIDATE_CAP_MS = 30 * 60_000;
 const STATE_DOCUMENT = 'tokens.json';
 
 /** Non-secret metadata persisted in the state dir so status works offline and across restarts. */
@@ -44,14 +41,16 @@ export interface TokenServiceDeps {
   warningDays(): readonly number[];
   store: SecretStore;
   state: StateStore;
-  upstream: Upstream;
+  /**
+   * Asks the server who a token belongs to: the token-info entry point of the daemon's one
+   * upstream exchange (`exchangeTokenValidation` in token-validator.ts), wired in assembleDaemon.
+   */
+  validate: TokenValidation;
   clock: Clock;
   events: EventBus;
   log: DomainLog;
   /** For backoff jitter; injectable for tests. */
   random?: () => number;
-  /** Sent upstream as User-Agent (default `tokenbroker`). */
-  userAgent?: string;
 }
 
 /**
@@ -67,25 +66,21 @@ export class TokenService implements TokenAccess {
   private readonly loadProblems = new Map<string, string>();
   /** Bumped on every set/remove, so a slow background check never overwrites newer state. */
   private readonly generations = new Map<string, number>();
-  private readonly retryTimers = new Map<string, TimerHandle>();
+  /** Retries (a store that is not ready, a server that did not answer) back off on the refresh scheduler's schedule. */
+  private readonly retries: RefreshScheduler;
   private expiryTimer: TimerHandle | undefined;
   private persistChain: Promise<void> = Promise.resolve();
   private stopped = false;
   private backgroundEnabled = false;
-  private readonly random: () => number;
-
-  /** Token validation goes through the one upstream exchange (its endpoint requests need no policy of URLs). */
-  private readonly exchange: UpstreamExchange;
-
   constructor(private readonly deps: TokenServiceDeps) {
-    this.random = deps.random ?? Math.random;
-    this.exchange = new UpstreamExchange({
-      policy: () => createTokenPolicy(deps.servers(), { allowInsecureLoopback: false }),
-      upstream: deps.upstream,
-      tokens: this,
+    this.retries = new RefreshScheduler({
       clock: deps.clock,
-      userAgent: deps.userAgent ?? 'tokenbroker',
+      random: deps.random ?? Math.random,
+      // Only failures are scheduled here; a success removes the server's entry.
+      timing: () => ({ intervalMinutes: 24 * 60, jitterPercent: 0 }),
+      run: (server) => void (this.loadProblems.has(server) ? this.loadSecret(server) : this.revalidate(server)),
     });
+    this.retries.start([]);
   }
 
   /**
@@ -94,7 +89,7 @@ export class TokenService implements TokenAccess {
    */
   async start(): Promise<void> {
     await this.loadMetadata();
-    await Promise.all(this.deps.servers().map((server) => this.loadSecret(server.name, 0)));
+    await Promise.all(this.deps.servers().map((server) => this.loadSecret(server.name)));
     this.checkExpiry();
   }
 
@@ -103,15 +98,14 @@ export class TokenService implements TokenAccess {
     this.backgroundEnabled = true;
     for (const server of this.secrets.keys()) {
       const state = this.stateOf(server);
-      if (state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+      if (state !== 'invalid' && state !== 'expired') this.revalidateSoon(server);
     }
   }
 
   stop(): void {
     this.stopped = true;
     this.expiryTimer?.cancel();
-    for (const timer of this.retryTimers.values()) timer.cancel();
-    this.retryTimers.clear();
+    this.retries.stop();
   }
 
   /** Resolves `?server=` (default: the first configured server). */
@@ -171,7 +165,7 @@ export class TokenService implements TokenAccess {
         details: { server: server.name, expiresAt: new Date(shapeExpiry).toISOString() },
       });
     }
-    const validated: ValidatedToken | undefined = options.verify ? await validateToken(this.exchange, server, token) : undefined;
+    const validated: ValidatedToken | undefined = options.verify ? await this.deps.validate(server, token) : undefined;
     // The token's own expiry stands until (and unless) the server says otherwise.
     const info = validated === undefined ? undefined : { ...validated, ...(validated.expiresAt === undefined && shapeExpiry !== undefined ? { expiresAt: shapeExpiry } : {}) };
     await this.deps.store.set(server.name, token);
@@ -194,7 +188,7 @@ export class TokenService implements TokenAccess {
     const view = this.view(server.name);
     this.deps.events.emit('token.set', { server: server.name, state: view.state, ...(view.tokenId ? { tokenId: view.tokenId } : {}), ...(view.expiresAt ? { expiresAt: view.expiresAt } : {}) });
     this.deps.log.info({ server: server.name, tokenId: view.tokenId, state: view.state }, 'identity token set');
-    if (info === undefined && this.backgroundEnabled) this.scheduleRevalidation(server.name, 0, 0);
+    if (info === undefined && this.backgroundEnabled) this.revalidateSoon(server.name);
     this.checkExpiry();
     return this.view(server.name);
   }
@@ -360,7 +354,7 @@ export class TokenService implements TokenAccess {
   }
 
   /** Loads one server's token from the store; a store that is not ready is retried with backoff. */
-  private async loadSecret(server: string, attempt: number): Promise<void> {
+  private async loadSecret(server: string): Promise<void> {
     if (this.stopped) return;
     const generation = this.generationOf(server);
     let secret: string | null;
@@ -369,12 +363,13 @@ export class TokenService implements TokenAccess {
     } catch (err) {
       if (generation !== this.generationOf(server)) return;
       this.loadProblems.set(server, errorText(err));
+      const attempt = this.retries.failed(server);
       this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot load the identity token from the secret store; retrying');
-      this.scheduleRetry(server, attempt, () => this.loadSecret(server, attempt + 1));
       return;
     }
     if (generation !== this.generationOf(server)) return;
     this.loadProblems.delete(server);
+    this.retries.remove(server);
     if (secret === null) return;
     this.secrets.set(server, secret);
     if (!this.meta.has(server)) {
@@ -382,29 +377,26 @@ export class TokenService implements TokenAccess {
       this.meta.set(server, { setAt: this.deps.clock.now(), verified: false, warned: [], expiredNotified: false });
     }
     const state = this.stateOf(server);
-    if (this.backgroundEnabled && state !== 'invalid' && state !== 'expired') this.scheduleRevalidation(server, 0, 0);
+    if (this.backgroundEnabled && state !== 'invalid' && state !== 'expired') this.revalidateSoon(server);
     this.checkExpiry();
   }
 
-  private scheduleRevalidation(server: string, attempt: number, delayMs?: number): void {
+  /** A check right away (not on a timer: nothing to wait for), replacing any retry pending. */
+  private revalidateSoon(server: string): void {
     this.cancelRetry(server);
-    const run = (): void => void this.revalidate(server, attempt);
-    if (delayMs === 0) {
-      queueMicrotask(run);
-      return;
-    }
-    this.scheduleRetry(server, attempt, run);
+    queueMicrotask(() => void this.revalidate(server));
   }
 
   /** Background check of a stored token; offline = retry with backoff, keeping the last answer. */
-  private async revalidate(server: string, attempt: number): Promise<void> {
+  private async revalidate(server: string): Promise<void> {
     if (this.stopped) return;
     const token = this.secrets.get(server);
     const state = this.stateOf(server);
     if (token === undefined || state === 'invalid' || state === 'expired') return;
     const generation = this.generationOf(server);
     try {
-      const { metadataUnknown: _unknown, ...info } = await validateToken(this.exchange, this.server(server), token);
+      const { metadataUnknown: _unknown, ...info } = await this.deps.validate(this.server(server), token);
+      this.retries.remove(server);
       if (generation !== this.generationOf(server)) return;
       const meta = this.meta.get(server);
       if (meta === undefined) return;
@@ -418,29 +410,14 @@ export class TokenService implements TokenAccess {
         this.rejected(server, err.message, token);
         return;
       }
+      // Offline: the scheduler's backoff (full jitter, 1 s .. 5 min), the same as a source's.
+      const attempt = this.retries.failed(server);
       this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot verify the identity token now; keeping the last known state and retrying');
-      this.scheduleRevalidation(server, attempt + 1);
     }
   }
 
-  /** Exponential backoff with full jitter. */
-  private scheduleRetry(server: string, attempt: number, fn: () => void): void {
-    if (this.stopped) return;
-    this.cancelRetry(server);
-    const ceiling = Math.min(REVALIDATE_CAP_MS, REVALIDATE_BASE_MS * 2 ** Math.min(attempt, 20));
-    const delay = Math.max(1_000, Math.floor(this.random() * ceiling));
-    this.retryTimers.set(
-      server,
-      this.deps.clock.setTimer(delay, () => {
-        this.retryTimers.delete(server);
-        fn();
-      }),
-    );
-  }
-
   private cancelRetry(server: string): void {
-    this.retryTimers.get(server)?.cancel();
-    this.retryTimers.delete(server);
+    this.retries.remove(server);
   }
 
   private generationOf(server: string): number {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ServerConfig } from '../protocol/config-schema.js';
 import { BrokerError } from '../protocol/errors.js';
 import { describeIssue } from '../protocol/zod-issues.js';
-import { assertNotHtml, givenToken, type UpstreamExchange } from './upstream-exchange.js';
+import { assertNotHtml, type UpstreamExchange } from './upstream-exchange.js';
 
 /** `GET origin+tokenInfoPath` answer (times in unix seconds; unknown fields ignored). */
 const UpstreamTokenInfoSchema = z.looseObject({
@@ -26,13 +26,21 @@ export interface ValidatedToken {
   metadataUnknown?: true;
 }
 
+/** Asks the server who a token belongs to (TokenService's port; wired to the one exchange). */
+export type TokenValidation = (server: ServerConfig, token: string, signal?: AbortSignal) => Promise<ValidatedToken>;
+
+/** Token validation through the daemon's one upstream exchange (late-bound: the exchange needs the TokenService). */
+export function exchangeTokenValidation(exchange: () => UpstreamExchange): TokenValidation {
+  return (server, token, signal) => validateToken(exchange(), server, token, signal);
+}
+
 /**
  * Asks the server who the token belongs to, through the one upstream exchange (the server's own
  * origin only, no redirect followed, the one error mapper). 401 -> TOKEN_INVALID/_EXPIRED;
  * 403 -> valid, metadata unknown; 200 with HTML -> the origin is not an Artifactory API.
  */
 export async function validateToken(exchange: UpstreamExchange, server: ServerConfig, token: string, signal?: AbortSignal): Promise<ValidatedToken> {
-  const answer = await exchange.endpoint({ server, path: server.tokenInfoPath, token: givenToken(token), signal });
+  const answer = await exchange.tokenInfo(server, token, signal);
   if (answer.status === 403) return { metadataUnknown: true };
   if (answer.status !== 200) {
     const error = exchange.endpointError(answer);

@@ -38,7 +38,10 @@ export async function readErrorBody(body: Readable): Promise<string> {
   return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
 }
 
-/** Artifactory's `{"errors":[{"status","message"}]}`, else the first line of the text. */
+/**
+ * Artifactory's `{"errors":[{"status","message"}]}`, else the first line of the text, uncut: the
+ * exchange redacts it and only then cuts it to MAX_UPSTREAM_MESSAGE (`scrubThenCut`).
+ */
 export function upstreamMessage(text: string): string {
   try {
     const parsed = JSON.parse(text) as { errors?: { message?: unknown }[]; message?: unknown };
@@ -52,9 +55,11 @@ export function upstreamMessage(text: string): string {
   return clean(text.split('\n')[0] ?? '');
 }
 
+/** Upstream messages in answers, events, the ledger and state are at most this long (after redaction). */
+export const MAX_UPSTREAM_MESSAGE = 200;
+
 function clean(text: string): string {
-  const printable = text.replace(/[^\x20-\x7e]/g, ' ').trim();
-  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
+  return text.replace(/[^\x20-\x7e]/g, ' ').trim();
 }
 
 /**

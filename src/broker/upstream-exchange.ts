@@ -1,11 +1,11 @@
-import type { ServerConfig } from '../protocol/config-schema.js';
+import type { Config, ServerConfig } from '../protocol/config-schema.js';
 import { describeArtifactUrl } from '../protocol/artifact-url.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
-import type { AllowedUrl, RequestHop, TokenPolicy } from './policy.js';
+import { createTokenPolicy, type AllowedUrl, type RequestHop, type TokenPolicy } from './policy.js';
 import type { Clock, TokenAccess, Upstream, UpstreamResponse } from './ports.js';
 import { readBodyCapped } from './read-body.js';
-import { scrubSecrets } from './secret-scrubber.js';
-import { discardBody, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
+import { scrubSecrets, scrubThenCut } from './secret-scrubber.js';
+import { discardBody, MAX_UPSTREAM_MESSAGE, readErrorBody, retryAfterSeconds, upstreamMessage } from './upstream-errors.js';
 
 /**
  * THE one upstream exchange (DESIGN section 4). Every upstream request of the daemon goes through
@@ -74,6 +74,8 @@ export interface DocumentRequest {
   /** True when a 404 means "none" rather than an error. */
   optional?: boolean;
   signal?: AbortSignal | undefined;
+  /** The token this request may use (default: the server's, lazily); `withoutToken` for a third party's URLs. */
+  token?: TokenUse;
 }
 
 export type DocumentResult =
@@ -98,6 +100,11 @@ const ERROR_BODY_BYTES = 64 * 1024;
 export class UpstreamExchange {
   constructor(private readonly deps: UpstreamExchangeDeps) {}
 
+  /** The token policy of the current config (the sources ask it too: one policy, one exchange). */
+  policy(): TokenPolicy {
+    return this.deps.policy();
+  }
+
   /** The policy's decision, or BROKER_URL_NOT_ALLOWED (nothing is sent). */
   allowed(rawUrl: string): AllowedUrl {
     const classified = this.deps.policy().classify(rawUrl);
@@ -116,6 +123,25 @@ export class UpstreamExchange {
       used: () => value,
       rejected: (server, message) => access.rejected(server, message, value),
       secrets: (server) => [value, currentToken(access, server)],
+    };
+  }
+
+  /**
+   * For a URL a third party's index named (DESIGN section 6): fetched without the token where it
+   * is public, refused before anything is sent where the request (or a redirect) would need it.
+   */
+  withoutToken(listedBy: string): TokenUse {
+    return {
+      get: (server) => {
+        throw new BrokerError('BROKER_URL_NOT_ALLOWED', {
+          message: `${listedBy} lists a URL that needs the identity token of ${server}; the broker never uses your token for a third party's index.`,
+          hint: 'Ask the publisher of that source to list public URLs, or add the source from the server itself.',
+          details: { reason: 'third-party-needs-token', server },
+        });
+      },
+      used: () => undefined,
+      rejected: () => undefined,
+      secrets: (server) => [currentToken(this.deps.tokens, server)],
     };
   }
 
@@ -156,8 +182,20 @@ export class UpstreamExchange {
       const response = await this.deps.upstream.request({ method, url: hop.url, headers: hopHeaders, ...(signal === undefined ? {} : { signal }) });
       // Until someone consumes the body, an upstream failure must not become an uncaught error.
       response.body.on('error', () => undefined);
-      if (!REDIRECT_STATUSES.has(response.status)) return { response, hop };
+      // A reflection can only hold the token this chain carried (asking for the current one here
+      // would ask TokenAccess on requests that never need it).
+      const sent = [token.used()];
+      if (!REDIRECT_STATUSES.has(response.status)) return { response: withoutSecretValidators(response, sent), hop };
       discardBody(response);
+      if (carriesSecret(response.headers.location, sent)) {
+        // A proxy that reflects the request into Location: following it would hand the token to
+        // whatever origin it names (and put it in our logs as a URL). Never followed.
+        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
+          message: `The server redirected ${describeArtifactUrl(target.canonicalUrl)} to a URL that carries the identity token; the broker does not follow it.`,
+          hint: "The server or a proxy in between reflects the request's Authorization header; report it to the server's administrators.",
+          details: { status: response.status, reason: 'redirect-refused', url: describeArtifactUrl(target.canonicalUrl) },
+        });
+      }
       const decision = policy.redirectDecision(hop, response.headers.location);
       if (!decision.allowed) {
         const reason = this.scrub(decision.reason, token, server);
@@ -190,7 +228,8 @@ export class UpstreamExchange {
     // Name the origin that answered: with publicMirrorOrigin set the first hop goes to the mirror
     // (e.g. files.nordicsemi.cn), not to the server's origin. Redirect targets keep the original URL.
     const url = describeArtifactUrl(hop.redirects === 0 ? hop.url : failure.target.canonicalUrl);
-    const message = this.scrub(failure.message, token, server);
+    // Redact first, then cut: cut first, a token the client placed at the cut would survive in part.
+    const message = scrubThenCut(failure.message, token.secrets(server.name), MAX_UPSTREAM_MESSAGE);
     const said = message === '' ? '' : ` (the server said: ${message})`;
     if (status === 401) {
       if (hop.sendAuthorization) {
@@ -233,7 +272,7 @@ export class UpstreamExchange {
     const target = this.allowed(request.url);
     const headers: Record<string, string> = { accept: request.accept ?? 'application/json' };
     if (request.etag !== undefined) headers['if-none-match'] = request.etag;
-    const exchanged = await this.open({ target, headers, signal: request.signal });
+    const exchanged = await this.open({ target, headers, signal: request.signal, ...(request.token === undefined ? {} : { token: request.token }) });
     const { response, hop } = exchanged;
     // The origin that answered (a publicMirrorOrigin), as in errorFor.
     const url = describeArtifactUrl(hop.redirects === 0 ? hop.url : target.canonicalUrl);
@@ -297,6 +336,15 @@ export class UpstreamExchange {
     return { status: response.status, headers: response.headers, text, exchanged };
   }
 
+  /**
+   * Token validation's own entry point (DESIGN section 4): `GET origin+tokenInfoPath` with the
+   * candidate token. That path lies outside `authenticatedPrefixes`, so it is no URL the policy
+   * judges: the server's own origin, no redirect followed, a 401 never touches the stored token.
+   */
+  tokenInfo(server: ServerConfig, token: string, signal?: AbortSignal): ReturnType<UpstreamExchange['endpoint']> {
+    return this.endpoint({ server, path: server.tokenInfoPath, token: givenToken(token), signal });
+  }
+
   /** The mapper for an endpoint answer read by `endpoint` (its body was already read). */
   endpointError(answer: { text: string; exchanged: Exchanged }): BrokerError {
     return this.errorFor({ ...answer.exchanged, message: upstreamMessage(answer.text) });
@@ -305,6 +353,31 @@ export class UpstreamExchange {
   private scrub(text: string, token: TokenUse, server: ServerConfig): string {
     return scrubSecrets(text, token.secrets(server.name));
   }
+}
+
+export interface UpstreamExchangeSetup extends Omit<UpstreamExchangeDeps, 'policy'> {
+  /** The current config: the policy follows it (rebuilt only when a SIGHUP swapped it). */
+  config(): Readonly<Pick<Config, 'servers' | 'allowInsecureLoopback'>>;
+  /** Third-party sources (DESIGN section 6): which canonical URLs their indexes list. */
+  thirdParty?: (canonicalUrl: string) => boolean;
+}
+
+/**
+ * THE factory of upstream exchanges. Two composition roots call it, nothing else constructs one
+ * (tests/architecture.test.ts): the daemon's `assembleDaemon` (one exchange for sources, fetches,
+ * downloads and token validation) and diagnose's server probe in the CLI.
+ */
+export function createUpstreamExchange(setup: UpstreamExchangeSetup): UpstreamExchange {
+  const { config, thirdParty, ...deps } = setup;
+  let built: { servers: readonly ServerConfig[]; insecure: boolean; policy: TokenPolicy } | undefined;
+  const policy = (): TokenPolicy => {
+    const current = config();
+    if (built?.servers !== current.servers || built.insecure !== current.allowInsecureLoopback) {
+      built = { servers: current.servers, insecure: current.allowInsecureLoopback, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, ...(thirdParty === undefined ? {} : { thirdParty }) }) };
+    }
+    return built.policy;
+  };
+  return new UpstreamExchange({ ...deps, policy });
 }
 
 /** A candidate token (validation): sent as given; a 401 does not touch the stored one. */
@@ -338,6 +411,27 @@ export function assertNotHtml(contentType: string | undefined, body: Buffer, url
         : `Check "origin" of server "${server.name}" in config.json (now ${server.origin}): it must be the Artifactory server itself, not a web page or login portal in front of it.`,
     details: { status: 200, reason: 'not-json', url: describeArtifactUrl(url) },
   });
+}
+
+function carriesSecret(value: string | readonly string[] | undefined, secrets: readonly (string | undefined)[]): boolean {
+  if (value === undefined) return false;
+  const text = typeof value === 'string' ? value : value.join('\n');
+  return scrubSecrets(text, secrets) !== text;
+}
+
+/** Validators that go into files (FILE.part.json, the cache index, source indexes) and back upstream. */
+const VALIDATOR_HEADERS = ['etag', 'last-modified'] as const;
+
+/**
+ * A reflected ETag or Last-Modified is dropped where it enters the daemon (DESIGN section 5): it
+ * would be written to `.part.json` and the cache index and sent back as If-Range. Without it the
+ * answer is simply not resumable or revalidated; with `[redacted]` it would be a wrong validator.
+ */
+function withoutSecretValidators(response: UpstreamResponse, secrets: readonly (string | undefined)[]): UpstreamResponse {
+  if (!VALIDATOR_HEADERS.some((name) => carriesSecret(response.headers[name], secrets))) return response;
+  const headers = { ...response.headers };
+  for (const name of VALIDATOR_HEADERS) if (carriesSecret(headers[name], secrets)) delete headers[name];
+  return { ...response, headers };
 }
 
 function currentToken(access: TokenAccess, server: string): string | undefined {

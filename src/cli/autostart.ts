@@ -3,6 +3,7 @@
  * starts one in the background and retries once. Five CLIs racing start exactly one daemon: a
  * spawn lock next to the socket lets one spawn while the others wait for the socket to answer.
  */
+import { pollUntil } from '../protocol/poll-until.js';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { open, rename, stat } from 'node:fs/promises';
@@ -178,12 +179,11 @@ type Outcome = { kind: 'ready' } | { kind: 'exited'; code: number | null } | { k
 async function waitUntilAnswering(socketPath: string, exited: Promise<number | null>, deadline: number): Promise<Outcome> {
   let exit: { code: number | null } | undefined;
   void exited.then((code) => (exit = { code }));
-  for (;;) {
+  const outcome = await pollUntil<Outcome>(async () => {
     if ((await probeSocket(socketPath, 1_000)).kind === 'daemon') return { kind: 'ready' };
-    if (exit !== undefined) return { kind: 'exited', code: exit.code };
-    if (Date.now() > deadline) return { kind: 'timeout' };
-    await new Promise((resolve) => setTimeout(resolve, 30));
-  }
+    return exit === undefined ? undefined : { kind: 'exited', code: exit.code };
+  }, { deadline, intervalMs: 30 });
+  return outcome ?? { kind: 'timeout' };
 }
 
 async function rotateLog(logFile: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { pollUntil } from '../protocol/poll-until.js';
 import { readFileSync } from 'node:fs';
 
 /**
@@ -27,10 +28,5 @@ function isZombie(pid: number): boolean {
 
 /** Polls until `pid` is gone; false after `timeoutMs`. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (isProcessAlive(pid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return true;
+  return (await pollUntil(() => (isProcessAlive(pid) ? undefined : true), { timeoutMs, intervalMs: 50 })) === true;
 }

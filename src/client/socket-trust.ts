@@ -1,4 +1,5 @@
 import { lstat } from 'node:fs/promises';
+import { modeText, ownedPathProblem } from '../node/owned-path.js';
 import path from 'node:path';
 import { isWindowsPipe } from '../protocol/paths.js';
 
@@ -65,14 +66,19 @@ async function inspectDir(dir: string, uid: number): Promise<SocketFinding> {
     if (code === 'ENOENT') return found('missing', `${dir} does not exist yet`, 'The daemon creates it (0700) when it starts.');
     return found('refused', `${dir} cannot be read (${code ?? 'error'})`, 'Check the permissions of its parent directories.');
   }
-  if (info.isSymbolicLink()) return found('refused', `${dir} is a symlink`, `Remove the symlink (rm ${dir}); the daemon creates the directory itself.`);
-  if (!info.isDirectory()) return found('refused', `${dir} is not a directory`, `Move ${dir} away; the daemon creates the directory itself.`);
-  if (info.uid !== uid) {
-    return found('refused', `${dir} is owned by uid ${info.uid}, not by you (uid ${uid})`, 'Another user may be trying to intercept tokenbroker; remove the directory or choose another socket path.');
+  const problem = ownedPathProblem(info, { kind: 'directory', closedBits: 0o077 }, uid);
+  switch (problem?.problem) {
+    case 'symlink':
+      return found('refused', `${dir} is a symlink`, `Remove the symlink (rm ${dir}); the daemon creates the directory itself.`);
+    case 'wrong-kind':
+      return found('refused', `${dir} is not a directory`, `Move ${dir} away; the daemon creates the directory itself.`);
+    case 'foreign-owner':
+      return found('refused', `${dir} is owned by uid ${problem.owner}, not by you (uid ${uid})`, 'Another user may be trying to intercept tokenbroker; remove the directory or choose another socket path.');
+    case 'open-mode':
+      return found('refused', `${dir} is open to group or others (mode ${problem.mode})`, `Run: chmod 700 ${dir}`);
+    case undefined:
+      return found('ok', `${dir}: mode ${modeText(info.mode)}, owned by you`);
   }
-  const mode = modeText(info.mode);
-  if ((info.mode & 0o077) !== 0) return found('refused', `${dir} is open to group or others (mode ${mode})`, `Run: chmod 700 ${dir}`);
-  return found('ok', `${dir}: mode ${mode}, owned by you`);
 }
 
 async function inspectSocket(socketPath: string, uid: number): Promise<SocketFinding> {
@@ -85,18 +91,20 @@ async function inspectSocket(socketPath: string, uid: number): Promise<SocketFin
     if (code === 'ENOENT') return found('missing', `${socketPath} does not exist (no daemon is listening)`, 'The daemon creates it 0600 when it starts.');
     return found('refused', `${socketPath} cannot be read (${code ?? 'error'})`, 'Check the permissions of the socket directory.');
   }
-  if (info.isSymbolicLink()) return found('refused', `${socketPath} is a symlink`, `Remove it (rm ${socketPath}); the daemon creates the socket itself.`);
-  if (!info.isSocket()) return found('refused', `${socketPath} is not a socket`, 'Move it away; the daemon refuses to replace it.');
-  if (info.uid !== uid) return found('refused', `${socketPath} is owned by uid ${info.uid}, not by you (uid ${uid})`, 'This is not your daemon; check TOKENBROKER_SOCKET / --socket.');
-  const mode = modeText(info.mode);
   // Connecting to a Unix socket needs write permission on it (a plain 0755 from node's default
   // umask lets nobody else in, and the directory is already closed to them).
-  if ((info.mode & 0o022) !== 0) {
-    return found('refused', `${socketPath} can be used by group or others (mode ${mode}): they would act as you`, 'Restart the daemon: it creates the socket 0600. Under systemd check SocketMode=0600 in tokenbroker.socket.');
+  const problem = ownedPathProblem(info, { kind: 'socket', closedBits: 0o022 }, uid);
+  switch (problem?.problem) {
+    case 'symlink':
+      return found('refused', `${socketPath} is a symlink`, `Remove it (rm ${socketPath}); the daemon creates the socket itself.`);
+    case 'wrong-kind':
+      return found('refused', `${socketPath} is not a socket`, 'Move it away; the daemon refuses to replace it.');
+    case 'foreign-owner':
+      return found('refused', `${socketPath} is owned by uid ${problem.owner}, not by you (uid ${uid})`, 'This is not your daemon; check TOKENBROKER_SOCKET / --socket.');
+    case 'open-mode':
+      return found('refused', `${socketPath} can be used by group or others (mode ${problem.mode}): they would act as you`, 'Restart the daemon: it creates the socket 0600. Under systemd check SocketMode=0600 in tokenbroker.socket.');
+    case undefined:
+      return found('ok', `${socketPath}: mode ${modeText(info.mode)}, owned by you`);
   }
-  return found('ok', `${socketPath}: mode ${mode}, owned by you`);
 }
 
-function modeText(mode: number): string {
-  return (mode & 0o777).toString(8).padStart(4, '0');
-}

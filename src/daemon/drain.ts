@@ -1,3 +1,4 @@
+import { pollUntil } from '../protocol/poll-until.js';
 import type { Server } from 'node:http';
 import type { DomainLog } from '../broker/ports.js';
 
@@ -23,11 +24,11 @@ export function trackInFlight(server: Server): InFlight {
 export async function drainAndClose(options: { server: Server; inFlight: InFlight; graceMs: number; log: DomainLog }): Promise<void> {
   const { server, inFlight, graceMs, log } = options;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  const deadline = Date.now() + graceMs;
-  while (inFlight.count() > 0 && Date.now() < deadline) {
+  await pollUntil(() => {
+    if (inFlight.count() === 0) return true;
     server.closeIdleConnections();
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+    return undefined;
+  }, { timeoutMs: graceMs, intervalMs: 25 });
   if (inFlight.count() > 0) log.warn({ inFlight: inFlight.count() }, 'grace period over; closing remaining connections');
   server.closeAllConnections();
   await closed;

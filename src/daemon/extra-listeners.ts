@@ -6,7 +6,7 @@ import type { Config } from '../protocol/config-schema.js';
 import { tagExtraListener } from './listener-auth.js';
 import { ListenError, openSocketPath, type SocketHandle } from './listen.js';
 import type { DomainLog } from '../broker/ports.js';
-import { PrivateDirError } from '../node/private-dir.js';
+import { assertOwnedDir, PrivateDirError } from '../node/private-dir.js';
 
 type ListenerConfig = Config['listeners'][number];
 
@@ -57,23 +57,13 @@ export async function ensureListenerDir(dir: string, socketMode: number): Promis
     }
   }
   const info = await lstat(dir);
-  if (info.isSymbolicLink()) {
-    throw new PrivateDirError(`listener directory ${dir} is a symlink; refusing to use it`, `Point the listener at the real directory, or remove the symlink (rm ${dir}).`);
-  }
-  if (!info.isDirectory()) {
-    throw new PrivateDirError(`listener directory ${dir} is not a directory`, `Move ${dir} away or choose another listener path.`);
-  }
-  const uid = process.getuid?.();
-  if (uid !== undefined && info.uid !== uid) {
-    throw new PrivateDirError(`listener directory ${dir} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it`, 'Create a directory of your own for the shared socket (e.g. mkdir -m 0710 DIR).');
-  }
+  assertOwnedDir(dir, info, 'listener directory', {
+    symlink: `Point the listener at the real directory, or remove the symlink (rm ${dir}).`,
+    notDirectory: `Move ${dir} away or choose another listener path.`,
+    foreignOwner: 'Create a directory of your own for the shared socket (e.g. mkdir -m 0710 DIR).',
+    openMode: (bits) => `Others could replace the socket. Use a directory of its own: chmod ${octal(bits & ~0o022)} ${dir}`,
+  });
   const actual = info.mode & 0o777;
-  if ((actual & 0o022) !== 0) {
-    throw new PrivateDirError(
-      `listener directory ${dir} is writable by group or others (mode ${octal(actual)}); refusing to use it`,
-      `Others could replace the socket. Use a directory of its own: chmod ${octal(actual & ~0o022)} ${dir}`,
-    );
-  }
   const warnings: string[] = [];
   if ((socketMode & 0o060) !== 0 && (actual & 0o010) === 0) warnings.push(`the group cannot reach the socket: ${dir} has mode ${octal(actual)} (chmod g+x ${dir})`);
   if ((socketMode & 0o006) !== 0 && (actual & 0o001) === 0) warnings.push(`others cannot reach the socket: ${dir} has mode ${octal(actual)} (chmod o+x ${dir})`);

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { constants, mkdir, open, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { CacheWriter, CachedContent, CachedContentInfo, ContentCache, DomainLog } from '../broker/ports.js';
-import { writeFileAtomic } from '../node/atomic-file.js';
+import { createTempFile, renameDurably, sweepTempFiles, writeFileAtomic } from '../node/atomic-file.js';
 
 export interface FsContentCacheOptions {
   /** The daemon's cache dir (already checked private); bodies go into its `content/` subdir. */
@@ -23,7 +22,6 @@ export interface FsContentCache extends ContentCache {
 /** A body is served for at most this many URLs (mirrors of one file); the oldest is forgotten. */
 const MAX_URLS = 32;
 const SHA256 = /^[0-9a-f]{64}$/;
-const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 /** Bytes a cache write may queue before the download waits for the disk. */
 const WRITE_BUFFER = 1024 * 1024;
 
@@ -90,13 +88,11 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
   function load(): Promise<void> {
     loading ??= (async () => {
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      // Bodies whose writer died mid-write: the one sweeper of atomic writes.
+      await sweepTempFiles(dir);
       const names = await readdir(dir);
       const metas = new Set(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)));
       for (const name of names) {
-        if (name.startsWith('.tmp-')) {
-          await unlink(path.join(dir, name)).catch(() => undefined);
-          continue;
-        }
         if (!SHA256.test(name)) continue;
         if (!metas.has(name)) {
           // A body without its description (crash between rename and meta write): unusable.
@@ -168,8 +164,8 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
     const max = options.maxBytes();
     if (max === 0 || (expectedSize !== undefined && expectedSize > max)) return undefined;
     await load();
-    const temp = path.join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+    // Named after no body yet (the digest is known at commit): a temp file of the one atomic write.
+    const { path: temp, handle } = await createTempFile(path.join(dir, 'body'));
     // A write stream batches queued chunks into one writev: the download never waits for the disk
     // chunk by chunk, only when more than WRITE_BUFFER is queued (then backpressure, memory flat).
     const out = createWriteStream('', { fd: handle, highWaterMark: WRITE_BUFFER });
@@ -227,7 +223,7 @@ export function createFsContentCache(options: FsContentCacheOptions): FsContentC
             urls,
             storedAt: new Date(now()).toISOString(),
           };
-          if (existing === undefined) await rename(temp, blobPath(info.sha256));
+          if (existing === undefined) await renameDurably(temp, blobPath(info.sha256));
           else await unlink(temp);
           await writeFileAtomic(metaPath(info.sha256), JSON.stringify(meta));
           index(meta, now());

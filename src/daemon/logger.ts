@@ -3,35 +3,13 @@ import { REDACTED } from '../broker/secret-scrubber.js';
 
 export type { Logger } from 'pino';
 
-/**
- * Every path where a secret could end up in a log object. Redaction is the safety net: the token
- * is never put into a log object on purpose, but a request or error object might carry one.
- * These fixed paths cover child-logger bindings; `redactSecretKeys` below covers any depth and
- * any letter case in the objects of log calls.
- */
-export const REDACT_PATHS = [
-  'token',
-  'secret',
-  'password',
-  'authorization',
-  '*.token',
-  '*.secret',
-  '*.password',
-  '*.authorization',
-  '*.*.token',
-  '*.*.authorization',
-  'headers.authorization',
-  'headers.cookie',
-  'headers["set-cookie"]',
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'request.headers.authorization',
-  'res.headers["set-cookie"]',
-  'upstream.headers.authorization',
-];
-
 const CENSOR = REDACTED;
-/** Keys whose values are secrets wherever they appear, compared without regard to case. */
+/**
+ * Keys whose values are secrets wherever they appear, compared without regard to case: the one
+ * redaction of log objects (log calls and child-logger bindings alike; a list of fixed pino redact
+ * paths would only repeat a subset of it). The token is never put into a log object on purpose;
+ * this is the safety net, and the SecretScrubber on every line is the last one.
+ */
 const SECRET_KEY = /^(token|secret|password|authorization|proxy-authorization|cookie|set-cookie|x-jfrog-art-api)$/i;
 /** Deeper than any object we log; a cycle or a huge structure stops here. */
 const MAX_DEPTH = 8;
@@ -64,11 +42,10 @@ export interface LoggerOptions {
 
 /** JSON lines (or readable lines on a terminal) to stderr, with redaction set once here for every child logger. */
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
+  return redactingChildBindings(pino(
     {
       level: options.level,
       base: { pid: process.pid },
-      redact: { paths: REDACT_PATHS, censor: CENSOR },
       formatters: {
         log: (object) => redactSecretKeys(object) as Record<string, unknown>,
         bindings: (bindings) => redactSecretKeys(bindings) as Record<string, unknown>,
@@ -77,7 +54,20 @@ export function createLogger(options: LoggerOptions): Logger {
       ...(options.scrub === undefined ? {} : { hooks: { streamWrite: options.scrub } }),
     },
     options.destination ?? (process.stderr.isTTY ? humanDestination(process.stderr) : pino.destination({ fd: 2, sync: false })),
-  );
+  ));
+}
+
+/**
+ * pino serialises a child's bindings once, without the `bindings` formatter: they get the same
+ * any-depth redaction here. A child is created from its parent's prototype chain, so every
+ * descendant (fastify's request loggers included) inherits this `child`.
+ */
+function redactingChildBindings(logger: Logger): Logger {
+  const original = logger.child;
+  logger.child = function child(this: Logger, bindings, childOptions) {
+    return original.call(this, redactSecretKeys(bindings) as typeof bindings, childOptions);
+  } as Logger['child'];
+  return logger;
 }
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };

@@ -9,14 +9,10 @@ import { createLogger, type Logger } from './logger.js';
 import { currentPathInputs, resolvePaths, type Paths } from '../protocol/paths.js';
 import { ensurePrivateDir, PrivateDirError } from '../node/private-dir.js';
 import { buildServer, rawServer } from './server.js';
+import { assembleDaemon } from './assemble-daemon.js';
 import { systemClock } from './system-clock.js';
 import { drainAndClose, trackInFlight } from './drain.js';
 import { ConfigControl } from './config-control.js';
-import { EventBus } from '../broker/event-bus.js';
-import { createTokenPolicy, type TokenPolicy } from '../broker/policy.js';
-import { SourceService } from '../broker/source-service.js';
-import { TokenService } from '../broker/token-service.js';
-import { UpstreamExchange } from '../broker/upstream-exchange.js';
 import { isBrokerError } from '../protocol/errors.js';
 import type { SecretStoreStatus } from '../protocol/token.js';
 import { sweepTempFiles } from '../node/atomic-file.js';
@@ -28,13 +24,9 @@ import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/
 import { SECRETS_FILE } from './secret-store/file-store.js';
 import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
-import { FetchService } from '../broker/fetch-service.js';
-import { DownloadService } from '../broker/download-service.js';
 import { createFsDownloadFiles } from './fs-download-files.js';
-import { resolveTarball } from '../broker/app-tarball.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
-import { ClientTokenService } from '../broker/client-tokens.js';
 import { localUserName } from './local-user.js';
 import { openExtraListeners, type ExtraListener } from './extra-listeners.js';
 import { coreDumpsStatus } from './core-limit.js';
@@ -93,70 +85,38 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const settled = config.secretStore === 'file' ? { store: remembering, migrated: 0 } : await settlePlaintextLeftover(remembering, paths.stateDir, logger);
   const secretStore: SecretStoreSelection = { ...selected, store: settled.store };
   const plaintextLeftover = settled.leftover;
-  const events = new EventBus(systemClock);
-  // The one holder of the config in force: SIGHUP and PATCH /v1/config both go through it.
-  const configControl = new ConfigControl({ file: paths.configFile, initial: config, logger, events });
-  const currentConfig = (): Readonly<Config> => configControl.current();
+  // The one holder of the config in force (SIGHUP and PATCH /v1/config go through it), built as
+  // soon as the event bus it reports to exists; until then the config read at start is in force.
+  let configControl: ConfigControl | undefined;
+  const currentConfig = (): Readonly<Config> => configControl?.current() ?? config;
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
-  const tokens = new TokenService({
-    servers: () => currentConfig().servers,
-    warningDays: () => currentConfig().expiryWarningDays,
-    store: secretStore.store,
-    state: createFsStateStore(paths.stateDir, { scrub }),
-    upstream,
-    clock: systemClock,
-    events,
-    log: logger,
-    userAgent: USER_AGENT,
-  });
+  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig().cacheMaxMegabytes * 1024 * 1024, log: logger });
+  const { events, tokens, sources, clientTokens, fetchService, downloadService } = assembleDaemon(
+    {
+      upstream,
+      secretStore: secretStore.store,
+      state: createFsStateStore(paths.stateDir, { scrub }),
+      contentCache,
+      downloadFiles: createFsDownloadFiles(),
+      clock: systemClock,
+      log: logger,
+      user: localUserName(),
+      userAgent: USER_AGENT,
+    },
+    currentConfig,
+  );
+  const control = new ConfigControl({ file: paths.configFile, initial: config, logger, events });
+  configControl = control;
   await tokens.start();
-  // Third-party sources (DESIGN section 6): the policy asks the source registry, built just below.
-  let thirdParty: (canonicalUrl: string) => boolean = () => false;
-  const policy = policyFollowing(currentConfig, (canonicalUrl) => thirdParty(canonicalUrl));
-  // The one upstream exchange of sources, fetches and downloads (token validation has its own,
-  // with the token endpoints' policy, inside TokenService).
-  const exchange = new UpstreamExchange({ policy, upstream, tokens, clock: systemClock, userAgent: USER_AGENT });
-  const sources = new SourceService({
-    config: currentConfig,
-    policy,
-    tokens,
-    exchange,
-    state: createFsStateStore(paths.stateDir, { scrub }),
-    clock: systemClock,
-    events,
-    log: logger,
-  });
   await sources.load();
-  thirdParty = (canonicalUrl) => sources.allowsThirdParty(canonicalUrl);
-  const clientTokens = new ClientTokenService({ state: createFsStateStore(paths.stateDir, { scrub }), clock: systemClock, log: logger, user: localUserName() });
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
-  const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig().cacheMaxMegabytes * 1024 * 1024, log: logger });
-  const fetchService = new FetchService({
-    exchange,
-    cache: contentCache,
-    events,
-    clock: systemClock,
-    log: logger,
-  });
-  const downloadService = new DownloadService({
-    fetch: fetchService,
-    files: createFsDownloadFiles(),
-    events,
-    clock: systemClock,
-    log: logger,
-    // The one use of the app index for downloads: re-point here when app infos change shape.
-    resolveApp: (source, name, version) => {
-      const tarball = resolveTarball(sources.app(source, name), version);
-      return { url: tarball.tarballUrl, shasum: tarball.shasum };
-    },
-  });
   const app = await buildServer({
     logger,
     getConfig: currentConfig,
-    configApi: configControl,
+    configApi: control,
     paths,
     clock: systemClock,
     startedAt,
@@ -186,7 +146,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   // (SIGHUP's default action is to terminate).
   process.on('SIGHUP', () => {
     // Restart-only keys (proxy, caFile, timeouts, listeners, secretStore) are logged, not applied.
-    void configControl.reload();
+    void control.reload();
   });
 
   let socket: SocketHandle;
@@ -255,16 +215,6 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
 
 /** Sent upstream on every request (fetches, documents, token validation). */
 const USER_AGENT = `tokenbroker/${VERSION}`;
-
-/** The token policy of the current config, rebuilt only when a SIGHUP swapped the config. */
-function policyFollowing(config: () => Readonly<Config>, thirdParty: (canonicalUrl: string) => boolean): () => TokenPolicy {
-  let built: { config: Readonly<Config>; policy: TokenPolicy } | undefined;
-  return () => {
-    const current = config();
-    if (built?.config !== current) built = { config: current, policy: createTokenPolicy(current.servers, { allowInsecureLoopback: current.allowInsecureLoopback, thirdParty }) };
-    return built.policy;
-  };
-}
 
 /**
  * `auto` may fall back to memory (with a warning in status). A configured `keychain` that is not

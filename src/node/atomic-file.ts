@@ -6,16 +6,34 @@ import path from 'node:path';
 const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 
 /**
+ * THE atomic write (temp + rename), one temp-name format and one sweeper for every writer: state
+ * documents, the plaintext secrets file, cache bodies and their descriptions.
+ *
+ * The temp file for `file`: `.<name>.<pid>.<12 hex>.tmp` in the same directory (so the rename
+ * stays on one file system, and the sweeper can tell whether its writer is still alive), created
+ * O_EXCL and O_NOFOLLOW with the final mode (no window with wider permissions).
+ */
+export async function createTempFile(file: string, mode = 0o600): Promise<{ path: string; handle: FileHandle }> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, mode);
+  return { path: temp, handle };
+}
+
+/** Puts a finished (fsynced, closed) temp file in place: rename, then fsync of the directory. */
+export async function renameDurably(temp: string, file: string): Promise<void> {
+  await rename(temp, file);
+  await syncDir(path.dirname(file));
+}
+
+/**
  * Writes `data` to `file` so that a crash at any moment leaves either the old or the new file
- * whole: a temp file in the same directory (O_EXCL, random name, the final mode given to open so
- * there is no window with wider permissions), fsync, rename, then fsync of the directory.
+ * whole: a temp file (`createTempFile`), fsync, rename, then fsync of the directory.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
-  const dir = path.dirname(file);
-  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let temp: string | undefined;
   let handle: FileHandle | undefined;
   try {
-    handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, options.mode ?? 0o600);
+    ({ path: temp, handle } = await createTempFile(file, options.mode ?? 0o600));
     await handle.writeFile(data);
     await handle.sync();
     await handle.close();
@@ -23,10 +41,10 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
     await rename(temp, file);
   } catch (err) {
     await handle?.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
+    if (temp !== undefined) await unlink(temp).catch(() => undefined);
     throw err;
   }
-  await syncDir(dir);
+  await syncDir(path.dirname(file));
 }
 
 /** Makes a rename durable. Best effort: not every platform can fsync a directory. */
@@ -39,6 +57,11 @@ export async function syncDir(dir: string): Promise<void> {
 }
 
 const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/;
+
+/** True for a name `createTempFile` makes (whoever's it is). */
+export function isTempFileName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
 
 /**
  * Removes temp files that a writer killed mid-write (SIGKILL, power loss) left behind in `dir`:

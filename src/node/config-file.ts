@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ConfigSchema, type Config } from '../protocol/config-schema.js';
 import { describeIssue } from '../protocol/zod-issues.js';
 import { writeFileAtomic } from './atomic-file.js';
+import { ownedPathProblem } from './owned-path.js';
 
 /** A config file that cannot be used; the message is one line naming the file, the key and what is expected. */
 export class ConfigError extends Error {
@@ -71,17 +72,17 @@ export async function writeConfigText(file: string, text: string, uid: number | 
  * not be writable by group or others. Without uids (Windows) there is nothing to compare.
  */
 function checkConfigOwner(target: string, what: 'file' | 'directory', info: Stats, uid: number | undefined, file = target): void {
-  if (uid === undefined) return;
-  const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
-  if (info.uid !== uid && info.uid !== 0) {
+  // Stats of the open file and of its directory (a config reached through a link is fine).
+  const found = ownedPathProblem(info, { closedBits: 0o022, alsoOwnedBy: [0] }, uid);
+  if (found?.problem === 'foreign-owner') {
     throw new ConfigError(
-      `config ${file}: the ${what} ${target} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it`,
+      `config ${file}: the ${what} ${target} is owned by uid ${found.owner}, not by you (uid ${found.uid}); refusing to use it`,
       `Another user could point tokenbroker at their server. Check the ${what}, then: chown $(id -u) ${target}`,
     );
   }
-  if ((info.mode & 0o022) !== 0) {
+  if (found?.problem === 'open-mode') {
     throw new ConfigError(
-      `config ${file}: the ${what} ${target} is writable by group or others (mode ${mode}); refusing to use it`,
+      `config ${file}: the ${what} ${target} is writable by group or others (mode ${found.mode}); refusing to use it`,
       `Another user could point tokenbroker at their server. Check its content, then run: chmod go-w ${target}`,
     );
   }

@@ -7,6 +7,15 @@ import { startFakeArtifactory, TOKEN_INFO_PATH, type FakeArtifactory, type Fault
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from '../helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 import { recordEvents } from '../helpers/event-stream.js';
+import { leakedFragments } from '../helpers/token-fragments.js';
+
+/** Where the records hold any prefix or suffix of 8+ characters of `token` (what a cut leaves), with what they hold. */
+function leaksOf(records: { where: string; text: string }[], token: string): { where: string; fragment: string }[] {
+  return records.flatMap((s) => {
+    const [fragment] = leakedFragments(s.text, token);
+    return fragment === undefined ? [] : [{ where: s.where, fragment }];
+  });
+}
 
 /**
  * The canary: a token `tbk-canary-<random>` goes through every route, CLI command, event and error
@@ -154,7 +163,7 @@ describe('canary token across everything', () => {
     expect(world.events.map((e) => e.type)).toEqual(expect.arrayContaining(['token.set', 'token.expiring', 'token.invalid']));
     expect(files.some((file) => file.includes(`${path.sep}cache${path.sep}`))).toBe(true);
     expect(seen.length).toBeGreaterThan(40);
-    expect(seen.filter((s) => s.text.includes(canary)).map((s) => s.where)).toEqual([]);
+    expect(leaksOf(seen, canary)).toEqual([]);
   });
 });
 
@@ -165,7 +174,8 @@ describe('canary token across everything', () => {
  * events, state files, log lines, CLI output.
  */
 describe('canary token against a reflecting upstream', () => {
-  const reflected = `tbk-reflect-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  // 35 characters, as in issue 20's report (a cut before redaction showed 34 of them).
+  const reflected = `tbk-reflect-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`.padEnd(35, 'z').slice(0, 35);
   const found: { where: string; text: string }[] = [];
   const note = (where: string, text: string) => found.push({ where, text });
   const run = canaryWorld(reflected, 'reflect', note);
@@ -195,8 +205,8 @@ describe('canary token against a reflecting upstream', () => {
       ['xml-403', { kind: 'reflect', as: 'xml' }, 403],
       ['checksum', { kind: 'reflect', as: 'checksum' }, 200],
       ['redirect', { kind: 'reflect', as: 'redirect' }, 502],
-      // Followed (same origin) to a URL carrying the token, then a 404 (errors name the requested URL).
-      ['redirect-followed', { kind: 'reflect', as: 'redirect', to: af.origin }, 404],
+      // Same origin, but the Location carries the token: refused, never followed (issue 20).
+      ['redirect-followed', { kind: 'reflect', as: 'redirect', to: af.origin }, 502],
     ];
     for (const [name, fault, status] of cases) {
       const artifact = `/artifactory/internal/reflect-${name}.bin`;
@@ -215,6 +225,21 @@ describe('canary token against a reflecting upstream', () => {
       // The token went out with the request, so the upstream really had it to reflect.
       expect(af.requestsTo(artifact).at(-1)?.headers.authorization, name).toBe(`Bearer ${reflected}`);
     }
+    // The same-origin redirect that carries the token was not followed anywhere.
+    expect(af.requestsTo('/artifactory/echo/')).toEqual([]);
+
+    // Issue 20: the client chooses its path's length so that the 200-character cut of the
+    // upstream's message falls inside the token (142 characters: 34 of 35 were shown). Redacted
+    // first, then cut: nothing of it in the answer, the fetch record, download.done, the log.
+    const cutPath = `/artifactory/internal/${'c'.repeat(142 - '/artifactory/internal/'.length)}`;
+    expect(cutPath).toHaveLength(142);
+    af.setFault(cutPath, { kind: 'reflect', as: 'json-path' });
+    const cut = await fetchAndLedger(af.url(cutPath));
+    expect(cut.status).toBe(502);
+    expect(cut.text).toContain('was denied: Bearer [redacted]');
+    await raw('POST', '/v1/downloads', { url: af.url(cutPath), path: path.join(out, 'cut.bin') });
+    expect((await cli(['fetch', af.url(cutPath), '-o', path.join(out, 'cut-cli.bin')])).code).not.toBe(0);
+
     // The checksum header disagrees with the requested digest: refused before the first byte.
     expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-checksum.bin'), `&sha1=${'0'.repeat(40)}`)).status).toBe(502);
     expect((await cli(['fetch', af.url('/artifactory/internal/reflect-text-502.bin'), '-o', path.join(out, 'text.bin')])).code).not.toBe(0);
@@ -234,9 +259,11 @@ describe('canary token against a reflecting upstream', () => {
     af.setFault(TOKEN_INFO_PATH, { kind: 'reflect', as: 'json', status: 500 }, { times: 1 });
     await raw('PUT', '/v1/token', { token: `${reflected}-candidate` });
 
-    // Last, a 401 that reflects it: the token becomes invalid with the upstream's reason.
-    af.setFault('/artifactory/internal/reflect-401.bin', { kind: 'reflect', as: 'json', status: 401 });
-    expect((await fetchAndLedger(af.url('/artifactory/internal/reflect-401.bin'))).status).toBe(409);
+    // Last, a 401 that reflects it at the cut: the token becomes invalid with the upstream's reason
+    // (kept in state/tokens.json and shown by status): redacted, then cut.
+    const cut401 = `/artifactory/internal/${'d'.repeat(142 - '/artifactory/internal/'.length)}`;
+    af.setFault(cut401, { kind: 'reflect', as: 'json-path', status: 401 });
+    expect((await fetchAndLedger(af.url(cut401))).status).toBe(409);
     await expect.poll(() => events.some((e) => e.type === 'token.invalid'), { timeout: 5000 }).toBe(true);
     await Promise.all([['GET', '/v1/token'], ['GET', '/v1/status'], ['GET', '/v1/sources'], ['GET', '/v1/apps']].map(([method, route]) => raw(method as string, route as string)));
     await Promise.all([['status', '--json'], ['token', 'show', '--json'], ['sources', 'list'], ['diagnose', '--json']].map((args) => cli(args)));
@@ -244,7 +271,10 @@ describe('canary token against a reflecting upstream', () => {
 
   it('the reflected canary appears nowhere, and the reflections were redacted, not lost', async () => {
     await run.finish();
-    expect(found.filter((s) => s.text.includes(reflected)).map((s) => s.where)).toEqual([]);
+    expect(leaksOf(found, reflected)).toEqual([]);
+    // The cut cases reached every sink they name: download.done and the invalid reason in tokens.json.
+    expect(world.events.some((e) => e.type === 'download.done')).toBe(true);
+    expect(found.some((s) => s.where.endsWith('tokens.json') && s.text.includes('was denied: Bearer [redacted]'))).toBe(true);
     // The reflections did reach the daemon's answers: each came out as [redacted].
     expect(found.filter((s) => s.text.includes('[redacted]')).length).toBeGreaterThan(5);
   });

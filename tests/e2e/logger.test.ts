@@ -52,6 +52,9 @@ describe('logger', () => {
     logger.info({ a: { b: { c: { d: { authorization: secret } } } } }, 'four levels deep');
     logger.info({ list: [{ headers: { 'Set-Cookie': secret, 'Proxy-Authorization': secret } }] }, 'in an array');
     expect(dest.text()).not.toContain(secret);
+    // Child-logger bindings (and their children's) go through the same redaction.
+    logger.child({ a: { b: { token: secret } } }).child({ Authorization: secret, headers: { 'Set-Cookie': secret } }).info('child of a child');
+    expect(dest.text()).not.toContain(secret);
     const [first] = dest.lines();
     // Only the secrets go: the rest of the object is still there to debug with.
     expect(first).toMatchObject({ upstream: { request: { headers: { Authorization: '[redacted]', Cookie: '[redacted]', accept: 'application/json' } } } });

@@ -1,14 +1,9 @@
 import { Writable } from 'node:stream';
-import { EventBus } from '../../src/broker/event-bus.js';
-import { createTokenPolicy } from '../../src/broker/policy.js';
 import type { ContentCache, SecretStore, Upstream } from '../../src/broker/ports.js';
-import { SourceService } from '../../src/broker/source-service.js';
-import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
-import { TokenService } from '../../src/broker/token-service.js';
-import { ClientTokenService } from '../../src/broker/client-tokens.js';
-import { FetchService } from '../../src/broker/fetch-service.js';
-import { DownloadService } from '../../src/broker/download-service.js';
-import { resolveTarball } from '../../src/broker/app-tarball.js';
+import type { ClientTokenService } from '../../src/broker/client-tokens.js';
+import { exchangeTokenValidation, type TokenValidation } from '../../src/broker/token-validator.js';
+import { createUpstreamExchange } from '../../src/broker/upstream-exchange.js';
+import { assembleDaemon } from '../../src/daemon/assemble-daemon.js';
 import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
@@ -21,6 +16,12 @@ import { ConfigSchema, type ConfigInput } from '../../src/protocol/config-schema
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from './fake-clock.js';
 import { MemoryStateStore } from './memory-state-store.js';
+
+/** Token validation over `upstream` through the exchange's token-info entry point, as assembleDaemon wires it. */
+export function validationOver(upstream: Upstream): TokenValidation {
+  const exchange = createUpstreamExchange({ config: () => ({ servers: [], allowInsecureLoopback: true }), upstream, tokens: { tokenFor: () => { throw new Error('validation carries its own token'); }, rejected: () => undefined }, clock: new FakeClock(), userAgent: 'tokenbroker/test' });
+  return exchangeTokenValidation(() => exchange);
+}
 
 /** An upstream with no network: every request fails as unreachable. */
 export const offlineUpstream: Upstream = {
@@ -56,34 +57,19 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const config = ConfigSchema.parse(overrides.config ?? {});
   const clock = overrides.clock ?? new FakeClock();
   const logger = createLogger({ level: 'debug', destination });
-  const events = overrides.events ?? new EventBus(clock);
   const state = new MemoryStateStore();
   const store = overrides.store ?? createMemoryStore();
-  const tokens =
-    overrides.tokens ??
-    new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: overrides.upstream ?? offlineUpstream, clock, events, log: logger });
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
-  const exchange = new UpstreamExchange({ policy: () => policy, upstream: overrides.upstream ?? offlineUpstream, tokens, clock, userAgent: 'tokenbroker/test' });
-  const sources =
-    overrides.sources ??
-    new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: logger });
-  const clientTokens = overrides.clientTokens ?? new ClientTokenService({ state, clock, log: logger, user: 'ada' });
-  const fetchService =
-    overrides.fetchService ??
-    new FetchService({ exchange, cache: noContentCache, events, clock, log: logger });
-  const downloadService =
-    overrides.downloadService ??
-    new DownloadService({
-      fetch: fetchService,
-      files: createFsDownloadFiles(),
-      events,
-      clock,
-      log: logger,
-      resolveApp: (source, name, version) => {
-        const tarball = resolveTarball(sources.app(source, name), version);
-        return { url: tarball.tarballUrl, shasum: tarball.shasum };
-      },
-    });
+  // The daemon's own wiring (src/daemon/assemble-daemon.ts) over memory adapters.
+  const assembled = assembleDaemon(
+    { upstream: overrides.upstream ?? offlineUpstream, secretStore: store, state, contentCache: noContentCache, downloadFiles: createFsDownloadFiles(), clock, log: logger, user: 'ada', userAgent: 'tokenbroker/test' },
+    () => config,
+  );
+  const events = overrides.events ?? assembled.events;
+  const tokens = overrides.tokens ?? assembled.tokens;
+  const sources = overrides.sources ?? assembled.sources;
+  const clientTokens = overrides.clientTokens ?? assembled.clientTokens;
+  const fetchService = overrides.fetchService ?? assembled.fetchService;
+  const downloadService = overrides.downloadService ?? assembled.downloadService;
   return {
     logger,
     // The real assembly (src/daemon/status-sections.ts) over this harness's services.

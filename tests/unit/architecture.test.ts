@@ -55,7 +55,8 @@ describe('architecture', () => {
   const LAYERS: Record<string, readonly string[]> = {
     protocol: ['protocol'],
     broker: ['broker', 'protocol'],
-    client: ['client', 'protocol'],
+    // client -> node: the Node adapters the client library shares (owned-path check, file writer).
+    client: ['client', 'node', 'protocol'],
     node: ['node', 'broker', 'protocol'],
     cli: ['cli', 'client', 'node', 'protocol'],
     daemon: ['daemon', 'broker', 'node', 'protocol'],
@@ -63,12 +64,23 @@ describe('architecture', () => {
 
   const SRC = path.join(REPO_ROOT, 'src');
 
+  /**
+   * Declared composition roots outside src/daemon, by name: diagnose's server probe builds its
+   * upstream exchange through the daemon's own factory (createUpstreamExchange), so the CLI's
+   * server check is the daemon's (issue 19). It may import exactly these broker modules.
+   */
+  const COMPOSITION_ROOTS: Readonly<Record<string, readonly string[]>> = {
+    'cli/diagnose/server-probe.ts': ['broker/upstream-exchange.ts', 'broker/ports.ts'],
+  };
+
   /** Relative imports of one file (path under src/) that leave the layers its layer may use. */
   function importOffences(file: string, source: string): string[] {
     const layer = file.split('/')[0] ?? '';
     const allowed = LAYERS[layer] ?? [];
+    const declared = COMPOSITION_ROOTS[file] ?? [];
     return importedModules(source)
       .filter((spec) => spec.startsWith('.'))
+      .filter((spec) => !declared.includes(path.relative(SRC, path.resolve(SRC, path.dirname(file), spec)).replace(/\.js$/, '.ts').split(path.sep).join('/')))
       .filter((spec) => !allowed.includes(path.relative(SRC, path.resolve(SRC, path.dirname(file), spec)).split(path.sep)[0] ?? ''))
       .map((spec) => `src/${file} imports ${spec} (${layer} may use ${allowed.join(', ')})`);
   }
@@ -92,6 +104,24 @@ describe('architecture', () => {
       'src/cli/commands/probe.ts imports ../../daemon/main.js (cli may use cli, client, node, protocol)',
     ]);
     expect(importOffences('cli/commands/probe.ts', "import { x } from '../../node/config-file.js';")).toEqual([]);
+    // The declared composition root may import its factory, and nothing else of the broker.
+    expect(importOffences('cli/diagnose/server-probe.ts', "import { createUpstreamExchange } from '../../broker/upstream-exchange.js';")).toEqual([]);
+    expect(importOffences('cli/diagnose/server-probe.ts', "import { SourceService } from '../../broker/source-service.js';")).toHaveLength(1);
+    expect(importOffences('cli/diagnose/network-checks.ts', "import { createUpstreamExchange } from '../../broker/upstream-exchange.js';")).toHaveLength(1);
+  });
+
+  it('one exchange: no file under src/broker (besides the exchange\'s own) or src/node constructs one; two declared composition roots build it through the factory', async () => {
+    const files = await sourceFiles(SRC);
+    const found = async (pattern: RegExp): Promise<string[]> => {
+      const hits: string[] = [];
+      for (const file of files) if (pattern.test(await readFile(file, 'utf8'))) hits.push(path.relative(SRC, file).split(path.sep).join('/'));
+      return hits.sort();
+    };
+    expect(await found(/new UpstreamExchange\(/)).toEqual(['broker/upstream-exchange.ts']);
+    expect(await found(/\bcreateUpstreamExchange\(/)).toEqual(['broker/upstream-exchange.ts', 'cli/diagnose/server-probe.ts', 'daemon/assemble-daemon.ts']);
+    // The daemon's services are wired in one place, which main.ts uses.
+    expect(await found(/new (TokenService|SourceService|FetchService|DownloadService)\(/)).toEqual(['daemon/assemble-daemon.ts']);
+    expect(await found(/\bassembleDaemon\(/)).toEqual(['daemon/assemble-daemon.ts', 'daemon/main.ts']);
   });
 
   it('one upstream exchange: one redirect loop, one status mapper, one proxy resolver and CA loader in src/', async () => {

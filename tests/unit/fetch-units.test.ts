@@ -150,7 +150,8 @@ describe('fs content cache', () => {
     await store(cache, 'https://s/keep', 'keep me');
     await store(cache, 'https://s/damaged', 'damaged');
     await writeFile(path.join(dir, sha256('damaged')), 'x');
-    await writeFile(path.join(dir, '.tmp-1-abc'), 'leftover');
+    // A body whose writer died mid-write (a pid that is surely gone): the one sweeper removes it.
+    await writeFile(path.join(dir, `.body.${2 ** 22 + 1}.0123456789ab.tmp`), 'leftover');
     const old = new Date(Date.now() - 86_400_000);
     await utimes(path.join(dir, sha256('keep me')), old, old);
 

@@ -7,7 +7,7 @@ import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
-import { offlineUpstream } from '../helpers/server-deps.js';
+import { offlineUpstream, validationOver } from '../helpers/server-deps.js';
 
 /** A keychain that can go away and come back, as a locked or crashed Secret Service does. */
 class FlakyKeychain implements SecretStore {
@@ -43,7 +43,7 @@ class FlakyKeychain implements SecretStore {
 
 function service(store: SecretStore, clock: FakeClock, state = new MemoryStateStore()) {
   const config = ConfigSchema.parse({});
-  return new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream: offlineUpstream, clock, events: new EventBus(clock), log: silentLog, random: () => 1 });
+  return new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, validate: validationOver(offlineUpstream), clock, events: new EventBus(clock), log: silentLog, random: () => 1 });
 }
 
 const flush = () => new Promise((r) => setTimeout(r, 10));

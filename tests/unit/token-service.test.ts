@@ -3,15 +3,16 @@ import { EventBus } from '../../src/broker/event-bus.js';
 import { silentLog } from '../../src/broker/log.js';
 import type { SecretStore } from '../../src/broker/ports.js';
 import { DAY_MS, TokenService } from '../../src/broker/token-service.js';
-import { createTokenPolicy } from '../../src/broker/policy.js';
-import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import { BrokerError } from '../../src/protocol/errors.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import { TOKEN_INFO_PATH } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { validationOver } from '../helpers/server-deps.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
+import { createTokenPolicy } from '../../src/broker/policy.js';
+import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
 const { af, upstream } = await useFakeArtifactory();
@@ -41,7 +42,7 @@ function harness(options: { clock?: FakeClock; state?: MemoryStateStore; store?:
   bus.subscribe((e) => events.push(e));
   const state = options.state ?? new MemoryStateStore();
   const store = options.store ?? createMemoryStore();
-  const service = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, upstream, clock, events: bus, log: silentLog, random: () => 0.5 });
+  const service = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, validate: validationOver(upstream), clock, events: bus, log: silentLog, random: () => 0.5 });
   services.push(service);
   return { service, clock, events, state, store };
 }
@@ -135,7 +136,8 @@ describe('token lifecycle', () => {
     const view = await h.service.set(undefined, token, { verify: false });
     expect(view.state).toBe('unverified');
     expect(view.tokenId).toBeUndefined();
-    await flush();
+    // The background check is a request to the fake server: wait for its outcome, not for a time.
+    await expect.poll(() => h.service.view().state, { timeout: 10_000 }).toBe('valid');
     expect(h.service.view()).toMatchObject({ state: 'valid', tokenId: `id-${counter}` });
   });
 

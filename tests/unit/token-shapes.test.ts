@@ -13,6 +13,7 @@ import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import { TOKEN_INFO_PATH } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { validationOver } from '../helpers/server-deps.js';
 import { MemoryStateStore } from '../helpers/memory-state-store.js';
 import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
@@ -58,7 +59,7 @@ describe('token shapes in the token lifecycle', () => {
   function service(): TokenService {
     const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin }] });
     const clock = new FakeClock(Date.now());
-    const created = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store: createMemoryStore(), state: new MemoryStateStore(), upstream, clock, events: new EventBus(clock), log: silentLog, random: () => 0.5 });
+    const created = new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store: createMemoryStore(), state: new MemoryStateStore(), validate: validationOver(upstream), clock, events: new EventBus(clock), log: silentLog, random: () => 0.5 });
     services.push(created);
     return created;
   }
@@ -103,7 +104,7 @@ describe('token shapes in the token lifecycle', () => {
     af.setFile('/portal/login', '<!DOCTYPE html><html><body>Sign in</body></html>', { contentType: 'text/html; charset=utf-8' });
     const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'portal', origin: af.origin, tokenInfoPath: '/portal/login' }] });
     const clock = new FakeClock(Date.now());
-    const tokens = new TokenService({ servers: () => config.servers, warningDays: () => [], store: createMemoryStore(), state: new MemoryStateStore(), upstream, clock, events: new EventBus(clock), log: silentLog });
+    const tokens = new TokenService({ servers: () => config.servers, warningDays: () => [], store: createMemoryStore(), state: new MemoryStateStore(), validate: validationOver(upstream), clock, events: new EventBus(clock), log: silentLog });
     services.push(tokens);
     const failure = tokens.set(undefined, 'some-token-value', { verify: true });
     await expect(failure).rejects.toMatchObject({ code: 'BROKER_UPSTREAM_ERROR', details: { status: 200, reason: 'not-json' } });

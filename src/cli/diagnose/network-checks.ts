@@ -3,7 +3,7 @@ import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { loadTrustedCas } from '../../node/ca-loader.js';
 import type { ProxyChoice } from '../../node/proxy-resolver.js';
-import { createServerProbe, type ServerProbe } from '../../node/server-probe.js';
+import { createServerProbe, type ServerProbe } from './server-probe.js';
 import type { Config, ServerConfig } from '../../protocol/config-schema.js';
 import { BrokerError } from '../../protocol/errors.js';
 import { check, forServer, type Check } from './check.js';

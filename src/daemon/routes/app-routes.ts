@@ -37,9 +37,10 @@ export function registerAppRoutes(app: FastifyInstance, sources: SourceService, 
   app.get('/v1/apps/:source/:name/tarball', { exposeHeadRoute: false }, async (request, reply) => {
     const params = parseRequestPart(AppParamsSchema, request.params, 'params');
     const query = parseRequestPart(AppVersionQuerySchema, request.query, 'query', 'Call GET /v1/apps/<source>/<name>/tarball[?version=<version>].');
-    const tarball = resolveTarball(sources.app(params.source, params.name), query.version);
+    const { tarball, token } = sources.tarball(params.source, params.name, query.version);
     await serveFetch(request, reply, fetchService, {
       url: tarball.tarballUrl,
+      token,
       ...(tarball.shasum === undefined ? {} : { sha1: tarball.shasum }),
       // What the daemon verified the stream against (DESIGN section 6): the index's shasum, or
       // nothing; without a shasum the server's X-Checksum-Sha1 is passed on for the client to check.

@@ -5,6 +5,7 @@ import { FetchIdParamsSchema, FetchQuerySchema, FetchRequestHeadersSchema, FORWA
 import { VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { parseRequestPart } from '../validate.js';
 import type { SecretScrubber } from '../../broker/secret-scrubber.js';
+import type { TokenUse } from '../../broker/upstream-exchange.js';
 
 /**
  * Relayed upstream headers (ETag, X-Checksum-*, Content-Disposition...) are the upstream's text:
@@ -46,6 +47,8 @@ export interface FetchTarget {
   sha256?: string | undefined;
   /** Added to a successful answer (e.g. Content-Disposition for app tarballs). */
   extraHeaders?: Record<string, string>;
+  /** The token the fetch may use (a third party's tarball: none); default the server's. */
+  token?: TokenUse | undefined;
 }
 
 /**
@@ -70,7 +73,7 @@ export async function serveFetch(request: FastifyRequest, reply: FastifyReply, s
 
   let response;
   try {
-    response = await service.fetch({ requestId, url: target.url, sha1: target.sha1, sha256: target.sha256, headers, signal: controller.signal });
+    response = await service.fetch({ requestId, url: target.url, sha1: target.sha1, sha256: target.sha256, headers, signal: controller.signal, token: target.token });
   } catch (err) {
     if (controller.signal.aborted) {
       // Nobody is left to answer.

@@ -6,6 +6,7 @@ import type { SecretStore } from '../../broker/ports.js';
 import { BrokerError } from '../../protocol/errors.js';
 import { writeFileAtomic } from '../../node/atomic-file.js';
 import { PrivateDirError, ensurePrivateDir } from '../../node/private-dir.js';
+import { ownedPathProblem } from '../../node/owned-path.js';
 
 export const SECRETS_FILE = 'secrets.json';
 
@@ -85,15 +86,12 @@ export function createFileStore(stateDir: string, options: FileStoreOptions = {}
     }
     try {
       // Checked on the open handle, so it describes the very file we read.
-      const info = await handle.stat();
-      if (!info.isFile()) throw unusable(`${path} is not a regular file; refusing to use it.`);
-      if (uid !== undefined && info.uid !== uid) {
-        throw unusable(`${path} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it.`);
-      }
-      if (checkMode && (info.mode & 0o077) !== 0) {
-        const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
+      const found = ownedPathProblem(await handle.stat(), { kind: 'file', closedBits: checkMode ? 0o077 : 0 }, uid);
+      if (found?.problem === 'wrong-kind' || found?.problem === 'symlink') throw unusable(`${path} is not a regular file; refusing to use it.`);
+      if (found?.problem === 'foreign-owner') throw unusable(`${path} is owned by uid ${found.owner}, not by you (uid ${found.uid}); refusing to use it.`);
+      if (found?.problem === 'open-mode') {
         throw unusable(
-          `${path} is accessible by group or others (mode ${mode}); refusing to use it.`,
+          `${path} is accessible by group or others (mode ${found.mode}); refusing to use it.`,
           `Others may have read your token: revoke it on the server, remove ${path} and set a new token.`,
         );
       }

@@ -1,16 +1,16 @@
-import type { Clock } from '../broker/ports.js';
-import { createTokenPolicy } from '../broker/policy.js';
-import { UpstreamExchange } from '../broker/upstream-exchange.js';
-import type { Config, ServerConfig } from '../protocol/config-schema.js';
-import { BrokerError } from '../protocol/errors.js';
-import { VERSION } from '../protocol/version.js';
-import type { ProxyChoice } from './proxy-resolver.js';
-import { createUndiciUpstream } from './undici-upstream.js';
+import type { Clock } from '../../broker/ports.js';
+import { createUpstreamExchange } from '../../broker/upstream-exchange.js';
+import type { Config, ServerConfig } from '../../protocol/config-schema.js';
+import { BrokerError } from '../../protocol/errors.js';
+import { VERSION } from '../../protocol/version.js';
+import type { ProxyChoice } from '../../node/proxy-resolver.js';
+import { createUndiciUpstream } from '../../node/undici-upstream.js';
 
 /**
- * diagnose's server check, through the daemon's own parts: the one upstream exchange over the
- * undici upstream (same proxy resolver, CA loader, timeout handling and error mapper). The CLI
- * uses this instead of importing broker internals.
+ * diagnose's server check, through the daemon's own parts: an upstream exchange built by the same
+ * factory as the daemon's (createUpstreamExchange) over the undici upstream (same proxy resolver,
+ * CA loader, timeout handling and error mapper). This file is the CLI's second composition root,
+ * the one named exception to "the CLI imports nothing from src/broker" (tests/architecture.test.ts).
  */
 
 export interface PingAnswer {
@@ -46,8 +46,8 @@ const clock: Clock = {
 /** Throws BROKER_INTERNAL (with a hint) when caFile cannot be read, as the daemon would at start. */
 export function createServerProbe(config: Readonly<Config>, env: NodeJS.ProcessEnv, timeouts: Config['timeouts']): ServerProbe {
   const upstream = createUndiciUpstream({ timeouts, proxy: config.proxy, caFile: config.caFile, env });
-  const exchange = new UpstreamExchange({
-    policy: () => createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback }),
+  const exchange = createUpstreamExchange({
+    config: () => config,
     upstream,
     // diagnose never sends the identity token.
     tokens: {
