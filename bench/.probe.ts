@@ -1,0 +1,15 @@
+import { Client } from 'undici';
+import { percentile, rssOf, startBenchDaemon } from './harness.js';
+const config = process.env.PROBE_CONFIG ? JSON.parse(process.env.PROBE_CONFIG) : {};
+const d = await startBenchDaemon(config, process.env.PROBE_FLAGS === undefined ? undefined : process.env.PROBE_FLAGS.split(' ').filter(Boolean));
+const r0 = await rssOf(d.child.pid as number);
+const client = new Client('http://localhost', { socketPath: d.socketPath, pipelining: 1 });
+const once = async () => { const t0 = performance.now(); const res = await client.request({ method: 'GET', path: '/v1/status', headers: { host: 'localhost' } }); await res.body.text(); return performance.now() - t0; };
+const s: number[] = [];
+for (let i = 0; i < 6000; i++) s.push(await once());
+const tail = s.slice(1000).sort((a, b) => a - b);
+await client.close();
+await new Promise((r) => setTimeout(r, 2000));
+const r1 = await rssOf(d.child.pid as number);
+console.log(JSON.stringify({ ready: d.readyMs.toFixed(0), rssStart: r0.rssMb.toFixed(1), rss: r1.rssMb.toFixed(1), peak: r1.peakMb.toFixed(1), p50: percentile(tail, 50).toFixed(3), p99: percentile(tail, 99).toFixed(3) }));
+await d.stop();
