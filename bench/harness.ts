@@ -28,7 +28,7 @@ export async function startBenchDaemon(config: Record<string, unknown> = {}, nod
   await writeFile(path.join(home, 'config.json'), JSON.stringify({ logLevel: 'warn', ...config }));
   const socketPath = path.join(home, 'run', 'broker.sock');
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', process.env.BENCH_DAEMON_STDOUT === undefined ? 'ignore' : 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeFlags, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'inherit'] });
   for (;;) {
     if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
     const client = new Client('http://localhost', { socketPath });
