@@ -23,12 +23,12 @@ export interface BenchDaemon {
 }
 
 /** Starts the compiled daemon and measures spawn -> first answered status request. */
-export async function startBenchDaemon(config: Record<string, unknown> = {}): Promise<BenchDaemon> {
+export async function startBenchDaemon(config: Record<string, unknown> = {}, nodeFlags: readonly string[] = DAEMON_NODE_FLAGS): Promise<BenchDaemon> {
   const home = await makeTempHome('tbb-');
   await writeFile(path.join(home, 'config.json'), JSON.stringify({ logLevel: 'warn', ...config }));
   const socketPath = path.join(home, 'run', 'broker.sock');
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeFlags, CLI_ENTRY, 'daemon'], { env: isolatedEnv(home), stdio: ['ignore', 'ignore', 'inherit'] });
   for (;;) {
     if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}`);
     const client = new Client('http://localhost', { socketPath });

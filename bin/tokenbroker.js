@@ -5,7 +5,9 @@
 // --max-semi-space-size=1 (also in DAEMON_NODE_FLAGS for service units and autostart): a small
 // young generation keeps the long-running daemon's RSS ~25 MB lower at no measurable cost here;
 // --initial-old-space-size=64 stops a storm of mark-compacts while streaming (daemon-flags.ts).
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import module from 'node:module';
+import path from 'node:path';
 
 // `daemon` without the flags above (`node bin/tokenbroker.js daemon`, npm's Windows shims):
 // re-execute with them before loading the CLI, so a process that only waits (Node 20) stays
@@ -22,4 +24,23 @@ if (!existsSync(entry)) {
   process.stderr.write('tokenbroker: the compiled CLI is missing (dist/). Run `npm run build` in the package directory.\n');
   process.exit(1);
 }
+await enableCompileCache();
 await import(entry.href);
+
+/**
+ * Node >= 22.1 keeps V8's compiled code of the bundle between runs (issue 23: every CLI command
+ * parses it again otherwise). In our own cache directory, created private (0700) as the daemon
+ * wants it, never the shared default under /tmp. NODE_COMPILE_CACHE set by the user wins; Node 20
+ * has no compile cache and skips all of this. A cache that cannot be made costs nothing but speed.
+ */
+async function enableCompileCache() {
+  if (typeof module.enableCompileCache !== 'function' || process.env.NODE_COMPILE_CACHE !== undefined) return;
+  try {
+    const { currentPathInputs, resolvePaths } = await import('../dist/protocol/paths.js');
+    const { cacheDir } = resolvePaths(currentPathInputs());
+    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    module.enableCompileCache(path.join(cacheDir, 'compile-cache'));
+  } catch {
+    // No cache: the same program, started a little slower.
+  }
+}

@@ -4,8 +4,10 @@
 // platform) from its own node_modules directory, which a bundle cannot carry.
 //
 // Measured for issue 15 (docs/performance.md):
-// - splitting: the daemon (fastify, ajv, pino, ws) is a chunk of its own, loaded by the one
-//   dynamic import in src/entry.ts, so every other CLI command parses about half the code;
+// - splitting: the daemon (fastify, ajv, pino, ws) is a chunk of its own, loaded by the dynamic
+//   import in src/entry.ts, so every other CLI command parses about half the code; each CLI
+//   command and the CLI context are chunks too (src/cli/main.ts imports only the one a run
+//   invokes, issue 23), so `--version` loads commander and nothing else;
 // - minifyWhitespace + minifySyntax: a third less source text for V8 to keep and parse (daemon
 //   idle heap ~9 MB smaller). Identifiers are not renamed, so stack traces (--debug) keep their
 //   function names; the linked source map gives the original lines.

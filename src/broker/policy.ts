@@ -353,6 +353,9 @@ function prepareServer(server: ServerConfig): PreparedServer {
   };
 }
 
+/** How many classifications a policy keeps (a few per source in practice). */
+const MEMO_LIMIT = 512;
+
 /** The shape of a third-party source's synthetic server: everything public, no token to send. */
 const THIRD_PARTY_SERVER: ServerConfig = {
   name: 'third-party',
@@ -401,6 +404,7 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
           return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server: server.config, needsToken: false, thirdParty: false };
         }
       }
+      thirdPartyAsks++;
       if (options.thirdParty?.(canonicalUrl) === true) {
         const server: ServerConfig = { ...THIRD_PARTY_SERVER, name: `third-party ${url.origin}`, origin: url.origin };
         return { allowed: true, url: artifact.given, canonicalUrl, requestUrl: artifact.given, fileName, server, needsToken: false, thirdParty: true };
@@ -427,8 +431,29 @@ export function createTokenPolicy(servers: readonly ServerConfig[], options: Tok
     return refuse(`${url.origin}${artifact.canonicalPath.slice(0, MAX_SHOWN_PATH)} is outside the configured prefixes of ${url.origin} (${prefixes.join(', ')})`);
   }
 
+  /**
+   * Classifications by raw URL (issue 23: status classified each source's URL several times per
+   * request, most of its cost). A policy is built per config, so a reload starts afresh; answers
+   * that asked the third-party predicate follow the sources and are never kept. Bounded: a burst
+   * of distinct URLs (fetches of many files) clears it rather than growing it.
+   */
+  const memo = new Map<string, UrlClassification>();
+  let thirdPartyAsks = 0;
+
   function classify(rawUrl: string): UrlClassification {
     if (typeof rawUrl !== 'string') return refuse('no URL was given');
+    const known = memo.get(rawUrl);
+    if (known !== undefined) return known;
+    const asksBefore = thirdPartyAsks;
+    const result = classifyUncached(rawUrl);
+    if (thirdPartyAsks === asksBefore) {
+      if (memo.size >= MEMO_LIMIT) memo.clear();
+      memo.set(rawUrl, Object.freeze(result));
+    }
+    return result;
+  }
+
+  function classifyUncached(rawUrl: string): UrlClassification {
     const problem = rawProblem(rawUrl);
     if (problem !== undefined) return refuse(problem);
     let url: URL;

@@ -247,12 +247,9 @@ function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextL
     ...(leftBehind ? [`A plaintext secrets file is left from "secretStore": "file": ${leftover.path}. \`tokenbroker token remove\` deletes it (set the token again afterwards).`] : []),
     ...(warning === undefined ? [] : [warning]),
   ];
-  return {
-    kind: store.kind,
-    state,
-    persistent: store.persistent,
-    plaintextAtRest: store.plaintextAtRest || leftBehind,
-    ...(plaintextPath === undefined ? {} : { plaintextPath }),
-    ...(warnings.length === 0 ? {} : { warning: warnings.join(' ') }),
-  };
+  // Built without object spread: this runs on every GET /v1/status (see status-routes.ts).
+  const status: SecretStoreStatus = { kind: store.kind, state, persistent: store.persistent, plaintextAtRest: store.plaintextAtRest || leftBehind };
+  if (plaintextPath !== undefined) status.plaintextPath = plaintextPath;
+  if (warnings.length > 0) status.warning = warnings.join(' ');
+  return status;
 }

@@ -407,3 +407,25 @@ describe('token policy: redirects', () => {
     expect(policy.redirectDecision(start(policy, restrictedUrl), ['/artifactory/y'])).toMatchObject({ allowed: true, hop: { sendAuthorization: true } });
   });
 });
+
+describe('classification memo', () => {
+  it('a third-party answer follows the sources: it is asked again, never kept', () => {
+    const listed = new Set<string>();
+    const hooked = createTokenPolicy(servers, { allowInsecureLoopback: true, thirdParty: (url) => listed.has(url) });
+    const url = 'https://apps.example.org/ncd/source.json';
+    expect(hooked.classify(url).allowed).toBe(false);
+    listed.add(url);
+    expect(hooked.classify(url)).toMatchObject({ allowed: true, thirdParty: true });
+    listed.delete(url);
+    expect(hooked.classify(url).allowed).toBe(false);
+  });
+
+  it('answers a configured URL the same every time, and a kept answer cannot be changed by a caller', () => {
+    const restricted = 'https://files.nordicsemi.com/artifactory/swtools/restricted/app.tgz';
+    const first = policy.classify(restricted);
+    const again = policy.classify(restricted);
+    expect(again).toEqual(first);
+    expect(again).toMatchObject({ allowed: true, needsToken: true });
+    expect(Object.isFrozen(again)).toBe(true);
+  });
+});
