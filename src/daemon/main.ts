@@ -87,7 +87,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const plaintextLeftover = settled.leftover;
   // The one holder of the config in force (SIGHUP and PATCH /v1/config go through it), built as
   // soon as the event bus it reports to exists; until then the config read at start is in force.
-  let configControl: ConfigControl | undefined;
+  let configControl: ConfigControl | undefined = undefined;
   const currentConfig = (): Readonly<Config> => configControl?.current() ?? config;
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HashWorkerPool } from '../src/node/hash-worker.js';
-import { FileDigests } from '../src/protocol/file-digests.js';
+import { HashWorkerPool } from '../../src/node/hash-worker.js';
+import { FileDigests } from '../../src/protocol/file-digests.js';
 
 function onThread(chunks: readonly Buffer[]): { sha1: string; sha256: string } {
   const digests = new FileDigests();

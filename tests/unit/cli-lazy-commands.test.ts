@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { commandsFor, main } from '../src/cli/main.js';
-import { VERSION } from '../src/protocol/version.js';
-import { bufferIO } from './helpers/buffer-io.js';
+import { commandsFor, main } from '../../src/cli/main.js';
+import { VERSION } from '../../src/protocol/version.js';
+import { bufferIO } from '../helpers/buffer-io.js';
 
 const ALL = ['daemon', 'status', 'token', 'fetch', 'sources', 'apps', 'service', 'diagnose', 'client-token'];
 
