@@ -29,7 +29,7 @@ import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { FetchService } from '../broker/fetch-service.js';
 import { DownloadService } from '../broker/download-service.js';
-import { createFsDownloadFiles } from './fs-download-files.js';
+import { createDownloadFiles } from '../node/download-files.js';
 import { resolveTarball } from '../broker/app-tarball.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
@@ -139,8 +139,9 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     log: logger,
   });
   const downloadService = new DownloadService({
-    fetch: fetchService,
-    files: createFsDownloadFiles(),
+    exchange,
+    // The daemon's own files are never download targets (DESIGN section 5, "daemon-owned").
+    files: createDownloadFiles({ daemonOwned: daemonOwnedPaths(paths, socketActivationFd(process.env, process.pid) !== undefined) }),
     events,
     clock: systemClock,
     log: logger,
@@ -322,4 +323,15 @@ function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextL
     ...(plaintextPath === undefined ? {} : { plaintextPath }),
     ...(warnings.length === 0 ? {} : { warning: warnings.join(' ') }),
   };
+}
+
+/**
+ * What a download may never write (DESIGN section 5): config.json itself (not the directory that
+ * holds it, which may be the user's home) and the state, cache and socket directories the daemon
+ * created (under socket activation the manager made the socket's directory; a named pipe has none).
+ */
+function daemonOwnedPaths(paths: Paths, socketActivated: boolean): { files: string[]; dirs: string[] } {
+  const dirs = [paths.stateDir, paths.cacheDir];
+  if (!socketActivated && !paths.socketPath.startsWith('\\\\.\\pipe\\')) dirs.push(path.dirname(paths.socketPath));
+  return { files: [paths.configFile], dirs };
 }

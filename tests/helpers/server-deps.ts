@@ -9,7 +9,7 @@ import { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { resolveTarball } from '../../src/broker/app-tarball.js';
-import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
+import { createDownloadFiles } from '../../src/node/download-files.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -73,8 +73,8 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const downloadService =
     overrides.downloadService ??
     new DownloadService({
-      fetch: fetchService,
-      files: createFsDownloadFiles(),
+      exchange,
+      files: createDownloadFiles(),
       events,
       clock,
       log: logger,
