@@ -164,7 +164,7 @@ export class DownloadService {
     const now = this.deps.clock.now();
     if (now - running.lastEventAt < 1000 / PROGRESS_EVENTS_PER_SECOND) return;
     // Pace by the emitted event's own `at` (the bus reads the clock again): consumers measure the rate by it.
-    running.lastEventAt = Date.parse(this.deps.events.emit('download.progress', { id: running.view.id, path: running.view.path, received: running.view.received, total: running.view.total }).at);
+    running.lastEventAt = Date.parse(this.deps.events.emit('download.progress', { id: running.view.id, path: running.view.path, received: running.view.received, total: running.view.total, resumedFrom: running.view.resumedFrom }).at);
   }
 
   private end(running: Running, state: DownloadState, extra: Record<string, unknown>): void {
