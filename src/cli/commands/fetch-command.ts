@@ -58,11 +58,8 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
     // An existing FIFO or character device (-o /dev/null) is streamed into, as curl does: no .part, no rename, no resume.
     const device = await openStreamTarget(options.output);
     if (device !== undefined) {
-      try {
-        await streamBody(ctx, url, digests, device.createWriteStream({ autoClose: false }), true);
-      } finally {
-        await device.close().catch(() => undefined);
-      }
+      // The stream closes the descriptor when it ends (or fails).
+      await streamBody(ctx, url, digests, device.createWriteStream(), true);
       return;
     }
     const dest = await outputFile(options.output, url);
