@@ -46,6 +46,8 @@ export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promi
     answer = await open(job, {});
   }
 
+  // The body may break while the `.part` is being prepared: remember how, so the stream sees it.
+  const early = watchBody(answer);
   const plan = planResponse(answer.status, answer.headers, resumeFrom);
   if (plan.kind === 'wrong-range') {
     answer.body.destroy();
@@ -67,12 +69,12 @@ export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promi
   const total = plan.total;
 
   const server = serverChecksums(answer.headers);
-  const early = firstMismatch(job.expected, server);
-  if (early !== undefined) {
+  const disagreeing = firstMismatch(job.expected, server);
+  if (disagreeing !== undefined) {
     // The server's own checksum already disagrees with the expected one: not a byte is written.
     answer.body.destroy();
     await drop();
-    throw mismatchError(early, job.describe, 'nothing was written');
+    throw mismatchError(disagreeing, job.describe, 'nothing was written');
   }
 
   const info = partInfoFor(job.key, answer.headers, total);
@@ -95,7 +97,7 @@ export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promi
   let received = resumeFrom;
   try {
     if (resumeFrom > 0) await readPrefix(part, resumeFrom, (chunk) => hashes.update(chunk));
-    await stream(answer, part, hashes, signal, (bytes) => {
+    await stream(answer, early, part, hashes, signal, (bytes) => {
       received += bytes;
       job.onBytes?.(bytes);
     });
@@ -163,10 +165,11 @@ async function readPrefix(part: OpenPart, size: number, onChunk: (chunk: Buffer)
 }
 
 /** Streams the body into the part file; resolves once every byte is written. */
-function stream(answer: FileTransferAnswer, part: OpenPart, hashes: FileDigests, signal: AbortSignal, onBytes: (bytes: number) => void): Promise<void> {
+function stream(answer: FileTransferAnswer, early: BodyWatch, part: OpenPart, hashes: FileDigests, signal: AbortSignal, onBytes: (bytes: number) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const sink = new PartSink(part.handle.fd, hashes, onBytes);
-    let failure: unknown;
+    let failure: unknown = early.failure;
+    if (failure === undefined && early.broke) failure = brokeOff();
     const fail = (err: unknown): void => {
       failure ??= err;
       answer.body.unpipe(sink);
@@ -176,10 +179,17 @@ function stream(answer: FileTransferAnswer, part: OpenPart, hashes: FileDigests,
     const onAbort = (): void => fail(signal.reason);
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
+    if (failure !== undefined) {
+      // Nothing was written: no writev can be under way.
+      answer.body.destroy();
+      sink.destroy();
+      reject(failure);
+      return;
+    }
     answer.body.once('error', fail);
     answer.body.once('close', () => {
       // A body destroyed without an error (a dropped connection) must not look finished.
-      if (!answer.body.readableEnded) fail(new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: 'The connection to the server broke during the download.', hint: 'Run it again to resume.', details: { reason: 'upstream-aborted' } }));
+      if (!answer.body.readableEnded) fail(brokeOff());
     });
     sink.once('error', fail);
     sink.once('close', () => {
@@ -187,11 +197,32 @@ function stream(answer: FileTransferAnswer, part: OpenPart, hashes: FileDigests,
       // The fd is closed after this: a writev still under way must finish first.
       void sink.settled().then(() => {
         if (failure === undefined && sink.writableFinished) resolve();
-        else reject(failure ?? new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: 'The connection to the server broke during the download.', hint: 'Run it again to resume.', details: { reason: 'upstream-aborted' } }));
+        else reject(failure ?? brokeOff());
       });
     });
     answer.body.pipe(sink);
   });
+}
+
+function brokeOff(): BrokerError {
+  return new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: 'The connection to the server broke during the download.', hint: 'Run it again to resume.', details: { reason: 'upstream-aborted' } });
+}
+
+interface BodyWatch {
+  /** The body's error, if it failed before it was piped. */
+  readonly failure: unknown;
+  /** The body closed before its end, before it was piped. */
+  readonly broke: boolean;
+}
+
+/** Records an error or an early close of the body until it is piped (and keeps an error from going unhandled). */
+function watchBody(answer: FileTransferAnswer): BodyWatch {
+  const watch = { failure: undefined as unknown, broke: false };
+  answer.body.on('error', (err: unknown) => (watch.failure ??= err));
+  answer.body.once('close', () => {
+    if (!answer.body.readableEnded) watch.broke = true;
+  });
+  return watch;
 }
 
 /**
