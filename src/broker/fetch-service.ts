@@ -47,15 +47,15 @@ export interface FetchResponse {
   clientGone(): void;
 }
 
-
 /**
- * `GET /v1/fetch`: header filtering, streaming verification and the verified-content cache on top
- * of the one upstream exchange (policy, token, redirects, error mapping). Pure orchestration over
+ * `GET /v1/fetch` and app tarballs, the HTTP sink of the one transfer (transfer.ts: policy, token,
+ * redirects, error mapping, header filtering): the fetch ledger, streaming verification and the
+ * verified-content cache. Pure orchestration over
  * ports: the HTTP layer only validates the query and pipes the body it gets back.
  */
 export class FetchService {
   readonly ledger: FetchLedger;
-  /** The one upstream exchange, also what daemon-written downloads build on. */
+  /** The one upstream exchange (transfer.ts opens it for this HTTP sink and for daemon-written downloads). */
   readonly exchange: UpstreamExchange;
 
   constructor(private readonly deps: FetchServiceDeps) {
