@@ -78,7 +78,8 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
       throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
     },
   });
-  const app = await buildServer({ ...deps, fetchService: service, downloadService: downloads, ...options.serverDeps });
+  // One bus, as in main.ts: what the services emit is what /v1/events sends (download progress included).
+  const app = await buildServer({ ...deps, events: bus, fetchService: service, downloadService: downloads, ...options.serverDeps });
   const socketPath = path.join(home, 'broker.sock');
   await app.listen({ path: socketPath });
   const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });
