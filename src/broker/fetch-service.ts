@@ -1,11 +1,11 @@
 import { pipeline, type Readable, type Writable } from 'node:stream';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
-import { CACHE_HEADER, PASSED_RESPONSE_HEADERS, type FetchRequestHeaders } from '../protocol/fetch.js';
+import { CACHE_HEADER, type FetchRequestHeaders } from '../protocol/fetch.js';
 import { BodyRelay, checksumMismatchError, type ChecksumMismatch, type Digests } from './body-relay.js';
 import type { EventBus } from './event-bus.js';
 import { FetchLedger, type FinalOutcome } from './fetch-ledger.js';
-import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog, UpstreamResponse } from './ports.js';
-import type { RequestHop } from './policy.js';
+import type { CachedContent, CacheWriter, Clock, ContentCache, DomainLog } from './ports.js';
+import { judgeUrl, openTransfer, type TransferAnswer } from './transfer.js';
 import { describeArtifactUrl as describeUrl } from '../protocol/artifact-url.js';
 import { discardBody } from './upstream-errors.js';
 import type { TokenUse, UpstreamExchange } from './upstream-exchange.js';
@@ -49,17 +49,15 @@ export interface FetchResponse {
   clientGone(): void;
 }
 
-/** `bytes START-END/TOTAL` (TOTAL may be `*`). */
-const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
-
 /**
- * `GET /v1/fetch`: header filtering, streaming verification and the verified-content cache on top
- * of the one upstream exchange (policy, token, redirects, error mapping). Pure orchestration over
+ * `GET /v1/fetch` and app tarballs, the HTTP sink of the one transfer (transfer.ts: policy, token,
+ * redirects, error mapping, header filtering): the fetch ledger, streaming verification and the
+ * verified-content cache. Pure orchestration over
  * ports: the HTTP layer only validates the query and pipes the body it gets back.
  */
 export class FetchService {
   readonly ledger: FetchLedger;
-  /** The one upstream exchange, also what daemon-written downloads build on. */
+  /** The one upstream exchange (transfer.ts opens it for this HTTP sink and for daemon-written downloads). */
   readonly exchange: UpstreamExchange;
 
   constructor(private readonly deps: FetchServiceDeps) {
@@ -94,11 +92,9 @@ export class FetchService {
         details: { field: 'headers.range' },
       });
     }
-    const target = this.exchange.allowed(input.url);
+    const judged = judgeUrl(this.exchange, input.url, input.token);
+    const target = judged.target;
     this.ledger.update(input.requestId, { url: describeUrl(target.canonicalUrl) });
-    // The token check comes before the cache: restricted content needs a usable token either way.
-    const token = input.token ?? this.exchange.lazyToken();
-    if (target.needsToken) token.get(target.server.name);
 
     const conditional = input.headers['if-none-match'] !== undefined || input.headers['if-modified-since'] !== undefined;
     const cacheable = verifying && !conditional;
@@ -111,53 +107,22 @@ export class FetchService {
       if (hit !== undefined) return this.fromCache(input, hit, expected, startedAt);
     }
 
-    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+    const headers: Record<string, string> = {};
     for (const name of ['if-none-match', 'if-modified-since', 'range', 'if-range'] as const) {
       const value = input.headers[name];
       if (value !== undefined && (name !== 'if-range' || input.headers.range !== undefined)) headers[name] = value;
     }
-    // Without a client Range the exchange asks for `bytes=0-`, so the answer carries the full length.
-    const exchanged = await this.exchange.open({ target, headers, wholeBody: input.headers.range === undefined, signal: input.signal, token });
-    const { response, hop } = exchanged;
+    const answer = await openTransfer(this.exchange, judged, { headers, signal: input.signal });
     this.ledger.update(input.requestId, { cache: cacheable ? 'miss' : 'off' });
-    if (response.status === 200 || response.status === 206) {
-      return this.relay(input, response, { hop, canonicalUrl: target.canonicalUrl, wholeBody: exchanged.wholeBody, expected, cacheable, startedAt });
-    }
-    if (response.status === 304) {
-      discardBody(response);
-      const passed = passHeaders(response.headers);
-      delete passed['content-length'];
-      return this.bodiless(input, 304, passed, startedAt);
-    }
-    throw await this.exchange.fail(exchanged);
+    if (answer.status === 304) return this.bodiless(input, 304, answer.headers, startedAt);
+    return this.relay(input, answer, { canonicalUrl: target.canonicalUrl, expected, cacheable, startedAt });
   }
 
-  private async relay(
-    input: FetchInput,
-    response: UpstreamResponse,
-    context: { hop: RequestHop; canonicalUrl: string; wholeBody: boolean; expected: Digests; cacheable: boolean; startedAt: number },
-  ): Promise<FetchResponse> {
-    const headers = passHeaders(response.headers);
-    let status = response.status;
-    if (context.wholeBody && status === 206) {
-      // Our own `bytes=0-`: the client asked for the whole body and gets a 200 with its length.
-      const range = CONTENT_RANGE.exec(headers['content-range'] ?? '');
-      const total = range?.[3] === '*' ? undefined : Number(range?.[3]);
-      if (range === null || Number(range[1]) !== 0 || (total !== undefined && Number(range[2]) + 1 !== total)) {
-        discardBody(response);
-        throw new BrokerError('BROKER_UPSTREAM_ERROR', {
-          message: `The server answered a request for the whole of ${describeUrl(context.canonicalUrl)} with only part of it (${headers['content-range'] ?? 'no Content-Range'}).`,
-          details: { status: 206, reason: 'partial-content', url: describeUrl(context.canonicalUrl) },
-        });
-      }
-      status = 200;
-      delete headers['content-range'];
-      headers['content-length'] = String(total ?? Number(range[2]) + 1);
-    }
-
+  private async relay(input: FetchInput, answer: TransferAnswer, context: { canonicalUrl: string; expected: Digests; cacheable: boolean; startedAt: number }): Promise<FetchResponse> {
+    const { headers, status } = answer;
     const mismatch = headerMismatch(headers, context.expected);
     if (mismatch !== undefined) {
-      discardBody({ headers: {}, body: response.body });
+      discardBody({ headers: {}, body: answer.body });
       this.reportMismatch(input, mismatch, 'upstream-header');
       throw checksumMismatchError(mismatch, `The server's own ${mismatch.algorithm} for ${describeUrl(context.canonicalUrl)} (${mismatch.actual}) differs from the expected ${mismatch.expected}; nothing was sent.`);
     }
@@ -195,7 +160,7 @@ export class FetchService {
             onMismatch: (m) => this.reportMismatch(input, m, 'upstream'),
           })
         : undefined;
-    return this.streamed(input, context.startedAt, status, headers, response.body, relay, () => {
+    return this.streamed(input, context.startedAt, status, headers, answer.body, relay, () => {
       void cacheWrite?.abort();
     });
   }
@@ -341,20 +306,6 @@ class SafeCacheWrite {
     this.log.warn({ requestId: this.requestId, step, err: errorText(err) }, 'caching a verified body failed; serving it uncached');
     void this.abort();
   }
-}
-
-function firstValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/** Only the listed response headers cross the broker (never Set-Cookie or auth challenges). */
-function passHeaders(upstream: UpstreamResponse['headers']): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const name of PASSED_RESPONSE_HEADERS) {
-    const value = firstValue(upstream[name]);
-    if (value !== undefined) headers[name] = value;
-  }
-  return headers;
 }
 
 /** The upstream's own X-Checksum-* already disagrees with what the client expects. */

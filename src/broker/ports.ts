@@ -6,7 +6,7 @@
  * fastify, undici, @napi-rs/keyring, node:fs, node:net or node:http (a test checks it).
  */
 import type { Readable } from 'node:stream';
-import type { PartInfo } from '../protocol/downloads.js';
+import type { VerifiedBy } from '../protocol/downloads.js';
 
 export interface TimerHandle {
   cancel(): void;
@@ -150,43 +150,72 @@ export interface TokenAccess {
   rejected(server: string, upstreamMessage: string, usedToken?: string): void;
 }
 
-// ---- daemon-written downloads (adapter: src/daemon/fs-download-files.ts) ----
+// ---- daemon-written downloads (adapter: src/node/download-files.ts) ----
+
+/** An answer to write into a file: what the transfer (src/broker/transfer.ts) or a client fetch gives. */
+export interface FileTransferAnswer {
+  status: number;
+  /** Lower-case names. */
+  headers: Readonly<Record<string, string | undefined>>;
+  /** Destroy it to abort the request. */
+  body: Readable;
+}
+
+/** One resumable download into a checked target (the decisions are src/protocol/resume-decisions.ts). */
+export interface ResumeJob {
+  /** What `.part.json` records as the URL (partKey of the URL). */
+  key: string;
+  /** The URL as errors may show it. */
+  describe: string;
+  /** Digests the whole file must have; without any, the server's own checksums are used. */
+  expected: { sha1?: string | undefined; sha256?: string | undefined };
+  /** The finished file's mode (`0666 & ~umask`). */
+  mode: number;
+  /** Opens the transfer, with Range + If-Range when a `.part` is continued. Rejects with a BrokerError. */
+  open(request: { range?: string; ifRange?: string }, signal: AbortSignal): Promise<FileTransferAnswer>;
+  /** The answer was accepted: where the file starts (bytes kept from an earlier attempt) and its size. */
+  onStart?(start: { resumedFrom: number; total: number | undefined }): void;
+  /** More bytes are on disk. */
+  onBytes?(bytes: number): void;
+  /** Stops the download; the `.part` is kept. */
+  signal: AbortSignal;
+}
+
+export interface ResumeOutcome {
+  bytes: number;
+  sha1: string;
+  sha256: string;
+  verifiedBy: VerifiedBy;
+  resumed: boolean;
+  resumedFrom: number;
+  total: number | undefined;
+}
 
 /**
- * The file side of a daemon-written download. The node:fs adapter is src/daemon/fs-download-files.ts;
- * every rule about what may be opened (O_NOFOLLOW, O_EXCL, own regular files) lives there.
+ * A download target, checked once and held open: the parent directory is opened and every later
+ * step (the `.part`, `.part.json`, the rename) works relative to that open directory, so a path
+ * component swapped for a symlink after the check cannot redirect the write.
+ */
+export interface DownloadTarget {
+  /** The resolved path (the opened directory's real path + the file name). */
+  readonly path: string;
+  /** Closes the directory; call once the download ended. */
+  release(): Promise<void>;
+}
+
+/**
+ * The file side of a daemon-written download (src/node/download-files.ts). Every rule about what
+ * may be opened (regular files only, O_NOFOLLOW, O_EXCL, own files, daemon-owned paths,
+ * group/world-writable directories) lives there.
  */
 export interface DownloadFiles {
   /**
-   * The checked target: its parent an existing directory the user can write (symlinks in the
-   * parent resolved), the target itself not a directory or a symlink; when `allowedDirs` is given,
-   * under one of them. Throws BROKER_BAD_REQUEST (a hint says what to fix) or BROKER_FORBIDDEN.
+   * The checked target (DESIGN section 5, download targets). With `allowedDirs` (an extra
+   * listener's `downloadDirs`) the opened directory must be one of them or below one. Throws
+   * BROKER_BAD_REQUEST with `details.reason` (`not-a-regular-file`, `daemon-owned`,
+   * `unsafe-directory`, ...) or BROKER_FORBIDDEN, before anything is requested upstream.
    */
-  target(path: string, allowedDirs: readonly string[] | undefined): Promise<string>;
-  /**
-   * The `.part` of an earlier attempt, when it may be resumed: a regular file owned by the user
-   * (never through a symlink) with a `.part.json` likewise. Whatever else sits at those names is
-   * removed (symlinks themselves, never their targets) and undefined returned.
-   */
-  resumable(target: string): Promise<{ info: PartInfo; part: PartFile } | undefined>;
-  /** A new `.part` (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), after writing its `.part.json`. */
-  create(target: string, info: PartInfo): Promise<PartFile>;
-  /** Replaces `.part.json` (the validators of a resumed response). */
-  writeInfo(target: string, info: PartInfo): Promise<void>;
-  /** Removes `.part` and `.part.json` (never following a symlink). */
-  discard(target: string): Promise<void>;
-}
-
-/** An open `.part` file. */
-export interface PartFile {
-  /** Bytes in the file when it was opened. */
-  readonly size: number;
-  /** Feeds the bytes already in the file to `onChunk`, in order (the digest covers them too). */
-  readExisting(onChunk: (chunk: Buffer) => void): Promise<void>;
-  /** Appends the chunks in one system call where it can; callback style, no promise per batch. */
-  writev(chunks: Buffer[], done: (err?: Error | null) => void): void;
-  /** fsync, chmod to `mode`, close, rename over the target (never over a symlink), drop `.part.json`. */
-  commit(mode: number): Promise<void>;
-  /** Closes it and keeps `.part` + `.part.json` for the next attempt. */
-  close(): Promise<void>;
+  target(path: string, rules: { allowedDirs?: readonly string[] | undefined }): Promise<DownloadTarget>;
+  /** Runs the download into `target` via `.part` (resume, verify, fsync, rename); rejects with a BrokerError. */
+  resumeToFile(target: DownloadTarget, job: ResumeJob): Promise<ResumeOutcome>;
 }

@@ -23,7 +23,7 @@ import {
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { ConfigViewSchema, type ConfigView } from '../protocol/config-api.js';
 import { FetchRecordSchema, REQUEST_ID_HEADER, type FetchRecord } from '../protocol/fetch.js';
-import { daemonDownload } from './daemon-download.js';
+import { daemonDownload, wantsDaemonWrite } from './daemon-download.js';
 import { DownloadOutcomeSchema, DownloadProgressSchema, type DownloadOutcome, type DownloadProgressView, type DownloadRequest } from '../protocol/downloads.js';
 import { downloadFile, typedBody, type DownloadOptions, type DownloadResult, type FetchOptions, type FetchResult } from './fetch.js';
 import {
@@ -149,15 +149,16 @@ export class TokenBrokerClient {
    * Downloads to `dest` through `dest.part` (resumed with Range + If-Range when a previous attempt
    * left one), verifies the whole file, and renames it into place. On the owner's socket the daemon
    * writes the file itself (`POST /v1/downloads`); with a client token (an extra listener) the body
-   * is streamed and written here. A digest mismatch leaves nothing (BROKER_CHECKSUM_MISMATCH); a
+   * is streamed and written here, or, for a token with `download` but not `fetch`, written by the
+   * daemon under the listener's `downloadDirs`. A digest mismatch leaves nothing (BROKER_CHECKSUM_MISMATCH); a
    * broken connection or a cancel keeps the `.part` for the next try.
    */
   async download(url: string, dest: string, options: DownloadOptions = {}): Promise<DownloadResult> {
-    if (this.ownerSocket) {
-      const digests = { ...(options.sha1 === undefined ? {} : { sha1: options.sha1 }), ...(options.sha256 === undefined ? {} : { sha256: options.sha256 }) };
-      return daemonDownload(this, { url, path: resolvePath(dest), ...digests }, options);
-    }
-    return downloadFile(this, url, dest, options);
+    const digests = { ...(options.sha1 === undefined ? {} : { sha1: options.sha1 }), ...(options.sha256 === undefined ? {} : { sha256: options.sha256 }) };
+    const byDaemon = (): Promise<DownloadResult> => daemonDownload(this, { url, path: resolvePath(dest), ...digests }, options);
+    if (this.ownerSocket) return byDaemon();
+    // A `download`-only token cannot stream: the daemon writes the file (under the listener's downloadDirs).
+    return downloadFile(this, url, dest, options).catch((err: unknown) => (wantsDaemonWrite(err) ? byDaemon() : Promise.reject(err)));
   }
 
   /** `POST /v1/downloads` as is: resolves with the outcome once the daemon wrote the file. */
@@ -195,9 +196,10 @@ export class TokenBrokerClient {
     }
     const dest = joinPath(resolvePath(dir), app.tarball.fileName);
     // The owner's socket: the daemon writes the file itself; an extra listener streams it to us.
+    const byDaemon = (): Promise<DownloadResult> => daemonDownload(this, { source, app: name, version: app.tarball.version, path: dest }, download);
     const result = this.ownerSocket
-      ? await daemonDownload(this, { source, app: name, version: app.tarball.version, path: dest }, download)
-      : await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, ...(app.tarball.shasum === undefined ? {} : { sha1: app.tarball.shasum }) });
+      ? await byDaemon()
+      : await downloadFile(this, app.tarball.tarballUrl, dest, { ...download, ...(app.tarball.shasum === undefined ? {} : { sha1: app.tarball.shasum }) }).catch((err: unknown) => (wantsDaemonWrite(err) ? byDaemon() : Promise.reject(err)));
     return { ...result, app, path: dest };
   }
 

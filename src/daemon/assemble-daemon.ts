@@ -74,7 +74,7 @@ export function assembleDaemon(adapters: DaemonAdapters, config: () => Readonly<
   const clientTokens = new ClientTokenService({ state, clock, log, user: adapters.user });
   const fetchService = new FetchService({ exchange: exchange, cache: adapters.contentCache, events, clock, log });
   const downloadService = new DownloadService({
-    fetch: fetchService,
+    exchange,
     files: adapters.downloadFiles,
     events,
     clock,

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ClientTokenService } from '../broker/client-tokens.js';
+import { ClientTokenService, type ClientTokenGrant } from '../broker/client-tokens.js';
 import { BrokerError } from '../protocol/errors.js';
-import { routeAccess } from './route-scopes.js';
+import { routeAccess, routeAlsoOpenTo } from './route-scopes.js';
 
 /** Marks a connection that arrived on an extra listener (set in extra-listeners.ts). */
 const EXTRA_LISTENER = Symbol('tokenbroker.extraListener');
@@ -17,6 +17,14 @@ type TaggedSocket = Socket & { [EXTRA_LISTENER]?: ExtraListenerTag };
 
 export function tagExtraListener(socket: Socket, tag: ExtraListenerTag): void {
   (socket as TaggedSocket)[EXTRA_LISTENER] = tag;
+}
+
+/** The client token a request on an extra listener was authorized with (set by the auth hook). */
+const grants = new WeakMap<IncomingMessage, ClientTokenGrant>();
+
+/** The verified client token of a request on an extra listener; undefined on the owner's socket. */
+export function clientTokenOf(raw: IncomingMessage): ClientTokenGrant | undefined {
+  return grants.get(raw);
 }
 
 /** The extra listener a request arrived on, or undefined for the owner's socket. */
@@ -74,6 +82,7 @@ function authorizeOnExtraListener(request: FastifyRequest, reply: FastifyReply, 
     void reply.header('www-authenticate', 'Bearer realm="tokenbroker"');
     throw new BrokerError('BROKER_UNAUTHORIZED');
   }
+  grants.set(request.raw, grant);
   const url = request.routeOptions.url;
   // No such route: with a valid token, the normal 404 envelope follows.
   if (url === undefined) return;
@@ -92,7 +101,8 @@ function authorizeOnExtraListener(request: FastifyRequest, reply: FastifyReply, 
       hint: 'Use the owner\'s socket for this request.',
     });
   }
-  if (!ClientTokenService.allows(grant, access)) {
+  const also = routeAlsoOpenTo(request.method, url);
+  if (!ClientTokenService.allows(grant, access) && (also === undefined || !ClientTokenService.allows(grant, also))) {
     throw new BrokerError('BROKER_FORBIDDEN', {
       message: `This client token does not have the "${access}" scope that ${request.method} ${url} needs.`,
       hint: `Create a token that has it: \`tokenbroker client-token create --scope ${access} --description ...\` (or --scope user for every scope).`,

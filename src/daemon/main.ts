@@ -24,7 +24,7 @@ import { settlePlaintextLeftover, type PlaintextLeftover } from './secret-store/
 import { SECRETS_FILE } from './secret-store/file-store.js';
 import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
-import { createFsDownloadFiles } from './fs-download-files.js';
+import { createDownloadFiles } from '../node/download-files.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
 import { localUserName } from './local-user.js';
@@ -98,7 +98,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       secretStore: secretStore.store,
       state: createFsStateStore(paths.stateDir, { scrub }),
       contentCache,
-      downloadFiles: createFsDownloadFiles(),
+      // The daemon's own files are never download targets (DESIGN section 5, "daemon-owned").
+      downloadFiles: createDownloadFiles({ daemonOwned: daemonOwnedPaths(paths, socketActivationFd(process.env, process.pid) !== undefined) }),
       clock: systemClock,
       log: logger,
       user: localUserName(),
@@ -252,4 +253,15 @@ function secretStoreStatus(selection: SecretStoreSelection, leftover: PlaintextL
   if (plaintextPath !== undefined) status.plaintextPath = plaintextPath;
   if (warnings.length > 0) status.warning = warnings.join(' ');
   return status;
+}
+
+/**
+ * What a download may never write (DESIGN section 5): config.json itself (not the directory that
+ * holds it, which may be the user's home) and the state, cache and socket directories the daemon
+ * created (under socket activation the manager made the socket's directory; a named pipe has none).
+ */
+function daemonOwnedPaths(paths: Paths, socketActivated: boolean): { files: string[]; dirs: string[] } {
+  const dirs = [paths.stateDir, paths.cacheDir];
+  if (!socketActivated && !paths.socketPath.startsWith('\\\\.\\pipe\\')) dirs.push(path.dirname(paths.socketPath));
+  return { files: [paths.configFile], dirs };
 }

@@ -53,6 +53,21 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'PATCH /v1/config': 'owner',
 };
 
+/**
+ * Routes that a second scope opens too, for a narrower view: a `download`-only token may open the
+ * event stream and receives only its own downloads' events (events-routes.ts filters; DESIGN
+ * section 5).
+ */
+export const ALSO_OPEN_TO: Readonly<Record<string, ClientScope>> = {
+  'GET /v1/events': 'download',
+};
+
+/** The second scope that opens a route, if any. */
+export function routeAlsoOpenTo(method: string, url: string): ClientScope | undefined {
+  const key = routeKey(method, url);
+  return Object.hasOwn(ALSO_OPEN_TO, key) ? ALSO_OPEN_TO[key] : undefined;
+}
+
 /** The table key of a route: HEAD shares its GET route's entry, parameter names are dropped. */
 export function routeKey(method: string, url: string): string {
   const verb = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isAbsolutePlatformPath } from './absolute-path.js';
 
 /**
  * config.json (DESIGN section 3). Every key is optional; unknown keys are an error naming the key.
@@ -86,7 +87,7 @@ export const ListenerSchema = z.strictObject({
    * (`POST /v1/downloads`, scope `download`). Default none: no daemon-written downloads here.
    */
   downloadDirs: z
-    .array(z.string().refine((p) => p.startsWith('/'), 'must be an absolute directory path'))
+    .array(z.string().refine((p) => isAbsolutePlatformPath(p), 'must be an absolute directory path ("/srv/downloads"; "C:\\Downloads" or a UNC share on Windows)'))
     .max(64)
     .default([]),
 });

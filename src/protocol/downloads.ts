@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BrokerError, isBrokerError } from './errors.js';
 import { SHA1_HEX, SHA256_HEX } from './fetch.js';
+import { absolutePathExample, isAbsolutePlatformPath } from './absolute-path.js';
 
 /**
  * `POST /v1/downloads`, `GET/DELETE /v1/downloads/:id` (DESIGN section 5): the daemon itself
@@ -26,7 +27,7 @@ export const DownloadRequestSchema = z
       .string({ error: 'is required: the absolute path of the file to write' })
       .min(2, 'must be an absolute file path')
       .max(4096, 'is too long')
-      .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute file path'),
+      .refine((p) => isAbsolutePlatformPath(p), `must be an absolute file path (e.g. ${absolutePathExample()})`),
     sha1: sha1.optional(),
     sha256: sha256.optional(),
     /**

@@ -18,7 +18,7 @@ export const UpstreamUnreachableReason = z.enum(['aborted', 'connect-timeout', '
 export const UpstreamErrorReason = z.enum(['status', 'redirect-refused', 'partial-content', 'not-modified-unasked', 'not-json']);
 
 export const ERROR_DETAILS = {
-  BROKER_BAD_REQUEST: z.looseObject({ field: z.string().optional() }),
+  BROKER_BAD_REQUEST: z.looseObject({ field: z.string().optional(), reason: z.string().optional() }),
   BROKER_UNAUTHORIZED: z.looseObject({}),
   BROKER_FORBIDDEN: z.looseObject({ reason: z.string().optional(), requiredScope: z.string().optional() }),
   BROKER_URL_NOT_ALLOWED: z.looseObject({ reason: z.string(), url: url.optional() }),

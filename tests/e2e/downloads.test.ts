@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/index.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { recordEvents } from '../helpers/event-stream.js';
 import { CLI_ENTRY, makeTempHome, REPO_ROOT, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 
 const MiB = 1024 * 1024;
@@ -83,12 +84,11 @@ describe('POST /v1/downloads (real daemon)', () => {
 
   it('writes a 64 MiB restricted file: byte-identical, verified, renamed, mode from the caller\'s umask, events, no canary', async () => {
     const { sha256, sha1 } = await af.digestOf(BIG);
-    const events: BrokerEvent[] = [];
     const controller = new AbortController();
-    const listening = (async () => {
-      for await (const event of daemon.client.events({ signal: controller.signal })) events.push(event);
-    })();
-    await new Promise((r) => setTimeout(r, 100));
+    const recording = recordEvents(daemon.client, controller.signal);
+    const events: BrokerEvent[] = recording.events;
+    // Subscribed before the download starts: no event is missed (no sleep standing in for it).
+    await recording.opened;
     const dest = path.join(out, 'big.bin');
     const outcome = await daemon.client.postDownload({ url: af.url(BIG), path: dest, sha256, umask: 0o027 });
     expect(outcome).toMatchObject({ path: dest, bytes: 64 * MiB, sha256, sha1, verifiedBy: 'shasum', resumed: false });
@@ -102,7 +102,7 @@ describe('POST /v1/downloads (real daemon)', () => {
     expect((await stat(path.join(out, 'small.zip'))).mode & 0o777).toBe(0o644);
     await until('download.done events', async () => events.filter((e) => e.type === 'download.done').length >= 2);
     controller.abort();
-    await listening.catch(() => undefined);
+    await recording.done.catch(() => undefined);
 
     const done = events.find((e) => e.type === 'download.done' && e.id === outcome.id);
     expect(done).toMatchObject({ state: 'done', path: dest, bytes: 64 * MiB, verifiedBy: 'shasum' });
@@ -189,14 +189,15 @@ describe('POST /v1/downloads (real daemon)', () => {
     await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });
 
     // The client process killed outright: the daemon sees the connection close and stops too.
+    const stopEvents = new AbortController();
+    const recording = recordEvents(daemon.client, stopEvents.signal);
+    await recording.opened;
     const killed = spawn(process.execPath, [CLI_ENTRY, 'fetch', af.url(BIG), '-o', dest, '--sha256', sha256], { env: daemon.env, stdio: 'ignore' });
     await until('the resumed .part to grow', async () => ((await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0) > kept + MiB);
     killed.kill('SIGKILL');
-    await until('the daemon to stop writing', async () => {
-      const a = (await stat(`${dest}.part`)).size;
-      await new Promise((r) => setTimeout(r, 300));
-      return (await stat(`${dest}.part`)).size === a;
-    });
+    // The daemon says when it stopped: its download.done event (cancelled), no sampling of the file size.
+    await until('the daemon to stop the download', async () => recording.events.some((e) => e.type === 'download.done' && e.path === dest && e.state === 'cancelled'));
+    stopEvents.abort();
     expect((await stat(`${dest}.part`)).size).toBeLessThan(64 * MiB);
     expect(JSON.parse(await readFile(`${dest}.part.json`, 'utf8'))).toMatchObject({ url: af.url(BIG) });
 

@@ -5,7 +5,7 @@ import { EventBus } from '../../src/broker/event-bus.js';
 import { FetchService } from '../../src/broker/fetch-service.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { DownloadService } from '../../src/broker/download-service.js';
-import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
+import { createDownloadFiles } from '../../src/node/download-files.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import { TestTokenAccess } from './test-token-access.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
@@ -69,8 +69,8 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock: systemClock, userAgent: 'tokenbroker/test' });
   const service = new FetchService({ exchange, cache, events: bus, clock: systemClock, log: deps.logger });
   const downloads = new DownloadService({
-    fetch: service,
-    files: createFsDownloadFiles(),
+    exchange,
+    files: createDownloadFiles(),
     events: bus,
     clock: systemClock,
     log: deps.logger,
@@ -78,7 +78,8 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
       throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
     },
   });
-  const app = await buildServer({ ...deps, fetchService: service, downloadService: downloads, ...options.serverDeps });
+  // One bus, as in main.ts: what the services emit is what /v1/events sends (download progress included).
+  const app = await buildServer({ ...deps, events: bus, fetchService: service, downloadService: downloads, ...options.serverDeps });
   const socketPath = path.join(home, 'broker.sock');
   await app.listen({ path: socketPath });
   const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });

@@ -4,7 +4,7 @@ import type { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { exchangeTokenValidation, type TokenValidation } from '../../src/broker/token-validator.js';
 import { createUpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { assembleDaemon } from '../../src/daemon/assemble-daemon.js';
-import { createFsDownloadFiles } from '../../src/daemon/fs-download-files.js';
+import { createDownloadFiles } from '../../src/node/download-files.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import type { ServerDeps } from '../../src/daemon/server.js';
@@ -61,7 +61,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
   const store = overrides.store ?? createMemoryStore();
   // The daemon's own wiring (src/daemon/assemble-daemon.ts) over memory adapters.
   const assembled = assembleDaemon(
-    { upstream: overrides.upstream ?? offlineUpstream, secretStore: store, state, contentCache: noContentCache, downloadFiles: createFsDownloadFiles(), clock, log: logger, user: 'ada', userAgent: 'tokenbroker/test' },
+    { upstream: overrides.upstream ?? offlineUpstream, secretStore: store, state, contentCache: noContentCache, downloadFiles: createDownloadFiles(), clock, log: logger, user: 'ada', userAgent: 'tokenbroker/test' },
     () => config,
   );
   const events = overrides.events ?? assembled.events;

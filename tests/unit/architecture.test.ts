@@ -48,7 +48,7 @@ describe('architecture', () => {
 
   /**
    * Layers point inward: cli -> client -> protocol, daemon -> broker -> protocol. src/node holds
-   * the Node adapters both the daemon and the CLI need (config file, private dirs, atomic files,
+   * the Node adapters the daemon, the client and the CLI need (the one resumable file writer among them) (config file, private dirs, atomic files,
    * the socket probe, the undici upstream); src/entry.ts is the binary's entry and wires the CLI
    * to the daemon runner.
    */
@@ -122,6 +122,50 @@ describe('architecture', () => {
     // The daemon's services are wired in one place, which main.ts uses.
     expect(await found(/new (TokenService|SourceService|FetchService|DownloadService)\(/)).toEqual(['daemon/assemble-daemon.ts']);
     expect(await found(/\bassembleDaemon\(/)).toEqual(['daemon/assemble-daemon.ts', 'daemon/main.ts']);
+  });
+
+  it('src/client parses no Content-Range: resume decisions live in src/protocol/resume-decisions.ts, run by the one writer in src/node', async () => {
+    const offences: string[] = [];
+    for (const file of await sourceFiles(path.join(REPO_ROOT, 'src', 'client'))) {
+      if (/content-range|bytes \(\\d\+\)-/i.test(await readFile(file, 'utf8'))) offences.push(path.relative(REPO_ROOT, file));
+    }
+    expect(offences).toEqual([]);
+  });
+
+  it('src/protocol imports no filesystem module (schemas, the error registry and pure helpers)', async () => {
+    const offences: string[] = [];
+    for (const file of await sourceFiles(path.join(REPO_ROOT, 'src', 'protocol'))) {
+      for (const spec of importedModules(await readFile(file, 'utf8'))) {
+        if (/^(node:)?fs(\/promises)?$/.test(spec)) offences.push(`${path.relative(REPO_ROOT, file)} imports ${spec}`);
+      }
+    }
+    expect(offences).toEqual([]);
+  });
+
+  /** Every import of src/broker by a src/node file, and whether it is type-only from ports.ts. */
+  function brokerImportsOfNode(file: string, source: string): string[] {
+    const offences: string[] = [];
+    for (const match of source.matchAll(/\b(import|export)\s+(type\s+)?[^'";]*?\bfrom\s+['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      const spec = match[3] ?? match[4] ?? '';
+      if (!spec.startsWith('.')) continue;
+      const target = path.relative(SRC, path.resolve(SRC, path.dirname(file), spec)).split(path.sep).join('/');
+      if (!target.startsWith('broker/')) continue;
+      if (match[2] === undefined || target !== 'broker/ports.js') offences.push(`src/${file} imports ${spec}`);
+    }
+    return offences;
+  }
+
+  it('src/node imports only port types from src/broker (no domain objects)', async () => {
+    const offences: string[] = [];
+    for (const file of await sourceFiles(path.join(SRC, 'node'))) {
+      offences.push(...brokerImportsOfNode(path.relative(SRC, file).split(path.sep).join('/'), await readFile(file, 'utf8')));
+    }
+    expect(offences).toEqual([]);
+    // The check itself catches a value import, a type from another broker file, and a dynamic import.
+    expect(brokerImportsOfNode('node/x.ts', "import { ResumeJob } from '../broker/ports.js';")).toHaveLength(1);
+    expect(brokerImportsOfNode('node/x.ts', "import type { TokenUse } from '../broker/upstream-exchange.js';")).toHaveLength(1);
+    expect(brokerImportsOfNode('node/x.ts', "const m = await import('../broker/ports.js');")).toHaveLength(1);
+    expect(brokerImportsOfNode('node/x.ts', "import type { ResumeJob } from '../broker/ports.js';")).toEqual([]);
   });
 
   it('one upstream exchange: one redirect loop, one status mapper, one proxy resolver and CA loader in src/', async () => {

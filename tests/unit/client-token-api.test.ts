@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROUTE_ACCESS } from '../../src/daemon/route-scopes.js';
+import { ALSO_OPEN_TO, ROUTE_ACCESS } from '../../src/daemon/route-scopes.js';
 import { buildServer } from '../../src/daemon/server.js';
 import { CLIENT_SCOPES, type ClientScope, type CreatedClientToken } from '../../src/protocol/client-tokens.js';
 import { ERRORS } from '../../src/protocol/errors.js';
@@ -127,7 +127,7 @@ describe('extra listener', () => {
         const res = await app.inject({ ...requestFor(key), headers: { ...EXTRA, authorization: `Bearer ${tokens.get(scope)}` } });
         const code = res.statusCode >= 400 ? envelope(res.body).code : 'ok';
         const refused = code === 'BROKER_FORBIDDEN' || code === 'BROKER_UNAUTHORIZED';
-        const shouldPass = needed !== 'owner' && (scope === 'user' || scope === needed);
+        const shouldPass = needed !== 'owner' && (scope === 'user' || scope === needed || ALSO_OPEN_TO[key] === scope);
         if (refused === shouldPass) outcomes.push(`${scope} -> ${key}: got ${res.statusCode} ${code}`);
         if (refused) {
           expect(res.statusCode).toBe(403);

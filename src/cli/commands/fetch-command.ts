@@ -1,4 +1,5 @@
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +9,8 @@ import { SHA1_HEX, SHA256_HEX } from '../../protocol/fetch.js';
 import { artifactFileName } from '../../protocol/artifact-url.js';
 import type { VerifiedBy } from '../../protocol/downloads.js';
 import { isBrokerError } from '../../protocol/errors.js';
-import { checkDownloadTarget, partPathOf } from '../../protocol/part-files.js';
+import { openDownloadTarget } from '../../node/download-target.js';
+import { partPathOf } from '../../node/part-files.js';
 import { SilentExit } from '../errors.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -51,9 +53,15 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
   const options = parsed.data;
   const digests = { ...(options.sha1 === undefined ? {} : { sha1: options.sha1 }), ...(options.sha256 === undefined ? {} : { sha256: options.sha256 }) };
   const { io } = ctx;
-  const bar = io.stderrIsTTY ? new ProgressBar(io.stderr) : undefined;
 
   if (options.output !== undefined && options.output !== '-') {
+    // An existing FIFO or character device (-o /dev/null) is streamed into, as curl does: no .part, no rename, no resume.
+    const device = await openStreamTarget(options.output);
+    if (device !== undefined) {
+      // The stream closes the descriptor when it ends (or fails).
+      await streamBody(ctx, url, digests, device.createWriteStream(), true);
+      return;
+    }
     const dest = await outputFile(options.output, url);
     await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, ...(onProgress === undefined ? {} : { onProgress }), signal }), partPathOf(dest));
     return;
@@ -62,6 +70,13 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
   if (io.stdoutIsTTY) {
     throw new UsageError('Refusing to write the download to the terminal.', `Save it with -o FILE, or redirect it: tokenbroker fetch ${url} > FILE`);
   }
+  // stdout is not ours to end: the process does that when it exits.
+  await streamBody(ctx, url, digests, io.stdout, false);
+}
+
+/** Streams the (daemon-verified) body into `sink` with the progress bar on a terminal stderr. */
+async function streamBody(ctx: CliContext, url: string, digests: { sha1?: string; sha256?: string }, sink: NodeJS.WritableStream, end: boolean): Promise<void> {
+  const bar = ctx.io.stderrIsTTY ? new ProgressBar(ctx.io.stderr) : undefined;
   const result = await ctx.client().fetch(url, digests);
   const total = result.headers['content-length'] === undefined ? undefined : Number(result.headers['content-length']);
   let received = 0;
@@ -73,13 +88,30 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
     },
   });
   try {
-    // stdout is not ours to end: the process does that when it exits.
-    await pipeline(result.body, counter, io.stdout, { end: false });
+    await pipeline(result.body, counter, sink, { end });
     bar?.done(received, total);
   } catch (err) {
     bar?.abandon();
     throw err;
   }
+}
+
+/**
+ * `-o OUTPUT` when it is an existing FIFO or character device: opened for writing (no create, no
+ * truncate), and checked again on the open descriptor (a file swapped in meanwhile is refused, never
+ * overwritten in place). Undefined for anything else (a regular file, a directory, nothing).
+ */
+export async function openStreamTarget(output: string): Promise<FileHandle | undefined> {
+  const resolved = path.resolve(output);
+  const before = await stat(resolved).catch(() => undefined);
+  if (before === undefined || !(before.isFIFO() || before.isCharacterDevice())) return undefined;
+  const handle = await open(resolved, constants.O_WRONLY);
+  const opened = await handle.stat();
+  if (!(opened.isFIFO() || opened.isCharacterDevice()) || opened.ino !== before.ino || opened.dev !== before.dev) {
+    await handle.close();
+    throw new UsageError(`${resolved} changed while it was opened; nothing was written.`, 'Run the command again.');
+  }
+  return handle;
 }
 
 /**
@@ -97,7 +129,7 @@ export async function outputFile(output: string, url: string): Promise<string> {
     dest = path.join(resolved, name);
   }
   try {
-    await checkDownloadTarget(dest);
+    await (await openDownloadTarget(dest)).release();
   } catch (err) {
     if (isBrokerError(err)) throw new UsageError(err.message, err.hint);
     throw err;

@@ -1,0 +1,21 @@
+import type { DownloadFiles, DownloadTarget } from '../broker/ports.js';
+import { CheckedTarget, openDownloadTarget, type DaemonOwnedPaths } from './download-target.js';
+import { resumeToFile } from './resume-to-file.js';
+
+export interface DownloadFilesOptions {
+  /** The daemon's own files and directories: refused as targets (`daemon-owned`). */
+  daemonOwned?: DaemonOwnedPaths | undefined;
+}
+
+/** The DownloadFiles port on node:fs: the target checks of download-target.ts and the one writer. */
+export function createDownloadFiles(options: DownloadFilesOptions = {}): DownloadFiles {
+  return {
+    target: (path, rules) => openDownloadTarget(path, { allowedDirs: rules.allowedDirs, daemonOwned: options.daemonOwned }),
+    resumeToFile: (target, job) => resumeToFile(checked(target), job),
+  };
+}
+
+function checked(target: DownloadTarget): CheckedTarget {
+  if (!(target instanceof CheckedTarget)) throw new TypeError('resumeToFile() takes a target from target()');
+  return target;
+}
