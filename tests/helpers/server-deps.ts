@@ -106,6 +106,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     startedAt: clock.now(),
     socketActivated: false,
     listenerOf: extraListenerOf,
+    helloKey: async () => TEST_HELLO_KEY,
     ...overrides,
     tokens,
     events,
@@ -119,3 +120,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     logText: () => logText,
   };
 }
+
+/** The hello key of daemons built by testServerDeps (32 bytes of 0x42). */
+export const TEST_HELLO_KEY = Buffer.alloc(32, 0x42);
+
