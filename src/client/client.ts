@@ -3,7 +3,7 @@ import { join as joinPath, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { isSafeFileName } from '../protocol/artifact-url.js';
-import { BrokerError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
+import { BrokerError, ClientError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
 import type { BrokerEvent } from '../protocol/events.js';
 import type { AppDetail, AppView, SourceAdded, SourceRefreshResult, SourceRemoved, SourceView } from '../protocol/sources.js';
@@ -506,7 +506,8 @@ export class TokenBrokerClient {
   private async streamError(err: Error): Promise<unknown> {
     if (/handshake has timed out/i.test(err.message)) return this.notAnswering();
     const mapped = this.connectionError(err);
-    return mapped === err && !(err instanceof DaemonUnavailableError) ? new DaemonUnavailableError(this.socketPath, { cause: err, reason: 'event stream failed' }) : mapped;
+    // Our own typed errors (an impostor refused, a daemon not answering) stay what they are.
+    return mapped === err && !(err instanceof ClientError) && !(err instanceof BrokerError) ? new DaemonUnavailableError(this.socketPath, { cause: err, reason: 'event stream failed' }) : mapped;
   }
 
   private connectionError(err: unknown): unknown {

@@ -112,20 +112,46 @@ export function parseAnswer(bytes: Buffer): Answer | 'incomplete' | 'invalid' {
   const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
   if (status === null) return 'invalid';
   let length: number | undefined;
+  let chunked = false;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');
     if (colon === -1) return 'invalid';
     const name = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1).trim();
-    if (name === 'transfer-encoding') return 'invalid';
+    if (name === 'transfer-encoding') {
+      if (value.toLowerCase() !== 'chunked') return 'invalid';
+      chunked = true;
+    }
     if (name === 'content-length') {
       if (!/^\d{1,6}$/.test(value) || (length !== undefined && length !== Number(value))) return 'invalid';
       length = Number(value);
     }
   }
-  if (length === undefined) return 'invalid';
-  const bodyStart = end + 4;
-  if (bytes.length < bodyStart + length) return 'incomplete';
-  if (bytes.length > bodyStart + length) return 'invalid';
-  return { status: Number(status[1]), body: bytes.subarray(bodyStart).toString('utf8') };
+  const rest = bytes.subarray(end + 4);
+  const body = chunked && length === undefined ? dechunk(rest) : length !== undefined && !chunked ? fixedLength(rest, length) : 'invalid';
+  return typeof body === 'string' ? body as 'incomplete' | 'invalid' : { status: Number(status[1]), body: body.toString('utf8') };
+}
+
+function fixedLength(rest: Buffer, length: number): Buffer | 'incomplete' | 'invalid' {
+  if (rest.length < length) return 'incomplete';
+  return rest.length > length ? 'invalid' : rest;
+}
+
+/** A chunked body without trailers (what Node's HTTP server sends for a body of unknown length). */
+function dechunk(rest: Buffer): Buffer | 'incomplete' | 'invalid' {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const lineEnd = rest.indexOf('\r\n', at);
+    if (lineEnd === -1) return rest.length - at > 10 ? 'invalid' : 'incomplete';
+    const size = /^([0-9a-fA-F]{1,6})(?:;.*)?$/.exec(rest.subarray(at, lineEnd).toString('latin1'));
+    if (size === null) return 'invalid';
+    const length = parseInt(size[1] as string, 16);
+    const dataStart = lineEnd + 2;
+    if (rest.length < dataStart + length + 2) return 'incomplete';
+    if (rest.subarray(dataStart + length, dataStart + length + 2).toString('latin1') !== '\r\n') return 'invalid';
+    if (length === 0) return dataStart + 2 === rest.length ? Buffer.concat(parts) : 'invalid';
+    parts.push(rest.subarray(dataStart, dataStart + length));
+    at = dataStart + length + 2;
+  }
 }
