@@ -187,7 +187,7 @@ describe('the handshake over any stream (the Windows pipe case)', () => {
     return socket;
   }
   const key = Buffer.alloc(32, 1);
-  const options = { socketPath: 'pipe', readKey: async () => ({ kind: 'ok' as const, key }), daemonPid: async () => 42, timeoutMs: 2_000 };
+  const options = { socketPath: 'pipe', readKeys: async () => [{ kind: 'ok' as const, key }], daemonPid: async () => 42, timeoutMs: 2_000 };
   const reply = (socket: Socket, body: string): void => {
     socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   };

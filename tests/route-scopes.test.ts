@@ -33,7 +33,7 @@ describe('route scope table', () => {
     const byScope = (access: string): string[] => [...registered].filter((key) => ROUTE_ACCESS[key] === access).sort();
     // The decisions that matter for safety: only the owner manages client tokens; only token:write
     // touches the token; reading never needs more than a read scope.
-    expect(byScope('owner')).toEqual(['DELETE /v1/client-tokens/:', 'GET /v1/client-tokens', 'POST /v1/client-tokens']);
+    expect(byScope('owner')).toEqual(['DELETE /v1/client-tokens/:', 'GET /v1/client-tokens', 'GET /v1/hello', 'POST /v1/client-tokens']);
     expect(byScope('token:write')).toEqual(['DELETE /v1/token', 'PUT /v1/token']);
     for (const key of registered) {
       if (key.startsWith('GET ') && ROUTE_ACCESS[key] !== 'owner') expect(ROUTE_ACCESS[key], key).toMatch(/:read$|^fetch$|^download$/);

@@ -1,10 +1,10 @@
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { join as joinPath, resolve as resolvePath } from 'node:path';
+import path, { join as joinPath, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { isSafeFileName } from '../protocol/artifact-url.js';
 import { BrokerError, ClientError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
-import { currentPathInputs, resolvePaths } from '../protocol/paths.js';
+import { currentPathInputs, isWindowsPipe, resolvePaths } from '../protocol/paths.js';
 import type { BrokerEvent } from '../protocol/events.js';
 import type { AppDetail, AppView, SourceAdded, SourceRefreshResult, SourceRemoved, SourceView } from '../protocol/sources.js';
 import type { Status } from '../protocol/status.js';
@@ -99,8 +99,10 @@ export interface DaemonResponse {
  */
 export class TokenBrokerClient {
   readonly socketPath: string;
-  /** Where the daemon's key and lock are read from. */
+  /** Where the daemon's key and lock are read from (the `stateDir` option, or the environment's). */
   readonly stateDir: string;
+  /** Where else this socket's daemon keeps them: the TOKENBROKER_HOME layout around an explicit socket. */
+  private readonly stateDirs: string[];
   private readonly timeoutMs: number;
   private readonly onVersionMismatch: (daemonVersion: string, clientVersion: string) => void;
   private versionChecked = false;
@@ -117,6 +119,7 @@ export class TokenBrokerClient {
     const paths = resolvePaths({ ...currentPathInputs(), env });
     this.socketPath = options.socketPath ?? paths.socketPath;
     this.stateDir = options.stateDir ?? paths.stateDir;
+    this.stateDirs = options.stateDir !== undefined ? [options.stateDir] : [paths.stateDir, ...homeLayoutStateDir(this.socketPath)].filter((dir, i, all) => all.indexOf(dir) === i);
     this.timeoutMs = options.timeoutMs ?? LOCAL_REQUEST_TIMEOUT_MS;
     this.authHeaders = options.clientToken === undefined ? {} : { authorization: `Bearer ${options.clientToken}` };
     // An extra listener is shared on purpose (group, container) and guarded by the client token.
@@ -474,7 +477,7 @@ export class TokenBrokerClient {
       verify: (socket) =>
         verifyDaemon(socket, {
           socketPath: this.socketPath,
-          readKey: () => readDaemonKey(this.stateDir),
+          readKeys: () => Promise.all(this.stateDirs.map((dir) => readDaemonKey(dir))),
           daemonPid: () => this.daemonPid(),
           timeoutMs: this.timeoutMs,
         }),
@@ -488,8 +491,11 @@ export class TokenBrokerClient {
 
   /** The pid of the daemon that owns this socket, from its state-dir lock. */
   private async daemonPid(): Promise<number | undefined> {
-    const lock = await readDaemonLock(this.stateDir).catch(() => undefined);
-    return lock !== undefined && (lock.socket === '' || lock.socket === this.socketPath) ? lock.pid : undefined;
+    for (const dir of this.stateDirs) {
+      const lock = await readDaemonLock(dir).catch(() => undefined);
+      if (lock !== undefined && (lock.socket === '' || lock.socket === this.socketPath)) return lock.pid;
+    }
+    return undefined;
   }
 
   private async notAnswering(): Promise<DaemonNotAnsweringError> {
@@ -526,6 +532,16 @@ export class TokenBrokerClient {
     }
     return err;
   }
+}
+
+/**
+ * `DIR/run/broker.sock` is the socket of a daemon with TOKENBROKER_HOME=DIR, whose state is
+ * `DIR/state`: a client given such a socket finds that daemon's key without being told. Safe to
+ * try: a key only counts when the file is this user's and private (readDaemonKey).
+ */
+function homeLayoutStateDir(socketPath: string): string[] {
+  if (isWindowsPipe(socketPath) || path.basename(socketPath) !== 'broker.sock' || path.basename(path.dirname(socketPath)) !== 'run') return [];
+  return [path.join(path.dirname(path.dirname(socketPath)), 'state')];
 }
 
 function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {

@@ -8,8 +8,11 @@ import { DaemonNotAnsweringError, DaemonUnavailableError, UnverifiedDaemonError 
 export interface HandshakeOptions {
   /** For messages. */
   socketPath: string;
-  /** Where the key is read from: called after the answer (socket activation may start the daemon during the request). */
-  readKey(): Promise<DaemonKeyRead>;
+  /**
+   * The daemon keys this socket's daemon may have written (one per candidate state directory),
+   * read after the answer: socket activation may start the daemon during the request.
+   */
+  readKeys(): Promise<DaemonKeyRead[]>;
   /** The pid of the daemon that should be there (its state-dir lock), to name a daemon that does not answer. */
   daemonPid(): Promise<number | undefined>;
   /** Bound on the answer: hello never waits on an upstream. */
@@ -42,20 +45,21 @@ export async function verifyDaemon(socket: Duplex, options: HandshakeOptions): P
   } catch {
     refuse('its answer to the hello handshake is not JSON');
   }
-  const key = await options.readKey();
-  if (key.kind === 'missing') {
-    refuse(
-      'it answered the hello handshake, but there is no daemon key to check the answer against',
-      'The daemon on this socket uses another state directory than this client: set TOKENBROKER_HOME (or pass `stateDir`) as for the daemon.',
-    );
-  }
-  if (key.kind === 'refused') refuse(`the daemon key cannot be trusted: ${key.reason}`, 'Remove the file; the daemon writes a new one (0600) when it starts.');
-  if (key.kind === 'ok' && !helloMacMatches(key.key, nonce, mac)) {
+  const keys = await options.readKeys();
+  const usable = keys.flatMap((read) => (read.kind === 'ok' ? [read.key] : []));
+  if (usable.some((key) => helloMacMatches(key, nonce, mac))) return;
+  if (usable.length > 0) {
     refuse(
       'its answer to the hello handshake does not match the daemon key: another process may be posing as your daemon',
       'Stop whatever listens on the socket and start `tokenbroker daemon`; a client whose environment differs from the daemon\'s passes `stateDir`.',
     );
   }
+  const refused = keys.find((read) => read.kind === 'refused');
+  if (refused?.kind === 'refused') refuse(`the daemon key cannot be trusted: ${refused.reason}`, 'Remove the file; the daemon writes a new one (0600) when it starts.');
+  refuse(
+    'it answered the hello handshake, but there is no daemon key to check the answer against',
+    'The daemon on this socket uses another state directory than this client: set TOKENBROKER_HOME (or pass `stateDir`) as for the daemon.',
+  );
 }
 
 interface Answer {
