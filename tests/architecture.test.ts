@@ -48,14 +48,15 @@ describe('architecture', () => {
 
   /**
    * Layers point inward: cli -> client -> protocol, daemon -> broker -> protocol. src/node holds
-   * the Node adapters both the daemon and the CLI need (config file, private dirs, atomic files,
+   * the Node adapters the daemon, the client and the CLI need (config file, private dirs, atomic files,
+   * the daemon's key and lock files, autostart's spawn and service start,
    * the socket probe, the undici upstream); src/entry.ts is the binary's entry and wires the CLI
    * to the daemon runner.
    */
   const LAYERS: Record<string, readonly string[]> = {
     protocol: ['protocol'],
     broker: ['broker', 'protocol'],
-    client: ['client', 'protocol'],
+    client: ['client', 'node', 'protocol'],
     node: ['node', 'broker', 'protocol'],
     cli: ['cli', 'client', 'node', 'protocol'],
     daemon: ['daemon', 'broker', 'node', 'protocol'],
