@@ -22,4 +22,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# electron (a dev dependency: examples/electron-main.ts is typechecked against its types) must not
+# download its binary here (no network to its CDN, and nothing runs it).
+export ELECTRON_SKIP_BINARY_DOWNLOAD=1
 npm ci --no-audit --no-fund
