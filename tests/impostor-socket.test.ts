@@ -206,7 +206,11 @@ describe('the hello handshake stops an impostor that passes the ownership checks
     await chown(script, NOBODY, NOBODY);
     await chown(dir, NOBODY, NOBODY);
     const socketPath = path.join(dir, 'broker.sock');
-    const logPath = path.join(dir, 'received.log');
+    // Its log lives in a directory of its own: the socket's directory will be closed to it.
+    const logDir = await mkdtemp(path.join(os.tmpdir(), 'tb-squat-log-'));
+    cleanups.push(() => rm(logDir, { recursive: true, force: true }));
+    await chown(logDir, NOBODY, NOBODY);
+    const logPath = path.join(logDir, 'received.log');
     const child = spawn(await nodeForOtherUser(), [script, socketPath, logPath, path.join(stateDir, 'daemon.key')], { uid: NOBODY, gid: NOBODY, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
     cleanups.push(async () => {
       child.kill('SIGKILL');
@@ -220,8 +224,6 @@ describe('the hello handshake stops an impostor that passes the ownership checks
     await chmod(socketPath, 0o600);
     await chown(dir, 0, 0);
     await chmod(dir, 0o700);
-    await writeFile(logPath, '');
-    await chown(logPath, NOBODY, NOBODY);
 
     const client = new TokenBrokerClient({ socketPath, stateDir });
     cleanups.push(() => client.close());
