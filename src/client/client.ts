@@ -75,6 +75,8 @@ export interface RequestOptions<S extends ResponseSchema> {
   signal?: AbortSignal;
   /** `upstream`: the daemon waits on a server for this answer; no client-side bound (its own timeouts apply). */
   waits?: 'local' | 'upstream';
+  /** Extra request headers (e.g. `if-match`). */
+  headers?: Record<string, string>;
 }
 
 export interface SendOptions {
