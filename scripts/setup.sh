@@ -24,7 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# electron is a devDependency (the client library's Electron check); without this its install
-# script fetches a ~100 MB binary that the install and most tests never use.
+# electron (a dev dependency: examples/electron-main.ts is typechecked against its types) must not
+# download its binary here (no network to its CDN, and nothing runs it).
 export ELECTRON_SKIP_BINARY_DOWNLOAD=1
 npm ci --no-audit --no-fund

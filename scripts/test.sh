@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: typecheck, lint, then every test under a real (unlocked) Secret Service.
+# The test command: typecheck (the Electron example too), lint, then every test under a real (unlocked) Secret Service.
 # The last line is the totals alone, "N passed, N failed, N skipped", derived from vitest's JSON
 # report. TOKENBROKER_TEST_SKIP_STATIC=1 skips typecheck and lint (.ci/run's second Node version).
 set -uo pipefail
@@ -13,6 +13,11 @@ if [ "${TOKENBROKER_TEST_SKIP_STATIC:-}" = 1 ]; then
   :
 elif ! npx tsc -p tsconfig.json --noEmit; then
   echo "typecheck failed" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+elif ! npx tsc -p examples/tsconfig.json; then
+  # examples/electron-main.ts against Electron 32's own type definitions (the launcher's major).
+  echo "typecheck of examples/electron-main.ts against Electron's types failed" >&2
   echo "0 passed, 1 failed, 0 skipped"
   exit 1
 elif ! npx eslint --max-warnings 0 .; then

@@ -1,7 +1,6 @@
 import { TokenBrokerClient } from '../client/client.js';
-import { AutostartClient } from './autostart-client.js';
+import { autostartDisabled } from '../client/autostart.js';
 import { writeLine, type IO } from './io.js';
-import { currentServiceHost } from './service/service-host.js';
 
 export interface GlobalOptions {
   socket?: string;
@@ -21,7 +20,8 @@ export interface CliContext {
 
 /**
  * `autostart`: the default client starts a daemon when none answers (DESIGN section 7, see
- * autostart.ts). The real CLI process turns it on; an embedded main() (tests) opts in.
+ * src/client/autostart.ts) unless TOKENBROKER_NO_AUTOSTART=1. The real CLI process turns it on;
+ * an embedded main() (tests) opts in.
  */
 export function createContext(io: IO, globals: () => GlobalOptions, makeClient?: (socket: string | undefined) => TokenBrokerClient, autostart = false): CliContext {
   let client: TokenBrokerClient | undefined;
@@ -45,11 +45,17 @@ export function createContext(io: IO, globals: () => GlobalOptions, makeClient?:
 }
 
 function autostartClient(io: IO, socket: string | undefined): TokenBrokerClient {
-  return new AutostartClient(socket === undefined ? {} : { socketPath: socket }, {
-    env: io.env,
-    host: currentServiceHost(io.env),
-    onStarted: (pid, logFile) => {
-      if (io.stderrIsTTY) writeLine(io.stderr, `tokenbroker: started the daemon in the background (pid ${pid}, log ${logFile})`);
+  const socketOption = socket === undefined ? {} : { socketPath: socket };
+  if (autostartDisabled(io.env)) return new TokenBrokerClient(socketOption);
+  return new TokenBrokerClient({
+    ...socketOption,
+    autostart: {
+      env: io.env,
+      onStarted: (started) => {
+        if (!io.stderrIsTTY) return;
+        if (started.how === 'service') writeLine(io.stderr, `tokenbroker: started the login service (${started.command ?? ''})`);
+        else writeLine(io.stderr, `tokenbroker: started the daemon in the background (pid ${started.pid ?? '?'}, log ${started.logFile ?? '?'})`);
+      },
     },
   });
 }

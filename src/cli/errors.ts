@@ -1,9 +1,9 @@
-import { DaemonUnavailableError } from '../client/client.js';
-import { BrokerError, ExitCode, type ExitCodeValue } from '../protocol/errors.js';
+import { BrokerError, exitCodeOf, type ExitCodeValue } from '../protocol/errors.js';
 import { writeLine, type IO } from './io.js';
 
 /** The user asked for something the CLI cannot do as written: exit 2. */
 export class UsageError extends Error {
+  readonly code = 'CLI_USAGE';
   constructor(
     message: string,
     readonly hint?: string,
@@ -24,13 +24,13 @@ export class SilentExit extends Error {
   }
 }
 
-/** The one mapping from error kinds to the documented exit codes (DESIGN section 7). */
+/**
+ * The documented exit code (DESIGN section 7) of any error: one lookup of its registered code
+ * (daemon envelopes and client-side conditions alike, src/protocol/errors.ts); 1 for the rest.
+ */
 export function exitCodeFor(err: unknown): ExitCodeValue | 130 {
   if (err instanceof SilentExit) return err.exitCode;
-  if (err instanceof UsageError) return ExitCode.usage;
-  if (err instanceof DaemonUnavailableError) return ExitCode.daemonUnreachable;
-  if (err instanceof BrokerError) return err.exitCode;
-  return ExitCode.error;
+  return exitCodeOf((err as { code?: unknown } | null | undefined)?.code);
 }
 
 /** Message and hint, never a stack trace unless --debug. */

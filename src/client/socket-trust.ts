@@ -2,6 +2,7 @@ import { lstat } from 'node:fs/promises';
 import { modeText, ownedPathProblem } from '../node/owned-path.js';
 import path from 'node:path';
 import { isWindowsPipe } from '../protocol/paths.js';
+import { UntrustedSocketError } from './client-errors.js';
 
 /**
  * The owner's socket needs no client token: whoever can connect acts as the user. So before a
@@ -21,22 +22,7 @@ export interface SocketFinding {
   hint?: string;
 }
 
-/** The owner's socket (or its directory) is not safe to talk to. CLI exit code 1. */
-export class UntrustedSocketError extends Error {
-  readonly code = 'SOCKET_UNTRUSTED';
-  constructor(
-    readonly socketPath: string,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(`refusing to talk to the tokenbroker socket: ${message}`);
-    this.name = 'UntrustedSocketError';
-  }
-}
-
-export function isUntrustedSocket(err: unknown): err is UntrustedSocketError {
-  return err instanceof UntrustedSocketError;
-}
+export { UntrustedSocketError, isUntrustedSocket } from './client-errors.js';
 
 /**
  * Both parts, for `diagnose`. Windows named pipes and platforms without uids are not checked

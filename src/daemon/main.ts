@@ -34,6 +34,7 @@ import { SecretScrubber } from '../broker/secret-scrubber.js';
 import { rememberingStore } from './secret-store/remembering-store.js';
 import { statusSections } from './status-sections.js';
 import { extraListenerOf } from './listener-auth.js';
+import { createDaemonKey, writeDaemonKey } from '../node/daemon-key.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -114,8 +115,15 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   await clientTokens.start();
   // Opened after the main socket; status reads whatever is open by then.
   let extraListeners: ExtraListener[] = [];
+  // The hello key of this start (DESIGN section 2). It is written only once the main socket is
+  // ours (a second daemon that is refused must not replace the running one's key); hello answers
+  // wait for it.
+  const helloKey = createDaemonKey();
+  let keyWritten: () => void = () => undefined;
+  const keyReady = new Promise<Uint8Array>((resolve) => (keyWritten = () => resolve(helloKey)));
   const app = await buildServer({
     logger,
+    helloKey: () => keyReady,
     getConfig: currentConfig,
     configApi: control,
     paths,
@@ -162,6 +170,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
     throw err;
   }
   try {
+    await writeDaemonKey(paths.stateDir, helloKey);
+    keyWritten();
     // The daemon's own even under socket activation: systemd only hands over the main socket.
     extraListeners = await openExtraListeners(server, config.listeners, socket.socketPath, logger);
   } catch (err) {

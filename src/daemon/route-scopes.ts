@@ -28,6 +28,8 @@ export type RouteAccess = ClientScope | 'owner';
  */
 export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /v1/status': 'status:read',
+  // The hello key is the owner's: clients of extra listeners cannot read it and do not ask.
+  'GET /v1/hello': 'owner',
   'GET /v1/token': 'status:read',
   'PUT /v1/token': 'token:write',
   'DELETE /v1/token': 'token:write',

@@ -29,6 +29,7 @@ import type { DownloadService } from '../broker/download-service.js';
 import { registerDownloadRoutes } from './routes/download-routes.js';
 import { registerConfigRoutes } from './routes/config-routes.js';
 import type { ConfigApi } from './config-control.js';
+import { registerHelloRoutes } from './routes/hello-routes.js';
 
 /** Everything the HTTP layer needs; wired in main.ts, faked in tests. */
 export interface ServerDeps {
@@ -64,6 +65,8 @@ export interface ServerDeps {
    * inject() tests, which have no socket, pass their own.
    */
   listenerOf: (raw: IncomingMessage) => ExtraListenerTag | undefined;
+  /** This start's hello key, once it is written to `state/daemon.key` (routes/hello-routes.ts). */
+  helloKey: () => Promise<Uint8Array>;
 }
 
 /** Token values are short; a few KiB is plenty for any JSON body the API takes. */
@@ -137,6 +140,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
   registerStatusRoutes(app, deps);
+  registerHelloRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerEventsRoutes(app, deps);
   registerFetchRoutes(app, deps.fetchService, deps.scrubber);

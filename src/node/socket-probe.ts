@@ -6,7 +6,7 @@ import { isWindowsPipe } from '../protocol/paths.js';
 export type ProbeResult =
   | { kind: 'absent' }
   | { kind: 'not-socket' }
-  | { kind: 'daemon'; pid: number | undefined }
+  | { kind: 'daemon'; pid: number | undefined; activated?: boolean }
   /** Nobody accepts: a leftover from a crash. */
   | { kind: 'dead' }
   /** Somebody accepts but does not answer: e.g. a socket activator whose service is failing. */
@@ -43,13 +43,15 @@ export async function probeSocket(socketPath: string, timeoutMs = PROBE_TIMEOUT_
       });
       res.on('end', () => {
         let pid: number | undefined;
+        let activated: boolean | undefined;
         try {
-          const parsed = JSON.parse(text) as { pid?: unknown };
+          const parsed = JSON.parse(text) as { pid?: unknown; socket?: { activated?: unknown } };
           if (typeof parsed.pid === 'number') pid = parsed.pid;
+          if (typeof parsed.socket?.activated === 'boolean') activated = parsed.socket.activated;
         } catch {
           // Something answered HTTP but not our status: still somebody's live socket.
         }
-        finish({ kind: 'daemon', pid });
+        finish({ kind: 'daemon', pid, ...(activated === undefined ? {} : { activated }) });
       });
       res.on('error', () => finish({ kind: 'daemon', pid: undefined }));
     });

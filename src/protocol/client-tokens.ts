@@ -4,8 +4,9 @@ import { z } from 'zod';
  * Scoped local client tokens (DESIGN section 8): what a program on an extra listener (a socket
  * shared with a group or a container) may do. The owner's own socket needs none.
  */
-export const CLIENT_SCOPES = ['status:read', 'sources:read', 'sources:write', 'fetch', 'download', 'token:write'] as const;
-export type ClientScope = (typeof CLIENT_SCOPES)[number];
+import { CLIENT_SCOPES, type ClientScope } from './client-scopes.js';
+
+export { CLIENT_SCOPES, type ClientScope };
 
 /** `"user"` (the seed's User token: everything the owner's socket offers except managing client tokens) or a custom list. */
 export type ClientTokenScope = 'user' | ClientScope[];

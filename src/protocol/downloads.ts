@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { BrokerError, isBrokerError } from './errors.js';
 import { SHA1_HEX, SHA256_HEX } from './fetch.js';
 import { absolutePathExample, isAbsolutePlatformPath } from './absolute-path.js';
 
@@ -90,15 +89,4 @@ export const PartInfoSchema = z.object({
 });
 export type PartInfo = z.output<typeof PartInfoSchema>;
 
-/**
- * A cancelled download (`DELETE /v1/downloads/:id`, the client went away, Ctrl-C): the error
- * registry of the design has no code of its own for it, so it is BROKER_UPSTREAM_UNREACHABLE
- * (the family of "the download broke off, run it again to resume") with `details.reason: "client-aborted"`.
- */
-export function downloadCancelled(message = 'The download was cancelled; its .part file is kept.'): BrokerError {
-  return new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message, hint: 'Run the same download again to resume where it stopped.', details: { reason: 'client-aborted' } });
-}
-
-export function isDownloadCancelled(err: unknown): err is BrokerError {
-  return isBrokerError(err, 'BROKER_UPSTREAM_UNREACHABLE') && err.details?.reason === 'client-aborted';
-}
+export { downloadCancelled, isDownloadCancelled } from './download-cancelled.js';

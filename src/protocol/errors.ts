@@ -214,3 +214,75 @@ export function retryAfterOf(err: BrokerError): number | undefined {
   const value = (err.details as { retryAfter?: unknown } | undefined)?.retryAfter;
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
 }
+
+/**
+ * Conditions the client library and the CLI detect themselves: no envelope, no HTTP status, but
+ * the same registry shape (message, hint, exit code), so that the CLI's exit code is one lookup
+ * (`exitCodeOf`) whichever side found the problem. `docs/errors.md` lists them in their own table.
+ */
+interface ClientErrorSpec {
+  readonly message: string;
+  readonly hint: string;
+  readonly exit: ExitCodeValue;
+}
+
+export const CLIENT_ERRORS = {
+  DAEMON_UNAVAILABLE: {
+    message: 'The tokenbroker daemon is not reachable.',
+    hint: 'Start it with `tokenbroker daemon`, or install it as a login service with `tokenbroker service install`.',
+    exit: ExitCode.daemonUnreachable,
+  },
+  DAEMON_NOT_ANSWERING: {
+    message: 'The tokenbroker daemon accepted the connection but did not answer.',
+    hint: 'It may be stopped (SIGSTOP, a debugger) or stuck: `kill -CONT PID` resumes a stopped one, `tokenbroker daemon restart` or `kill PID` replaces it.',
+    exit: ExitCode.daemonUnreachable,
+  },
+  DAEMON_START_FAILED: {
+    message: 'The tokenbroker daemon could not be started.',
+    hint: 'See the daemon log in the state directory (daemon.log), or run `tokenbroker daemon` in a terminal to see why.',
+    exit: ExitCode.daemonUnreachable,
+  },
+  SOCKET_UNTRUSTED: {
+    message: 'Refusing to talk to the tokenbroker socket: it is not safe to use.',
+    hint: 'Another user may be trying to intercept tokenbroker; remove the socket directory or choose another socket path.',
+    exit: ExitCode.error,
+  },
+  DAEMON_UNVERIFIED: {
+    message: 'Refusing to talk to the process on the tokenbroker socket: it could not prove it is your daemon.',
+    hint: 'Another process may be posing as the daemon: stop whatever listens on the socket and start `tokenbroker daemon`; a client in another environment can pass `stateDir`.',
+    exit: ExitCode.error,
+  },
+  CLI_USAGE: {
+    message: 'The command line is not valid.',
+    hint: 'See `tokenbroker --help` or `tokenbroker COMMAND --help`.',
+    exit: ExitCode.usage,
+  },
+} as const satisfies Record<string, ClientErrorSpec>;
+
+export type ClientErrorCode = keyof typeof CLIENT_ERRORS;
+
+export const CLIENT_ERROR_CODES = Object.keys(CLIENT_ERRORS) as ClientErrorCode[];
+
+/** The exit code of any registered code (daemon envelope or client-side); 1 for anything else. */
+export function exitCodeOf(code: unknown): ExitCodeValue {
+  if (isErrorCode(code)) return ERRORS[code].exit;
+  if (typeof code === 'string' && Object.hasOwn(CLIENT_ERRORS, code)) return CLIENT_ERRORS[code as ClientErrorCode].exit;
+  return ExitCode.error;
+}
+
+/** The base of the client-side errors: code, message, hint like a BrokerError, without a status. */
+export class ClientError<C extends ClientErrorCode = ClientErrorCode> extends Error {
+  readonly code: C;
+  readonly hint: string;
+
+  constructor(code: C, options: { message?: string; hint?: string; cause?: unknown } = {}) {
+    super(options.message ?? CLIENT_ERRORS[code].message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ClientError';
+    this.code = code;
+    this.hint = options.hint ?? CLIENT_ERRORS[code].hint;
+  }
+
+  get exitCode(): ExitCodeValue {
+    return CLIENT_ERRORS[this.code].exit;
+  }
+}

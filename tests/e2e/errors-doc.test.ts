@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_DETAILS, errorDetailsSchema } from '../../src/protocol/error-details.js';
-import { ERRORS, ERROR_CODES, BrokerError } from '../../src/protocol/errors.js';
+import { CLIENT_ERRORS, CLIENT_ERROR_CODES, ClientError, ERRORS, ERROR_CODES, BrokerError, exitCodeOf } from '../../src/protocol/errors.js';
+import { exitCodeFor, UsageError } from '../../src/cli/errors.js';
+import { AutostartError, DaemonNotAnsweringError, DaemonUnavailableError, UnverifiedDaemonError, UntrustedSocketError } from '../../src/client/client-errors.js';
 import { REPO_ROOT } from '../helpers/test-daemon.js';
 
 /** Rows of the table in docs/errors.md: | `CODE` | status | exit | ... */
@@ -77,5 +79,33 @@ describe('error registry', () => {
     expect(schema?.safeParse({ status: 429, retryAfter: '7' }).success).toBe(false);
     expect(schema?.safeParse({ status: 429, retryAfter: 1.5 }).success).toBe(false);
     expect(errorDetailsSchema('BROKER_NO_SUCH_CODE')).toBeUndefined();
+  });
+
+  it('client-side conditions are registered with their exit codes, and docs/errors.md lists exactly those', async () => {
+    const text = await readFile(path.join(REPO_ROOT, 'docs', 'errors.md'), 'utf8');
+    const documented = new Map([...text.matchAll(/^\|\s*`([A-Z_]+)`\s*\|[^|]*\|\s*(\d)\s*\|/gm)].filter((m) => !(m[1] as string).startsWith('BROKER_')).map((m) => [m[1] as string, Number(m[2])]));
+    expect([...documented.keys()].sort()).toEqual([...CLIENT_ERROR_CODES].sort());
+    for (const code of CLIENT_ERROR_CODES) {
+      expect(documented.get(code), code).toBe(CLIENT_ERRORS[code].exit);
+      const error = new ClientError(code);
+      expect(error.hint.length, code).toBeGreaterThan(10);
+      expect(exitCodeOf(code)).toBe(CLIENT_ERRORS[code].exit);
+    }
+  });
+
+  it('the CLI exit code is one lookup of the error code, for daemon and client-side errors alike', () => {
+    expect(exitCodeFor(new DaemonUnavailableError('/s'))).toBe(3);
+    expect(exitCodeFor(new DaemonNotAnsweringError('/s', 7, 5_000))).toBe(3);
+    expect(exitCodeFor(new AutostartError('/s', 'why', 'hint'))).toBe(3);
+    expect(exitCodeFor(new UntrustedSocketError('/s', 'why', 'hint'))).toBe(1);
+    expect(exitCodeFor(new UnverifiedDaemonError('/s', 'why'))).toBe(1);
+    expect(exitCodeFor(new UsageError('bad'))).toBe(2);
+    expect(exitCodeFor(new BrokerError('BROKER_TOKEN_EXPIRED'))).toBe(4);
+    expect(exitCodeFor(new BrokerError('BROKER_CHECKSUM_MISMATCH'))).toBe(6);
+    expect(exitCodeFor(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))).toBe(1);
+    expect(exitCodeFor('not an error')).toBe(1);
+    // The existing class names keep working for library users.
+    expect(new DaemonNotAnsweringError('/s', 7, 5_000)).toBeInstanceOf(DaemonUnavailableError);
+    expect(new UnverifiedDaemonError('/s', 'why')).toBeInstanceOf(UntrustedSocketError);
   });
 });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, chmod, chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { UntrustedSocketError } from '../../src/client/socket-trust.js';
 import { isolatedEnv, makeTempHome, runCli } from '../helpers/test-daemon.js';
+import { createDaemonKey, writeDaemonKey } from '../../src/node/daemon-key.js';
 import { isRoot, itWhen } from '../helpers/tools.js';
 
 const NOBODY = 65534;
@@ -15,7 +16,7 @@ const TOKEN = `cmVmdGtu${'Q'.repeat(56)}`;
 /** A fake daemon run by another user: answers everything with 200 and logs every byte it receives. */
 const IMPOSTOR_SOURCE = `
 import { createServer } from 'node:http';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 const [socketPath, logPath] = process.argv.slice(2);
 const server = createServer((req, res) => {
   let body = '';
@@ -161,3 +162,79 @@ describe('clients refuse an impostor socket (issue 14)', () => {
     await expect(shared.status()).rejects.toMatchObject({ code: 'DAEMON_UNAVAILABLE' });
   });
 });
+
+/**
+ * The pipe-squatting case (Windows named pipes have no owner on disk to check), played on Linux:
+ * another user's process listens on a socket whose directory and file look like ours (root chowns
+ * them after the impostor bound it), so every ownership check passes. Only the hello handshake is
+ * left, and the impostor cannot read the daemon key.
+ */
+const HELLO_IMPOSTOR_SOURCE = `
+import { createHmac, randomBytes } from 'node:crypto';
+const [socketPath, logPath, keyPath] = process.argv.slice(2);
+const server = createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    let keyRead = 'read';
+    let key;
+    try { key = Buffer.from(readFileSync(keyPath, 'utf8').trim(), 'hex'); } catch (err) { keyRead = err.code; key = randomBytes(32); }
+    appendFileSync(logPath, JSON.stringify({ method: req.method, url: req.url, keyRead, body }) + '\\n');
+    const nonce = new URL(req.url, 'http://localhost').searchParams.get('nonce') ?? '';
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ mac: createHmac('sha256', key).update(nonce).digest('hex') }));
+  });
+});
+server.listen(socketPath, () => console.log('listening'));
+`;
+
+describe('the hello handshake stops an impostor that passes the ownership checks', () => {
+  it.runIf(isRoot)('a socket that looks like ours, held by uid 65534 that cannot read the key: nothing but the hello reaches it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tb-squat-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const home = await makeTempHome();
+    cleanups.push(() => rm(home, { recursive: true, force: true }));
+    // Our daemon ran before: its key is in our private state dir.
+    const stateDir = path.join(home, 'state');
+    await writeDaemonKey((await mkdir(stateDir, { recursive: true, mode: 0o700 }), stateDir), createDaemonKey());
+    const script = path.join(dir, 'impostor.mjs');
+    await writeFile(script, HELLO_IMPOSTOR_SOURCE);
+    await chown(script, NOBODY, NOBODY);
+    await chown(dir, NOBODY, NOBODY);
+    const socketPath = path.join(dir, 'broker.sock');
+    // Its log lives in a directory of its own: the socket's directory will be closed to it.
+    const logDir = await mkdtemp(path.join(os.tmpdir(), 'tb-squat-log-'));
+    cleanups.push(() => rm(logDir, { recursive: true, force: true }));
+    await chown(logDir, NOBODY, NOBODY);
+    const logPath = path.join(logDir, 'received.log');
+    const child = spawn(await nodeForOtherUser(), [script, socketPath, logPath, path.join(stateDir, 'daemon.key')], { uid: NOBODY, gid: NOBODY, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`impostor exited with ${code}`)));
+    });
+    // Now the directory and the socket pass every ownership check (ours, 0700 and 0600).
+    await chown(socketPath, 0, 0);
+    await chmod(socketPath, 0o600);
+    await chown(dir, 0, 0);
+    await chmod(dir, 0o700);
+
+    const client = new TokenBrokerClient({ socketPath, stateDir });
+    cleanups.push(() => client.close());
+    const refused = await client.setToken(TOKEN).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(UntrustedSocketError);
+    expect(refused).toMatchObject({ code: 'DAEMON_UNVERIFIED', message: expect.stringContaining('does not match the daemon key') });
+    const home2 = isolatedEnv(home, { TOKENBROKER_NO_AUTOSTART: undefined });
+    const cli = await runCli(['--socket', socketPath, 'token', 'set'], { env: home2, input: `${TOKEN}\n` });
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain('posing as your daemon');
+    const log = (await readFile(logPath, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { url: string; keyRead: string; body: string });
+    // It tried the key and could not read it; it saw two hellos, no token and no other request.
+    expect(log.map((entry) => entry.url.split('?')[0])).toEqual(['/v1/hello', '/v1/hello']);
+    expect(log.every((entry) => entry.keyRead === 'EACCES')).toBe(true);
+    expect(JSON.stringify(log)).not.toContain(TOKEN);
+  });
+});
+

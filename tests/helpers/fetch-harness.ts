@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { EventBus } from '../../src/broker/event-bus.js';
@@ -17,7 +17,8 @@ import { BrokerError } from '../../src/protocol/errors.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import type { ConfigInput } from '../../src/protocol/config-schema.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
-import { testServerDeps } from './server-deps.js';
+import { TEST_HELLO_KEY, testServerDeps } from './server-deps.js';
+import { writeDaemonKey } from '../../src/node/daemon-key.js';
 import { makeTempHome } from './test-daemon.js';
 
 export interface FetchHarness {
@@ -33,6 +34,8 @@ export interface FetchHarness {
   /** A client of the in-process server over a real Unix socket. */
   client: TokenBrokerClient;
   socketPath: string;
+  /** Holds the hello key of the harness's server (pass it as `stateDir` to other clients). */
+  stateDir: string;
   close(): Promise<void>;
 }
 
@@ -82,8 +85,13 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const app = await buildServer({ ...deps, events: bus, fetchService: service, downloadService: downloads, ...options.serverDeps });
   const socketPath = path.join(home, 'broker.sock');
   await app.listen({ path: socketPath });
-  const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });
+  // The hello handshake: the key of testServerDeps, where a daemon in `home` writes it.
+  const stateDir = path.join(home, 'state');
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeDaemonKey(stateDir, TEST_HELLO_KEY);
+  const client = new TokenBrokerClient({ socketPath, stateDir, onVersionMismatch: () => undefined });
   return {
+    stateDir,
     af,
     app,
     service,

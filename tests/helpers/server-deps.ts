@@ -95,6 +95,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     listenerOf: extraListenerOf,
     // The real one: it touches the file only when a config route is called (tests of those pass a temp file).
     configApi: new ConfigControl({ file: '/tmp/tb-test/config.json', initial: config, logger, events }),
+    helloKey: async () => TEST_HELLO_KEY,
     ...overrides,
     tokens,
     events,
@@ -108,3 +109,7 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
     logText: () => logText,
   };
 }
+
+/** The hello key of daemons built by testServerDeps (32 bytes of 0x42). */
+export const TEST_HELLO_KEY = Buffer.alloc(32, 0x42);
+

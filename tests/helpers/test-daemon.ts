@@ -67,7 +67,12 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const client = new TokenBrokerClient({ socketPath: options.args?.includes('--socket') ? String(options.args[options.args.indexOf('--socket') + 1]) : socketPath, onVersionMismatch: () => undefined });
+  // The daemon's state dir (its hello key) is TOKENBROKER_HOME's, whatever socket it is given.
+  const client = new TokenBrokerClient({
+    socketPath: options.args?.includes('--socket') ? String(options.args[options.args.indexOf('--socket') + 1]) : socketPath,
+    stateDir: path.join(home, 'state'),
+    onVersionMismatch: () => undefined,
+  });
 
   const deadline = Date.now() + 15_000;
   for (;;) {

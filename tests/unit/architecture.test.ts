@@ -48,7 +48,8 @@ describe('architecture', () => {
 
   /**
    * Layers point inward: cli -> client -> protocol, daemon -> broker -> protocol. src/node holds
-   * the Node adapters the daemon, the client and the CLI need (the one resumable file writer among them) (config file, private dirs, atomic files,
+   * the Node adapters the daemon, the client and the CLI need (the one resumable file writer among them, config file, private dirs, atomic files,
+   * the daemon's key and lock files, autostart's spawn and service start,
    * the socket probe, the undici upstream); src/entry.ts is the binary's entry and wires the CLI
    * to the daemon runner.
    */

@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerError, DaemonUnavailableError, TokenBrokerClient } from '../../src/client/index.js';
 import { makeTempHome } from '../helpers/test-daemon.js';
+import { withHelloKey } from '../helpers/hello-key.js';
 import type { Status } from '../../src/protocol/status.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -11,27 +12,29 @@ afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-/** A stand-in daemon on a real socket that answers whatever the test wants. */
-async function fakeDaemon(handler: Parameters<typeof createServer>[1]): Promise<string> {
+/** A stand-in daemon on a real socket that answers the hello handshake and then whatever the test wants. */
+async function fakeDaemon(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ socketPath: string; stateDir: string }> {
   const home = await makeTempHome();
   const socketPath = path.join(home, 'fake.sock');
-  const server: Server = createServer(handler);
+  const stateDir = path.join(home, 'state');
+  const hello = await withHelloKey(stateDir);
+  const server: Server = createServer(hello.answer(handler));
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   cleanups.push(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
     await rm(home, { recursive: true, force: true });
   });
-  return socketPath;
+  return { socketPath, stateDir };
 }
 
 describe('TokenBrokerClient', () => {
   it('turns an error envelope into a BrokerError with code, hint and details', async () => {
-    const socketPath = await fakeDaemon((_req, res) => {
+    const daemon = await fakeDaemon((_req, res) => {
       res.writeHead(409, { 'content-type': 'application/json', 'x-tokenbroker-version': '0.1.0' });
       res.end(JSON.stringify({ error: { code: 'BROKER_TOKEN_MISSING', message: 'No token for nordic.', hint: 'Set one.', details: { server: 'nordic' } } }));
     });
-    const client = new TokenBrokerClient({ socketPath });
+    const client = new TokenBrokerClient(daemon);
     cleanups.push(() => client.close());
     const error = await client.status().catch((err: unknown) => err);
     expect(error).toBeInstanceOf(BrokerError);
@@ -40,12 +43,12 @@ describe('TokenBrokerClient', () => {
 
   it('sends Host: localhost and no Origin', async () => {
     let seen: Record<string, unknown> = {};
-    const socketPath = await fakeDaemon((req, res) => {
+    const daemon = await fakeDaemon((req, res) => {
       seen = req.headers;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(minimalStatus('0.1.0')));
     });
-    const client = new TokenBrokerClient({ socketPath });
+    const client = new TokenBrokerClient(daemon);
     cleanups.push(() => client.close());
     await client.status();
     expect(seen.host).toBe('localhost');
@@ -53,22 +56,22 @@ describe('TokenBrokerClient', () => {
   });
 
   it('a non-envelope error becomes BROKER_INTERNAL, not a crash', async () => {
-    const socketPath = await fakeDaemon((_req, res) => {
+    const daemon = await fakeDaemon((_req, res) => {
       res.writeHead(502);
       res.end('<html>bad gateway</html>');
     });
-    const client = new TokenBrokerClient({ socketPath });
+    const client = new TokenBrokerClient(daemon);
     cleanups.push(() => client.close());
     await expect(client.status()).rejects.toMatchObject({ code: 'BROKER_INTERNAL' });
   });
 
   it('warns once when the daemon version differs', async () => {
-    const socketPath = await fakeDaemon((_req, res) => {
+    const daemon = await fakeDaemon((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'x-tokenbroker-version': '9.9.9' });
       res.end(JSON.stringify(minimalStatus('9.9.9')));
     });
     const warnings: string[] = [];
-    const client = new TokenBrokerClient({ socketPath, onVersionMismatch: (daemon, own) => warnings.push(`${daemon}/${own}`) });
+    const client = new TokenBrokerClient({ ...daemon, onVersionMismatch: (daemon, own) => warnings.push(`${daemon}/${own}`) });
     cleanups.push(() => client.close());
     await client.status();
     await client.status();

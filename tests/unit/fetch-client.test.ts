@@ -110,7 +110,7 @@ describe('client.download and the fetch command', () => {
 
   it('fetch without -o refuses to write to a terminal (usage error with a hint)', async () => {
     const io = bufferIO({}, { stdout: true, stderr: true });
-    const code = await main(['fetch', h.af.url(RESTRICTED)], { io, makeClient: () => new TokenBrokerClient({ socketPath: h.socketPath, onVersionMismatch: () => undefined }) });
+    const code = await main(['fetch', h.af.url(RESTRICTED)], { io, makeClient: () => new TokenBrokerClient({ socketPath: h.socketPath, stateDir: h.stateDir, onVersionMismatch: () => undefined }) });
     expect(code).toBe(2);
     expect(io.err()).toMatch(/terminal/);
     expect(io.err()).toMatch(/hint: .*-o FILE/);
@@ -118,7 +118,7 @@ describe('client.download and the fetch command', () => {
   });
 
   it('fetch -o draws a progress bar on a terminal stderr, and nothing when stderr is not one', async () => {
-    const client = (): TokenBrokerClient => new TokenBrokerClient({ socketPath: h.socketPath, onVersionMismatch: () => undefined });
+    const client = (): TokenBrokerClient => new TokenBrokerClient({ socketPath: h.socketPath, stateDir: h.stateDir, onVersionMismatch: () => undefined });
     const tty = bufferIO({}, { stdout: false, stderr: true });
     expect(await main(['fetch', h.af.url(RESTRICTED), '-o', path.join(work, 'bar.zip')], { io: tty, makeClient: client })).toBe(0);
     expect(tty.err()).toMatch(/\[#+\] 100% {2}4\.0 MiB \/ 4\.0 MiB {2}.*\/s {2}ETA/);

@@ -31,10 +31,10 @@ describe('route scope table', () => {
     const registered = new Set(routesOf(app).map((r) => routeKey(r.method, r.url)));
     expect(Object.keys(ROUTE_ACCESS).filter((key) => !registered.has(key))).toEqual([]);
     const byScope = (access: string): string[] => [...registered].filter((key) => ROUTE_ACCESS[key] === access).sort();
-    // The decisions that matter for safety: only the owner manages client tokens and reads or
-    // changes the config (it may hold proxy credentials); only token:write touches the token;
-    // reading never needs more than a read scope.
-    expect(byScope('owner')).toEqual(['DELETE /v1/client-tokens/:', 'GET /v1/client-tokens', 'GET /v1/config', 'PATCH /v1/config', 'POST /v1/client-tokens']);
+    // The decisions that matter for safety: only the owner manages client tokens, reads or changes
+    // the config (it may hold proxy credentials) and answers hello; only token:write touches the
+    // token; reading never needs more than a read scope.
+    expect(byScope('owner')).toEqual(['DELETE /v1/client-tokens/:', 'GET /v1/client-tokens', 'GET /v1/config', 'GET /v1/hello', 'PATCH /v1/config', 'POST /v1/client-tokens']);
     expect(byScope('token:write')).toEqual(['DELETE /v1/token', 'PUT /v1/token']);
     for (const key of registered) {
       if (key.startsWith('GET ') && ROUTE_ACCESS[key] !== 'owner') expect(ROUTE_ACCESS[key], key).toMatch(/:read$|^fetch$|^download$/);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { TokenBrokerClient } from '../../client/client.js';
+import { verifyOwnerSocket } from '../../client/socket-trust.js';
+import { probeSocket } from '../../node/socket-probe.js';
 import { resolvePaths } from '../../protocol/paths.js';
 import type { CliContext } from '../context.js';
 import { writeJson, writeLine } from '../io.js';
@@ -171,17 +172,16 @@ function socketMismatchNotes(ctx: CliContext, host: ServiceHost, serviceSocket: 
  * drains and exits) before the service starts. A daemon the service manager itself runs is left alone.
  */
 async function stopUnmanagedDaemon(host: ServiceHost, layout: ServiceLayout): Promise<string[]> {
-  const client = new TokenBrokerClient({ socketPath: layout.socketPath, timeoutMs: 3_000, onVersionMismatch: () => undefined });
-  let pid: number;
+  // Only its pid is needed, and that daemon's state dir (its hello key) is unknown here: a probe
+  // of a socket that passes the ownership checks, which sends nothing of the user's.
   try {
-    const status = await client.status();
-    if (status.socket.activated) return [];
-    pid = status.pid;
+    await verifyOwnerSocket(layout.socketPath);
   } catch {
     return [];
-  } finally {
-    await client.close();
   }
+  const probe = await probeSocket(layout.socketPath, 3_000).catch(() => undefined);
+  if (probe?.kind !== 'daemon' || probe.pid === undefined || probe.activated === true) return [];
+  const pid = probe.pid;
   if (layout.kind === 'launchd' && (await driverFor(host, layout).state()).pid === pid) return [];
   if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return [];
   try {

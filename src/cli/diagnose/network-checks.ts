@@ -3,7 +3,7 @@ import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { loadTrustedCas } from '../../node/ca-loader.js';
 import type { ProxyChoice } from '../../node/proxy-resolver.js';
-import { createServerProbe, type ServerProbe } from './server-probe.js';
+import type { ServerProbe } from './server-probe.js';
 import type { Config, ServerConfig } from '../../protocol/config-schema.js';
 import { BrokerError } from '../../protocol/errors.js';
 import { check, forServer, type Check } from './check.js';
@@ -42,6 +42,8 @@ export async function serverChecks(options: ServerCheckOptions): Promise<Check[]
   const connectMs = Math.min(config.timeouts.connectMs, MAX_CONNECT_MS);
   let probe: ServerProbe;
   try {
+    // The daemon's own upstream (undici), loaded only here: no other command pays for it.
+    const { createServerProbe } = await import('./server-probe.js');
     probe = createServerProbe(config, env, { connectMs, headersMs: Math.min(config.timeouts.headersMs, MAX_HEADERS_MS), bodyIdleMs: MAX_HEADERS_MS });
   } catch (err) {
     const error = err instanceof BrokerError ? err : new BrokerError('BROKER_INTERNAL', { message: String(err) });

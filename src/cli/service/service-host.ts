@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
-import { resolvePaths } from '../../protocol/paths.js';
-import { LAUNCHD_LABEL, LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT, TEMPLATE_FILES } from './unit-templates.js';
+import { defaultSocketPath, loginServiceLocation, startCommandText } from '../../node/login-service.js';
+import { LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT, TEMPLATE_FILES } from './unit-templates.js';
 import { cliEntry, packageRoot } from '../package-root.js';
 import { systemCommandRunner, type CommandRunner } from './command-runner.js';
 
@@ -76,32 +76,27 @@ export interface ServiceLayout {
 
 /** The layout on this platform; Windows and others without a supported manager are refused. */
 export function serviceLayout(host: ServiceHost): ServiceLayout {
-  if (host.platform === 'linux') {
-    const configHome = absolute(host.env.XDG_CONFIG_HOME) ?? path.join(host.homedir, '.config');
-    const dir = path.join(configHome, 'systemd', 'user');
-    // %t in the socket unit: the user manager's runtime directory.
-    const runtime = absolute(host.env.XDG_RUNTIME_DIR) ?? `/run/user/${host.uid}`;
+  const location = loginServiceLocation(host);
+  if (location?.manager === 'systemd') {
     return {
       kind: 'systemd',
-      dir,
+      dir: location.dir,
       files: [
-        { path: path.join(dir, SYSTEMD_SOCKET_UNIT), template: TEMPLATE_FILES.systemdSocket },
-        { path: path.join(dir, SYSTEMD_SERVICE_UNIT), template: TEMPLATE_FILES.systemdService },
+        { path: path.join(location.dir, SYSTEMD_SOCKET_UNIT), template: TEMPLATE_FILES.systemdSocket },
+        { path: path.join(location.dir, SYSTEMD_SERVICE_UNIT), template: TEMPLATE_FILES.systemdService },
       ],
-      socketPath: path.join(runtime, 'tokenbroker', 'broker.sock'),
-      startCommand: `systemctl --user start ${SYSTEMD_SOCKET_UNIT}`,
+      socketPath: location.socketPath,
+      startCommand: startCommandText(location),
     };
   }
-  if (host.platform === 'darwin') {
-    const dir = path.join(host.homedir, 'Library', 'LaunchAgents');
+  if (location?.manager === 'launchd') {
     return {
       kind: 'launchd',
-      dir,
-      files: [{ path: path.join(dir, LAUNCHD_PLIST), template: TEMPLATE_FILES.launchdPlist }],
-      // launchd passes no socket: the agent's daemon uses its own default path.
-      socketPath: defaultSocketPath(host),
+      dir: location.dir,
+      files: [{ path: path.join(location.dir, LAUNCHD_PLIST), template: TEMPLATE_FILES.launchdPlist }],
+      socketPath: location.socketPath,
       logDir: path.join(host.homedir, 'Library', 'Logs', 'tokenbroker'),
-      startCommand: `launchctl kickstart gui/${host.uid}/${LAUNCHD_LABEL}`,
+      startCommand: startCommandText(location),
     };
   }
   throw new ServiceError(
@@ -110,17 +105,4 @@ export function serviceLayout(host: ServiceHost): ServiceLayout {
   );
 }
 
-/**
- * The socket a daemon started by a service manager uses: the platform default, because the
- * manager does not pass the shell's TOKENBROKER_HOME/TOKENBROKER_SOCKET.
- */
-export function defaultSocketPath(host: ServiceHost): string {
-  const env: NodeJS.ProcessEnv = { ...host.env };
-  delete env.TOKENBROKER_HOME;
-  delete env.TOKENBROKER_SOCKET;
-  return resolvePaths({ env, platform: host.platform, homedir: host.homedir, uid: host.uid, username: host.username }).socketPath;
-}
-
-function absolute(value: string | undefined): string | undefined {
-  return value !== undefined && value.startsWith('/') ? value : undefined;
-}
+export { defaultSocketPath };

@@ -148,30 +148,6 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatusRep
   };
 }
 
-export interface InstalledService {
-  manager: ServiceManagerKind;
-  socketPath: string;
-  startCommand: string;
-}
-
-/**
- * Whether a service is installed (its unit file or plist is present), for autostart: then the
- * CLI tells the user how to start the service instead of starting a second kind of daemon.
- * Platforms without a supported manager never have one.
- */
-export async function installedService(host: ServiceHost): Promise<InstalledService | undefined> {
-  let layout: ServiceLayout;
-  try {
-    layout = serviceLayout(host);
-  } catch {
-    return undefined;
-  }
-  const present = await presentFiles(layout);
-  // systemd: the socket unit is what gets enabled and what starts the daemon.
-  if (present.length === 0 || (layout.kind === 'systemd' && !present.includes(layout.files[0]?.path ?? ''))) return undefined;
-  return { manager: layout.kind, socketPath: layout.socketPath, startCommand: layout.startCommand };
-}
-
 function runLog(host: ServiceHost): RunLog {
   const runs: CommandRun[] = [];
   return {

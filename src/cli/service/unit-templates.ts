@@ -7,10 +7,9 @@
  */
 
 /** Unit and plist file names as installed, and the templates' paths inside the package. */
-export const SYSTEMD_SOCKET_UNIT = 'tokenbroker.socket';
-export const SYSTEMD_SERVICE_UNIT = 'tokenbroker.service';
-export const LAUNCHD_LABEL = 'com.nordicsemi.tokenbroker';
-export const LAUNCHD_PLIST = `${LAUNCHD_LABEL}.plist`;
+import { LAUNCHD_LABEL, LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT } from '../../protocol/service-names.js';
+
+export { LAUNCHD_LABEL, LAUNCHD_PLIST, SYSTEMD_SERVICE_UNIT, SYSTEMD_SOCKET_UNIT };
 export const TEMPLATE_FILES = {
   systemdSocket: `systemd/${SYSTEMD_SOCKET_UNIT}`,
   systemdService: `systemd/${SYSTEMD_SERVICE_UNIT}`,

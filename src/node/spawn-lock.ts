@@ -1,5 +1,5 @@
 import { constants, open, readFile, lstat, unlink } from 'node:fs/promises';
-import { isProcessAlive } from './process-util.js';
+import { isProcessAlive } from './process-alive.js';
 
 /** O_NOFOLLOW where the platform has it: a planted symlink must not redirect the lock file. */
 const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
