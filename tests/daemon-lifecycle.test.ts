@@ -160,3 +160,45 @@ describe('a socket that heals', () => {
     expect((await successor.client.status()).pid).toBe(successor.pid);
   });
 });
+
+describe('daemon stop and restart', () => {
+  it('stop drains and ends the daemon (exit 0, socket and lock gone); a second stop says none runs', async () => {
+    const daemon = await start();
+    const result = await runCli(['daemon', 'stop'], { env: daemon.env });
+    expect(result.stderr).toContain(`stopping the daemon (pid ${daemon.pid}`);
+    expect(result.code).toBe(0);
+    expect(await exited(daemon.process, 5_000)).toBe(0);
+    await expect(lstat(daemon.socketPath)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(lstat(path.join(daemon.home, 'state', 'daemon.lock'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const again = await runCli(['daemon', 'stop'], { env: daemon.env });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('no daemon is running');
+  });
+
+  it('stop finds the daemon of the state directory through its lock when it listens on another socket', async () => {
+    const home = await tempHome();
+    const socketPath = path.join(home, 'elsewhere.sock');
+    const daemon = await start({ home, args: ['--socket', socketPath] });
+    const result = await runCli(['daemon', 'stop'], { env: daemon.env });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(`stopping the daemon (pid ${daemon.pid}, socket ${socketPath})`);
+    expect(await exited(daemon.process, 5_000)).toBe(0);
+  });
+
+  it('restart starts a new daemon on the same socket (even with autostart off)', async () => {
+    const daemon = await start();
+    const result = await runCli(['daemon', 'restart'], { env: daemon.env });
+    const started = /started \(pid (\d+)/.exec(result.stderr);
+    if (started !== null) cleanups.push(() => process.kill(Number(started[1]), 'SIGKILL'));
+    expect(result.code, result.stderr).toBe(0);
+    expect(await exited(daemon.process, 5_000)).toBe(0);
+    const fresh = new TokenBrokerClient({ socketPath: daemon.socketPath, onVersionMismatch: () => undefined });
+    try {
+      const status = await fresh.status();
+      expect(status.pid).not.toBe(daemon.pid);
+      expect(status.pid).toBe(Number(started?.[1]));
+    } finally {
+      await fresh.close();
+    }
+  });
+});
