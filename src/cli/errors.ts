@@ -36,11 +36,39 @@ export function exitCodeFor(err: unknown): ExitCodeValue | 130 {
 /** Message and hint, never a stack trace unless --debug. */
 export function reportError(err: unknown, io: IO, debug: boolean): void {
   if (err instanceof SilentExit) return;
-  const message = err instanceof Error ? err.message : String(err);
-  const hint = (err as { hint?: unknown }).hint;
+  const { message, hint } = inCliWords(err);
   writeLine(io.stderr, `tokenbroker: ${message}`);
-  if (typeof hint === 'string' && hint !== '') writeLine(io.stderr, `hint: ${hint}`);
+  if (hint !== undefined && hint !== '') writeLine(io.stderr, `hint: ${hint}`);
   if (err instanceof BrokerError) writeLine(io.stderr, `(${err.code})`);
   if (debug && err instanceof Error && err.stack) writeLine(io.stderr, err.stack);
   if (debug && err instanceof Error && err.cause !== undefined) writeLine(io.stderr, `cause: ${String((err.cause as Error)?.stack ?? err.cause)}`);
+}
+
+/**
+ * The CLI speaks of commands and flags (DESIGN section 7). The socket API's refusals of a request
+ * (BROKER_BAD_REQUEST) name request bodies, JSON paths and byte limits: those are retold here. A
+ * very long value (a pasted 8 KB URL) is shortened wherever a message echoes it.
+ */
+export function inCliWords(err: unknown): { message: string; hint: string | undefined } {
+  let message = err instanceof Error ? err.message : String(err);
+  const rawHint = (err as { hint?: unknown } | null)?.hint;
+  let hint = typeof rawHint === 'string' ? rawHint : undefined;
+  if (err instanceof BrokerError && err.code === 'BROKER_BAD_REQUEST') {
+    const reason = (err.details as { reason?: unknown } | undefined)?.reason;
+    if (reason === 'FST_ERR_CTP_BODY_TOO_LARGE') message = 'An argument is far too long to be right (a URL, a token or a description).';
+    else {
+      message = message
+        .replace(/^Invalid request (?:body|query|params|headers): /, '')
+        .replace(/"(?:body|query|params|headers)\.([\w.]+)"/g, (_all, field: string) => `the ${field.split('.').pop() ?? field}`)
+        .replace(/^the /, 'The ')
+        .replace(/\brequest body\b/g, 'input');
+    }
+    hint = "Check the command's arguments (`tokenbroker COMMAND --help` lists them).";
+  }
+  return { message: shortenLongValues(message), hint: hint === undefined ? undefined : shortenLongValues(hint) };
+}
+
+/** Any run of more than 200 non-space characters keeps its first 120 and says how long it was. */
+export function shortenLongValues(text: string): string {
+  return text.replace(/\S{201,}/g, (value) => `${value.slice(0, 120)}… (${value.length} characters)`);
 }

@@ -12,7 +12,7 @@ import { registerDiagnoseCommand } from './commands/diagnose-command.js';
 import { registerClientTokenCommand } from './commands/client-token-command.js';
 import { createContext, type CliContext, type GlobalOptions } from './context.js';
 import { exitCodeFor, reportError, UsageError } from './errors.js';
-import { processIO, type IO } from './io.js';
+import { isClosedPipe, processIO, terminalWidth, type IO } from './io.js';
 import type { TokenBrokerClient } from '../client/client.js';
 
 export interface MainOptions {
@@ -32,9 +32,14 @@ export function buildProgram(ctx: CliContext, runDaemon?: DaemonRunner): Command
     .option('--socket <path>', 'daemon socket path (default: TOKENBROKER_SOCKET, TOKENBROKER_HOME or the platform default)')
     .option('--debug', 'print stack traces on errors', false)
     .showHelpAfterError('(run with --help for usage)')
+    // Wrap descriptions even in a narrow column (commander keeps them whole below 40 characters).
+    .configureHelp({ minWidthToWrap: 12 })
     .configureOutput({
       writeOut: (text) => ctx.io.stdout.write(text),
       writeErr: (text) => ctx.io.stderr.write(text),
+      // Help fits the terminal too (COLUMNS, else the terminal's width, else 80), piped or not.
+      getOutHelpWidth: () => terminalWidth(ctx.io),
+      getErrHelpWidth: () => terminalWidth(ctx.io),
       // Every CLI error starts "tokenbroker:", commander's usage errors included.
       outputError: (text, write) => write(text.replace(/^error: /, 'tokenbroker: ')),
     });
@@ -79,6 +84,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
       // commander already printed the problem and the help pointer.
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
+    if (isClosedPipe(err)) return ExitCode.ok;
     reportError(err, io, globals().debug === true || argv.includes('--debug'));
     return exitCodeFor(err);
   } finally {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { TokenBrokerClient } from '../../client/client.js';
 import { resolvePaths } from '../../protocol/paths.js';
 import type { CliContext } from '../context.js';
-import { writeJson, writeLine } from '../io.js';
+import { writeJson, writeLine, writeLines } from '../io.js';
 import { currentServiceHost, type ServiceHost, type ServiceLayout } from '../service/service-host.js';
 import { driverFor, installService, serviceStatus, uninstallService, type ServiceActionReport, type ServiceStatusReport } from '../service/service-manager.js';
 import { waitForExit } from '../process-util.js';
@@ -63,7 +63,7 @@ export async function runServiceStatus(options: ServiceStatusCommandOptions, ctx
     writeJson(ctx.io.stdout, status);
     return;
   }
-  for (const line of formatServiceStatus(status)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatServiceStatus(status));
   for (const note of socketMismatchNotes(ctx, host, status.socketPath)) writeLine(ctx.io.stdout, `note: ${note}`);
 }
 
@@ -73,7 +73,7 @@ function printAction(report: ServiceActionReport, options: ServiceActionCommandO
     return;
   }
   const lines = report.dryRun ? formatDryRun(report) : formatAction(report);
-  for (const line of lines) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, lines);
 }
 
 const CHANGE_WORDS = { create: 'new file', update: 'replaces the current file', unchanged: 'identical to the current file' } as const;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { SourceState, SourcesStatus } from '../../protocol/sources.js';
 import type { Status } from '../../protocol/status.js';
 import type { CliContext } from '../context.js';
-import { writeJson, writeLine } from '../io.js';
+import { writeJson, writeLines } from '../io.js';
 import { formatWhen, plural } from '../table.js';
 
 export interface StatusOptions {
@@ -23,7 +23,7 @@ export async function runStatus(options: StatusOptions, ctx: CliContext): Promis
     writeJson(ctx.io.stdout, status);
     return;
   }
-  for (const line of formatStatus(status)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatStatus(status));
 }
 
 export function formatStatus(status: Status): string[] {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { TokenRemoved, TokenView } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
-import { writeJson, writeLine, type IO } from '../io.js';
+import { writeJson, writeLine, writeLines, type IO } from '../io.js';
 import { plural } from '../table.js';
 import { confirm, readSecret } from '../secret-input.js';
 
@@ -70,7 +70,7 @@ export async function runTokenSet(options: TokenSetOptions, ctx: CliContext): Pr
   const view = await client.setToken(secret, { ...(options.server === undefined ? {} : { server: options.server }), verify: options.verify });
   const verb = options.replace && current.state !== 'absent' ? 'replaced' : 'set';
   writeLine(ctx.io.stderr, view.state === 'unverified' ? `Token ${verb} for ${view.server} without verification; the daemon checks it when the server is reachable.` : `Token ${verb} for ${view.server}.`);
-  for (const line of formatToken(view)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatToken(view));
 }
 
 export async function runTokenShow(options: TokenShowOptions, ctx: CliContext): Promise<void> {
@@ -79,7 +79,7 @@ export async function runTokenShow(options: TokenShowOptions, ctx: CliContext): 
     writeJson(ctx.io.stdout, view);
     return;
   }
-  for (const line of formatToken(view)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatToken(view));
 }
 
 export async function runTokenRemove(options: TokenRemoveOptions, ctx: CliContext): Promise<void> {
