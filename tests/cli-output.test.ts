@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
-import { lstat, mkdir, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
+import { inCliWords } from '../src/cli/errors.js';
+import { BrokerError } from '../src/protocol/errors.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { bufferIO } from './helpers/buffer-io.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from './helpers/test-daemon.js';
@@ -143,6 +145,31 @@ describe('CLI output rules', () => {
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).not.toContain('b'.repeat(200));
       expect(refused.stderr.length).toBeLessThan(2_000);
+    });
+  });
+
+  describe('saving where no file can be created', () => {
+    it.runIf(process.getuid?.() === 0)('-o /proc/x and -o /sys/x as root name the real problem, not BROKER_INTERNAL', async () => {
+      for (const target of ['/proc/x', '/sys/x']) {
+        const result = await runCli(['fetch', af.url(BIG), '-o', target], { env: daemon.env });
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toContain(`kernel's ${path.dirname(target)} filesystem`);
+        expect(result.stderr).not.toMatch(/BROKER_INTERNAL|journalctl/);
+        // The daemon refuses it the same way when a client skips the CLI's check.
+        await expect(daemon.client.download(af.url(BIG), target)).rejects.toMatchObject({ code: 'BROKER_BAD_REQUEST' });
+      }
+    });
+
+    it('an internal error points to the log the daemon really writes', async () => {
+      const home = await makeTempHome();
+      try {
+        await mkdir(path.join(home, 'state'), { recursive: true });
+        await writeFile(path.join(home, 'state', 'daemon.log'), '');
+        const { hint } = inCliWords(new BrokerError('BROKER_INTERNAL'), isolatedEnv(home));
+        expect(hint).toContain(path.join(home, 'state', 'daemon.log'));
+      } finally {
+        await rm(home, { recursive: true, force: true });
+      }
     });
   });
 

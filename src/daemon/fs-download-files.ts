@@ -1,4 +1,6 @@
 import { writev } from 'node:fs';
+import path from 'node:path';
+import { BrokerError, isBrokerError } from '../protocol/errors.js';
 import type { DownloadFiles, PartFile } from '../broker/ports.js';
 import { checkDownloadTarget, commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from '../protocol/part-files.js';
 
@@ -13,10 +15,37 @@ export function createFsDownloadFiles(): DownloadFiles {
       const found = await openResumablePart(target);
       return found === undefined ? undefined : { info: found.info, part: fsPartFile(found.part, target) };
     },
-    create: async (target, info) => fsPartFile(await createPart(target, info), target),
+    create: async (target, info) => {
+      try {
+        return fsPartFile(await createPart(target, info), target);
+      } catch (err) {
+        throw cannotCreate(err, target);
+      }
+    },
     writeInfo: (target, info) => writePartInfo(target, info),
     discard: (target) => discardPart(target),
   };
+}
+
+/**
+ * A file that cannot be created is the user's problem to fix, named as such: never a
+ * BROKER_INTERNAL that sends them to a log (the checks before cover most cases; a read-only
+ * mount, a full disk or a virtual filesystem show up only here).
+ */
+function cannotCreate(err: unknown, target: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const dir = path.dirname(target);
+  const why: Record<string, [string, string]> = {
+    ENOENT: [`${dir} does not take new files`, 'Choose a directory on a normal filesystem, e.g. ~/Downloads.'],
+    EACCES: [`permission denied in ${dir}`, 'Choose a directory you can write to.'],
+    EPERM: [`${dir} does not allow new files`, 'Choose a directory you can write to.'],
+    EROFS: [`${dir} is on a read-only filesystem`, 'Choose a directory on a writable filesystem.'],
+    ENOSPC: [`no space left on the device of ${dir}`, 'Free some space, or choose a directory on another disk.'],
+    EDQUOT: [`your disk quota for ${dir} is used up`, 'Free some space, or choose a directory on another disk.'],
+  };
+  const known = code === undefined ? undefined : why[code];
+  if (known === undefined || isBrokerError(err)) return err;
+  return new BrokerError('BROKER_BAD_REQUEST', { message: `Cannot save ${target}: ${known[0]} (${code}).`, hint: known[1], details: { field: 'body.path', reason: code } });
 }
 
 /**

@@ -51,6 +51,9 @@ export async function checkDownloadTarget(target: string, allowedDirs?: readonly
     if (code === 'EACCES') throw badPath(`The directory ${parent} cannot be reached (permission denied).`, 'Choose a directory you can write to.', code);
     throw err;
   }
+  if (KERNEL_FILESYSTEMS.some((root) => realParent === root || realParent.startsWith(`${root}/`))) {
+    throw badPath(`${parent} is part of the kernel's ${realParent.split('/')[1] === 'proc' ? '/proc' : '/sys'} filesystem: downloads cannot be saved there.`, 'Choose a directory on a normal filesystem, e.g. ~/Downloads.', 'EROFS');
+  }
   const parentInfo = await stat(realParent);
   if (!parentInfo.isDirectory()) throw badPath(`${parent} is not a directory.`, 'Choose a path inside an existing directory.', 'ENOTDIR');
   if (allowedDirs !== undefined) await checkAllowed(realParent, allowedDirs);
@@ -77,6 +80,9 @@ async function checkAllowed(realParent: string, allowedDirs: readonly string[]):
     details: { field: 'body.path' },
   });
 }
+
+/** Linux's virtual filesystems: writable-looking to root, yet no file can be created in them. */
+const KERNEL_FILESYSTEMS = ['/proc', '/sys'];
 
 function badPath(message: string, hint: string, reason: string): BrokerError {
   return new BrokerError('BROKER_BAD_REQUEST', { message, hint, details: { field: 'body.path', reason } });
