@@ -1,7 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
-import { isWindowsPipe } from '../protocol/paths.js';
-import { privateDirHint } from '../node/private-dir.js';
+import { isWindowsPipe, privateDirHint } from '../protocol/paths.js';
 
 /**
  * The owner's socket needs no client token: whoever can connect acts as the user. So before a
@@ -69,10 +68,10 @@ async function inspectDir(dir: string, uid: number): Promise<SocketFinding> {
   if (info.isSymbolicLink()) return found('refused', `${dir} is a symlink`, `Remove the symlink (rm ${dir}); the daemon creates the directory itself.`);
   if (!info.isDirectory()) return found('refused', `${dir} is not a directory`, `Move ${dir} away; the daemon creates the directory itself.`);
   if (info.uid !== uid) {
-    return found('refused', `${dir} is owned by uid ${info.uid}, not by you (uid ${uid})`, `Another user may be trying to intercept tokenbroker: choose another socket path. ${privateDirHint(dir, 'socket')}`);
+    return found('refused', `${dir} is owned by uid ${info.uid}, not by you (uid ${uid})`, `Another user may be trying to intercept tokenbroker: choose another socket path. ${privateDirHint(dir, 'socket', uid)}`);
   }
   const mode = modeText(info.mode);
-  if ((info.mode & 0o077) !== 0) return found('refused', `${dir} is open to group or others (mode ${mode})`, privateDirHint(dir, 'socket'));
+  if ((info.mode & 0o077) !== 0) return found('refused', `${dir} is open to group or others (mode ${mode})`, privateDirHint(dir, 'socket', uid));
   return found('ok', `${dir}: mode ${mode}, owned by you`);
 }
 

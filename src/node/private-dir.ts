@@ -1,6 +1,5 @@
 import { chmod, lstat, mkdir } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { privateDirHint } from '../protocol/paths.js';
 
 /** A private directory that cannot be used; the message is one line for the user. */
 export class PrivateDirError extends Error {
@@ -11,19 +10,6 @@ export class PrivateDirError extends Error {
     super(message);
     this.name = 'PrivateDirError';
   }
-}
-
-/**
- * What to do about an existing directory that is not private. Never "chmod it": the directory is
- * not tokenbroker's (it may be /tmp, or the user's project), and changing it could break it for
- * everyone else. A directory tokenbroker creates itself is made private; so the advice is to use one.
- */
-export function privateDirHint(dir: string, what: string): string {
-  if (what.toLowerCase() === 'socket') {
-    const uid = process.getuid?.() ?? 'UID';
-    return `Use a directory tokenbroker creates itself (mode 0700): leave --socket out for the default, or e.g. --socket ${path.join(os.tmpdir(), `tokenbroker-${uid}`, 'broker.sock')}.`;
-  }
-  return `Point TOKENBROKER_HOME at a new directory (tokenbroker creates what it needs there with mode 0700), instead of ${dir}.`;
 }
 
 /** Shared directories (/tmp: sticky, world-writable) are everybody's: "owned by someone else" would mislead. */
@@ -49,11 +35,11 @@ export async function ensurePrivateDir(dir: string, what: string): Promise<void>
   }
   const mode = (info.mode & 0o7777).toString(8).padStart(4, '0');
   if (isSharedDir(info.mode)) {
-    throw new PrivateDirError(`${what} directory ${dir} is writable by group or others (mode ${mode}, a directory shared with other users); refusing to use it`, privateDirHint(dir, what));
+    throw new PrivateDirError(`${what} directory ${dir} is writable by group or others (mode ${mode}, a directory shared with other users); refusing to use it`, privateDirHint(dir, what, process.getuid?.()));
   }
   const uid = process.getuid?.();
   if (uid !== undefined && info.uid !== uid) {
-    throw new PrivateDirError(`${what} directory ${dir} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it`, 'Another user may be trying to intercept tokenbroker: choose another path. ' + privateDirHint(dir, what));
+    throw new PrivateDirError(`${what} directory ${dir} is owned by uid ${info.uid}, not by you (uid ${uid}); refusing to use it`, 'Another user may be trying to intercept tokenbroker: choose another path. ' + privateDirHint(dir, what, process.getuid?.()));
   }
   if ((info.mode & 0o077) === 0) return;
   // The umask may have narrowed mkdir's mode further, never widened it; chmod makes it exact.
@@ -62,5 +48,5 @@ export async function ensurePrivateDir(dir: string, what: string): Promise<void>
     return;
   }
   const access = (info.mode & 0o022) !== 0 ? 'writable' : 'readable';
-  throw new PrivateDirError(`${what} directory ${dir} is ${access} by group or others (mode ${mode}); refusing to use it: tokenbroker only uses a private directory`, privateDirHint(dir, what));
+  throw new PrivateDirError(`${what} directory ${dir} is ${access} by group or others (mode ${mode}); refusing to use it: tokenbroker only uses a private directory`, privateDirHint(dir, what, process.getuid?.()));
 }
