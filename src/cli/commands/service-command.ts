@@ -116,7 +116,8 @@ export function formatAction(report: ServiceActionReport): string[] {
     lines.push(`Uninstalled the tokenbroker service (${name}):`);
     for (const file of report.files) if (file.change === 'remove') lines.push(`  removed   ${file.path}`);
   }
-  for (const command of report.commands) lines.push(`  ran       ${command.command}${command.code === 0 ? '' : ` (exit ${command.code})`}`);
+  // A command that failed is not shown as done: the notes below say what it means.
+  for (const command of report.commands) lines.push(command.code === 0 || command.code === undefined ? `  ran       ${command.command}` : `  FAILED    ${command.command} (exit ${command.code}): see the note below`);
   if (report.action === 'install') {
     lines.push(
       report.manager === 'systemd'
