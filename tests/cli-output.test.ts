@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { inCliWords } from '../src/cli/errors.js';
+import { formatStatus } from '../src/cli/commands/status-command.js';
 import { BrokerError } from '../src/protocol/errors.js';
 import { startFakeArtifactory, type FakeArtifactory } from './fixtures/fake-artifactory.js';
 import { bufferIO } from './helpers/buffer-io.js';
@@ -170,6 +171,31 @@ describe('CLI output rules', () => {
       } finally {
         await rm(home, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('smaller edges', () => {
+    it('an unreachable server: token set points to --no-verify, status says why the source fails', async () => {
+      const down = await startTestDaemon({ config: { allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: 'http://127.0.0.1:1' }], officialSource: 'http://127.0.0.1:1/artifactory/swtools/external/ncd/apps/official/source.json', logLevel: 'warn' } });
+      try {
+        const set = await runCli(['token', 'set'], { env: down.env, input: 'good-token\n' });
+        expect(set.code).toBe(5);
+        expect(set.stderr).toContain('tokenbroker token set --no-verify');
+        expect((await runCli(['sources', 'refresh'], { env: down.env })).code).toBe(5);
+        const status = await runCli(['status'], { env: down.env });
+        expect(status.code).toBe(0);
+        // The state line as before, and the reason under it.
+        expect(status.stdout).toMatch(/^ {2}official {2}failing\n {4}\S.*127\.0\.0\.1:1/m);
+      } finally {
+        await down.cleanup();
+      }
+    });
+
+    it('status warns that a socket-activated daemon cannot re-create its socket', async () => {
+      const status = await daemon.client.status();
+      const activated = formatStatus({ ...status, socket: { ...status.socket, activated: true } });
+      expect(activated.join('\n')).toContain('warning: the socket belongs to the service manager');
+      expect(formatStatus(status).join('\n')).not.toContain('belongs to the service manager');
     });
   });
 
