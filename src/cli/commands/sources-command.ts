@@ -102,8 +102,6 @@ export function formatSources(sources: readonly SourceView[], layout?: Layout): 
     ]),
     layout,
   );
-  // Piped output is the table alone (problems are in `sources list --json` and on a terminal).
-  if (layout?.tty === false) return table;
   const lines = [...table];
   for (const source of sources) {
     const problems = problemLines(source);
