@@ -3,7 +3,7 @@ import { ExitCode } from '../protocol/errors.js';
 import { VERSION } from '../protocol/version.js';
 import type { DaemonRunner } from './commands/daemon-command.js';
 import type { CliContext, GlobalOptions } from './context.js';
-import { processIO, type IO } from './io.js';
+import { isClosedPipe, processIO, terminalWidth, type IO } from './io.js';
 import type { TokenBrokerClient } from '../client/client.js';
 
 export interface MainOptions {
@@ -67,9 +67,14 @@ export async function buildProgram(ctx: CliContext, runDaemon?: DaemonRunner, na
     .option('--socket <path>', 'daemon socket path (default: TOKENBROKER_SOCKET, TOKENBROKER_HOME or the platform default)')
     .option('--debug', 'print stack traces on errors', false)
     .showHelpAfterError('(run with --help for usage)')
+    // Wrap descriptions even in a narrow column (commander keeps them whole below 40 characters).
+    .configureHelp({ minWidthToWrap: 12 })
     .configureOutput({
       writeOut: (text) => ctx.io.stdout.write(text),
       writeErr: (text) => ctx.io.stderr.write(text),
+      // Help fits the terminal too (COLUMNS, else the terminal's width, else 80), piped or not.
+      getOutHelpWidth: () => terminalWidth(ctx.io),
+      getErrHelpWidth: () => terminalWidth(ctx.io),
       // Every CLI error starts "tokenbroker:", commander's usage errors included.
       outputError: (text, write) => write(text.replace(/^error: /, 'tokenbroker: ')),
     });
@@ -109,6 +114,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
       // commander already printed the problem and the help pointer.
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
+    if (isClosedPipe(err)) return ExitCode.ok;
     const { exitCodeFor, reportError } = await import('./errors.js');
     reportError(err, io, globals().debug === true || argv.includes('--debug'));
     return exitCodeFor(err);

@@ -1,27 +1,21 @@
 import type { ReadStream } from 'node:tty';
-import { MAX_TOKEN_BYTES } from '../protocol/token.js';
+import { MAX_TOKEN_BYTES, TokenSecretSchema } from '../protocol/token.js';
 import { UsageError } from './errors.js';
 import type { IO } from './io.js';
 
 /**
- * Reads a secret the safe way: a hidden prompt on a terminal, else all of stdin (a single trailing
- * newline is trimmed). Never from argv, where `ps` and shell history would see it.
+ * Reads a secret the safe way: a hidden prompt on a terminal, else all of stdin. Surrounding
+ * whitespace and blank lines are trimmed (a pasted token often comes with them; tokens contain
+ * none). Never from argv, where `ps` and shell history would see it. Checked here, so a problem is
+ * told in the CLI's words, not the socket API's.
  */
 export async function readSecret(io: IO, prompt: string): Promise<string> {
-  const secret = io.stdinIsTTY ? await promptHidden(io, prompt) : trimOneNewline(await readAll(io, MAX_TOKEN_BYTES * 2));
-  if (secret === '') {
-    throw new UsageError(
-      io.stdinIsTTY ? 'No token entered.' : 'No token on standard input.',
-      'Paste the identity token at the prompt, or pipe it in: `tokenbroker token set < token.txt`.',
-    );
-  }
+  const secret = (io.stdinIsTTY ? await promptHidden(io, prompt) : await readAll(io, MAX_TOKEN_BYTES * 2)).trim();
+  const how = 'Paste the identity token at the prompt, or pipe it in: `tokenbroker token set < token.txt`.';
+  if (secret === '') throw new UsageError(io.stdinIsTTY ? 'No token entered.' : 'No token on standard input.', how);
+  const checked = TokenSecretSchema.safeParse(secret);
+  if (!checked.success) throw new UsageError(`The token ${checked.error.issues[0]?.message ?? 'is not valid'}.`, how);
   return secret;
-}
-
-export function trimOneNewline(text: string): string {
-  if (text.endsWith('\r\n')) return text.slice(0, -2);
-  if (text.endsWith('\n')) return text.slice(0, -1);
-  return text;
 }
 
 async function readAll(io: IO, limit: number): Promise<string> {

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { modeText, ownedPathProblem } from '../node/owned-path.js';
 import path from 'node:path';
-import { isWindowsPipe } from '../protocol/paths.js';
+import { isWindowsPipe, privateDirHint } from '../protocol/paths.js';
 import { UntrustedSocketError } from './client-errors.js';
 
 /**
@@ -59,9 +59,9 @@ async function inspectDir(dir: string, uid: number): Promise<SocketFinding> {
     case 'wrong-kind':
       return found('refused', `${dir} is not a directory`, `Move ${dir} away; the daemon creates the directory itself.`);
     case 'foreign-owner':
-      return found('refused', `${dir} is owned by uid ${problem.owner}, not by you (uid ${uid})`, 'Another user may be trying to intercept tokenbroker; remove the directory or choose another socket path.');
+      return found('refused', `${dir} is owned by uid ${problem.owner}, not by you (uid ${uid})`, `Another user may be trying to intercept tokenbroker: choose another socket path. ${privateDirHint(dir, 'socket', uid)}`);
     case 'open-mode':
-      return found('refused', `${dir} is open to group or others (mode ${problem.mode})`, `Run: chmod 700 ${dir}`);
+      return found('refused', `${dir} is open to group or others (mode ${problem.mode})`, privateDirHint(dir, 'socket', uid));
     case undefined:
       return found('ok', `${dir}: mode ${modeText(info.mode)}, owned by you`);
   }

@@ -1,4 +1,4 @@
-import { lstat, unlink } from 'node:fs/promises';
+import { link, lstat, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import path from 'node:path';
@@ -22,6 +22,8 @@ export class ListenError extends Error {
 export interface SocketHandle {
   socketPath: string;
   activated: boolean;
+  /** The socket file's inode when we created it (undefined for an inherited fd or a named pipe). */
+  ino?: number;
   /** Removes the socket file if it is still the one we created (never under socket activation). */
   removeSocket(): Promise<void>;
 }
@@ -74,18 +76,11 @@ export async function openSocketPath(server: NetServer, socketPath: string, mode
   }
   await (options.ensureDir ?? ((dir: string) => ensurePrivateDir(dir, 'socket')))(path.dirname(socketPath));
   await clearStaleSocket(socketPath);
-  try {
-    await bindWithUmask(server, socketPath, mode);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-    // Lost a race with another daemon starting at the same moment.
-    await clearStaleSocket(socketPath);
-    await bindWithUmask(server, socketPath, mode);
-  }
-  const { ino } = await lstat(socketPath);
+  const ino = await bindAndLink(server, socketPath, mode);
   return {
     socketPath,
     activated: false,
+    ino,
     removeSocket: async () => {
       try {
         const now = await lstat(socketPath);
@@ -96,6 +91,40 @@ export async function openSocketPath(server: NetServer, socketPath: string, mode
       }
     },
   };
+}
+
+/**
+ * Binds under a private temporary name and hard-links the socket into place. libuv unlinks the path
+ * a server was bound to when it closes, whatever file is there by then: bound to the final path, a
+ * daemon whose socket was deleted and re-created by a successor would delete the successor's socket
+ * at exit. Bound to the temporary name, only that (long gone) name is unlinked. link() also fails
+ * when the path exists, so a socket that appeared meanwhile is never replaced.
+ */
+async function bindAndLink(server: NetServer, socketPath: string, mode: number): Promise<number> {
+  const temp = path.join(path.dirname(socketPath), `.${process.pid.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}.sock`);
+  if (Buffer.byteLength(temp) > MAX_SOCKET_PATH_BYTES) {
+    // A very short socket name in a very long directory: bind in place (no protection at close).
+    await bindWithUmask(server, socketPath, mode);
+    return (await lstat(socketPath)).ino;
+  }
+  await unlink(temp).catch(() => undefined);
+  await bindWithUmask(server, temp, mode);
+  try {
+    try {
+      await link(temp, socketPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Lost a race with another daemon starting at the same moment, or a leftover reappeared.
+      await clearStaleSocket(socketPath);
+      await link(temp, socketPath);
+    }
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  return (await lstat(socketPath)).ino;
 }
 
 async function clearStaleSocket(socketPath: string): Promise<void> {

@@ -8,6 +8,7 @@ import { ListenError, openMainSocket, socketActivationFd, type SocketHandle } fr
 import { createLogger, type Logger } from './logger.js';
 import { currentPathInputs, resolvePaths, type Paths } from '../protocol/paths.js';
 import { ensurePrivateDir, PrivateDirError } from '../node/private-dir.js';
+import { acquireDaemonLock, DaemonLockHeldError, type HeldDaemonLock } from '../node/daemon-lock.js';
 import { buildServer, rawServer } from './server.js';
 import { assembleDaemon } from './assemble-daemon.js';
 import { systemClock } from './system-clock.js';
@@ -35,6 +36,7 @@ import { rememberingStore } from './secret-store/remembering-store.js';
 import { statusSections } from './status-sections.js';
 import { extraListenerOf } from './listener-auth.js';
 import { createDaemonKey, writeDaemonKey } from '../node/daemon-key.js';
+import { healSocket } from './socket-healer.js';
 
 export interface DaemonOptions {
   /** `--socket` from the command line. */
@@ -58,6 +60,28 @@ export class StartupError extends Error {
  */
 export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   const paths = resolvePaths(currentPathInputs(options.socket));
+  // One daemon per state directory, whatever socket it was given: taken before anything there is touched.
+  let lock: HeldDaemonLock;
+  try {
+    await ensurePrivateDir(paths.stateDir, 'state');
+    lock = await acquireDaemonLock(paths.stateDir, { socket: paths.socketPath, version: VERSION });
+  } catch (err) {
+    if (err instanceof PrivateDirError) throw new StartupError(err.message, err.hint);
+    if (err instanceof DaemonLockHeldError) {
+      const socketFlag = `--socket ${err.holder.socket}`;
+      throw new StartupError(err.message, `Use the running daemon (\`tokenbroker ${socketFlag} status\`), or stop it first: \`tokenbroker ${socketFlag} daemon stop\`.`);
+    }
+    throw err;
+  }
+  try {
+    return await serve(paths);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The daemon's life once it owns the state directory. */
+async function serve(paths: Paths): Promise<number> {
   let config: Readonly<Config>;
   try {
     config = await loadConfig(paths.configFile);
@@ -185,6 +209,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
   }
   tokens.startBackground();
   sources.start();
+  // A path the daemon created heals when deleted; an inherited (socket-activated) one is the manager's.
+  const mainSocket = socket.activated || socket.ino === undefined ? { stop: () => undefined, removeSocket: () => socket.removeSocket() } : healSocket(server, socket, logger);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -196,11 +222,12 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<number> {
       closeEventStreams(app);
       tokens.stop();
       sources.stop();
+      mainSocket.stop();
       for (const listener of extraListeners) listener.stopAccepting();
       void drainAndClose({ server, inFlight, graceMs: currentConfig().shutdownGraceSeconds * 1000, log: logger })
         .then(() => app.close())
         .then(() => upstream.close())
-        .then(() => socket.removeSocket())
+        .then(() => mainSocket.removeSocket())
         .then(() => Promise.all(extraListeners.map((listener) => listener.removeSocket())))
         .then(() => clientTokens.stop())
         .then(

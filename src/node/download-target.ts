@@ -72,6 +72,30 @@ export class CheckedTarget implements DownloadTarget {
   }
 }
 
+/** Linux's virtual filesystems: writable-looking to root, yet no file can be created in them. */
+const KERNEL_FILESYSTEMS = ['/proc', '/sys'];
+
+/**
+ * A file that cannot be created is the user's problem to fix, named as such: never a
+ * BROKER_INTERNAL that sends them to a log (the checks before cover most cases; a read-only
+ * mount, a full disk or a virtual filesystem show up only when the file is created).
+ */
+export function cannotCreate(err: unknown, target: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const dir = path.dirname(target);
+  const why: Record<string, [string, string]> = {
+    ENOENT: [`${dir} does not take new files`, 'Choose a directory on a normal filesystem, e.g. ~/Downloads.'],
+    EACCES: [`permission denied in ${dir}`, 'Choose a directory you can write to.'],
+    EPERM: [`${dir} does not allow new files`, 'Choose a directory you can write to.'],
+    EROFS: [`${dir} is on a read-only filesystem`, 'Choose a directory on a writable filesystem.'],
+    ENOSPC: [`no space left on the device of ${dir}`, 'Free some space, or choose a directory on another disk.'],
+    EDQUOT: [`your disk quota for ${dir} is used up`, 'Free some space, or choose a directory on another disk.'],
+  };
+  const known = code === undefined ? undefined : why[code];
+  if (known === undefined || err instanceof BrokerError) return err;
+  return badTarget(`Cannot save ${target}: ${known[0]} (${code}).`, known[1], code as string);
+}
+
 export function badTarget(message: string, hint: string, reason: string): BrokerError {
   return new BrokerError('BROKER_BAD_REQUEST', { message, hint, details: { field: 'body.path', reason } });
 }
@@ -144,6 +168,9 @@ export async function openDownloadTarget(target: string, rules: TargetRules = {}
 async function checkOpened(checked: CheckedTarget, realParent: string, parent: string, target: string, rules: TargetRules): Promise<void> {
   const dirInfo = await checked.dirInfo();
   if (!dirInfo.isDirectory()) throw badTarget(`${parent} is not a directory.`, 'Choose a path inside an existing directory.', 'ENOTDIR');
+  if (KERNEL_FILESYSTEMS.some((root) => realParent === root || realParent.startsWith(`${root}/`))) {
+    throw badTarget(`${parent} is part of the kernel's ${realParent.split('/')[1] === 'proc' ? '/proc' : '/sys'} filesystem: downloads cannot be saved there.`, 'Choose a directory on a normal filesystem, e.g. ~/Downloads.', 'EROFS');
+  }
   if (rules.allowedDirs !== undefined) await checkAllowed(realParent, rules.allowedDirs);
   if (rules.daemonOwned !== undefined) await checkNotDaemonOwned(checked.path, realParent, rules.daemonOwned, target);
   if (isUnsafeDirectory(dirInfo.mode)) {

@@ -8,7 +8,7 @@
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { PartInfoSchema, type PartInfo } from '../protocol/downloads.js';
-import { badTarget, fileKind, type CheckedTarget } from './download-target.js';
+import { badTarget, cannotCreate, fileKind, type CheckedTarget } from './download-target.js';
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY, O_APPEND } = constants;
 
@@ -107,10 +107,14 @@ export async function writePartInfo(target: CheckedTarget, info: PartInfo): Prom
  * so a symlink or a file planted in between makes this fail instead of being followed.
  */
 export async function createPart(target: CheckedTarget, info: PartInfo): Promise<OpenPart> {
-  await unlinkIfThere(target.at(PART_SUFFIX));
-  await writePartInfo(target, info);
-  const handle = await open(target.at(PART_SUFFIX), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  return { handle, size: 0 };
+  try {
+    await unlinkIfThere(target.at(PART_SUFFIX));
+    await writePartInfo(target, info);
+    const handle = await open(target.at(PART_SUFFIX), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    return { handle, size: 0 };
+  } catch (err) {
+    throw cannotCreate(err, target.path);
+  }
 }
 
 /**

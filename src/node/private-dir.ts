@@ -1,6 +1,7 @@
 import type { Stats } from 'node:fs';
 import { chmod, lstat, mkdir } from 'node:fs/promises';
-import { ownedPathProblem } from './owned-path.js';
+import { modeText, ownedPathProblem } from './owned-path.js';
+import { privateDirHint } from '../protocol/paths.js';
 
 /** A private directory that cannot be used; the message is one line for the user. */
 export class PrivateDirError extends Error {
@@ -42,21 +43,38 @@ export function assertOwnedDir(dir: string, info: Stats, label: string, hints: O
   }
 }
 
+/** Shared directories (/tmp: sticky, world-writable) are everybody's: "owned by someone else" would mislead. */
+function isSharedDir(mode: number): boolean {
+  return (mode & 0o1000) !== 0 || (mode & 0o002) !== 0;
+}
+
 /**
  * Creates `dir` 0700 if needed and checks it is ours: a real directory (not a symlink), owned by
- * us, not writable by group or others. A group/world-readable directory of ours is tightened.
+ * us, closed to group and others. Only a directory created here is made private; an existing one
+ * that is not is refused with a hint to use another (never changed: it may be the user's own).
  * Used for the socket, state and cache directories: each holds something another user must not
  * be able to replace or read.
  */
 export async function ensurePrivateDir(dir: string, what: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const created = (await mkdir(dir, { recursive: true, mode: 0o700 })) !== undefined;
   const info = await lstat(dir);
+  const hint = privateDirHint(dir, what, process.getuid?.());
+  // Checked before the owner: /tmp belongs to root, yet "owned by someone else" would mislead.
+  if (info.isDirectory() && isSharedDir(info.mode)) {
+    throw new PrivateDirError(`${what} directory ${dir} is writable by group or others (mode ${modeText(info.mode)}, a directory shared with other users); refusing to use it`, hint);
+  }
   assertOwnedDir(dir, info, `${what} directory`, {
     symlink: `Remove the symlink (rm ${dir}); tokenbroker creates the directory itself.`,
     notDirectory: `Move ${dir} away; tokenbroker creates the directory itself.`,
-    foreignOwner: 'Another user may be trying to intercept tokenbroker; remove the directory or choose another path.',
-    openMode: () => `Run: chmod 700 ${dir}`,
+    foreignOwner: `Another user may be trying to intercept tokenbroker: choose another path. ${hint}`,
+    openMode: () => hint,
   });
-  // Readable by others but writable only by us: ours, so tightened rather than refused.
-  if ((info.mode & 0o077) !== 0) await chmod(dir, 0o700);
+  if ((info.mode & 0o077) === 0) return;
+  // Only a directory created here is made private (the umask may have narrowed mkdir's mode,
+  // never widened it); an existing one may be the user's own and is left as it is.
+  if (created) {
+    await chmod(dir, 0o700);
+    return;
+  }
+  throw new PrivateDirError(`${what} directory ${dir} is readable by group or others (mode ${modeText(info.mode)}); refusing to use it: tokenbroker only uses a private directory`, hint);
 }

@@ -133,3 +133,15 @@ function windowsPipeName(username: string, home?: string): string {
   for (const ch of home) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
   return `\\\\.\\pipe\\tokenbroker-${safeUser}-${hash.toString(16)}`;
 }
+
+/**
+ * What to do about an existing directory that is not private. Never "chmod it": the directory is
+ * not tokenbroker's (it may be /tmp, or the user's project), and changing it could break it for
+ * everyone else. A directory tokenbroker creates itself is made private; so the advice is to use one.
+ */
+export function privateDirHint(dir: string, what: string, uid: number | undefined): string {
+  if (what.toLowerCase() === 'socket') {
+    return `Use a directory tokenbroker creates itself (mode 0700): leave --socket out for the default, or e.g. --socket /tmp/tokenbroker-${uid ?? '$UID'}/broker.sock.`;
+  }
+  return `Point TOKENBROKER_HOME at a new directory (tokenbroker creates what it needs there with mode 0700), instead of ${dir}.`;
+}

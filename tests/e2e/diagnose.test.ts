@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Check, DiagnoseReport } from '../../src/cli/diagnose/check.js';
 import { socketChecks } from '../../src/cli/diagnose/local-checks.js';
+import { privateDirHint } from '../../src/protocol/paths.js';
 import { runDiagnoseChecks } from '../../src/cli/diagnose/run-diagnose.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
@@ -160,7 +161,7 @@ describe('diagnose checks', () => {
     expect(socketCheck).toMatchObject({ id: 'socket', status: 'fail', message: `${socketPath} can be used by group or others (mode 0666): they would act as you; clients refuse to use it` });
     await chmod(dir, 0o755);
     expect(await socketChecks(socketPath, process.getuid?.())).toEqual([
-      { id: 'socket-dir', status: 'fail', message: `${dir} is open to group or others (mode 0755); clients refuse to use it`, hint: `Run: chmod 700 ${dir}` },
+      { id: 'socket-dir', status: 'fail', message: `${dir} is open to group or others (mode 0755); clients refuse to use it`, hint: privateDirHint(dir, 'socket', process.getuid?.()) },
     ]);
     await chmod(socketPath, 0o600);
     await chmod(dir, 0o700);

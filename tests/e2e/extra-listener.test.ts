@@ -143,7 +143,8 @@ describe('extra listeners (real daemon)', () => {
       expect(rows[0]).toContain(`${os.userInfo().username} (ci-runner)`);
       expect(rows[0]).toContain('status:read');
       // Refused for its scope, but the token itself was valid: that counts as use.
-      expect(rows[2]).toMatch(/downloader .* fetch\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
+      // Piped: tab-separated columns.
+      expect(rows[2]).toMatch(/^downloader\t.*\tfetch\t\d{4}-\d\d-\d\d \d\d:\d\d UTC$/);
       const listJson = await runCli(['client-token', 'list', '--json'], { env: daemon.env });
       const listed = JSON.parse(listJson.stdout) as { id: string; description: string; lastUsedAt: string | null }[];
       expect(listed.find((t) => t.description === 'ci-runner')?.lastUsedAt).not.toBeNull();

@@ -95,10 +95,11 @@ describe('sources and apps end to end', () => {
     await until('the first refresh', async () => ((await sourceNamed(daemon, 'official'))?.lastRefreshAt ? true : undefined));
     const list = await cli(['sources', 'list']);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(/^ID\s+NAME\s+STATE\s+APPS\s+LAST REFRESH\s+URL$/m);
-    expect(list.stdout).toMatch(new RegExp(`^official \\*\\s+Official nRF Connect apps\\s+ok\\s+3\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\s+${literal(af.downloadUrl(official.sourcePath))}$`, 'm'));
+    // Piped: a tab-separated table, every value whole (DESIGN section 7).
+    expect(list.stdout).toMatch(/^ID\tNAME\tSTATE\tAPPS\tLAST REFRESH\tURL$/m);
+    expect(list.stdout).toMatch(new RegExp(`^official \\*\\tOfficial nRF Connect apps\\tok\\t3\\t\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ\\t${literal(af.downloadUrl(official.sourcePath))}$`, 'm'));
 
-    const apps = await cli(['apps', 'list']);
+    const apps = await cli(['apps', 'list', '--json']);
     expect(apps.code).toBe(0);
     const parsed = JSON.parse(apps.stdout) as AppView[];
     expect(parsed.map((app) => [app.name, app.withdrawn])).toEqual(APPS.map((name) => [name, false]));

@@ -127,7 +127,8 @@ describe('client.download and the fetch command', () => {
     const pipe = bufferIO({}, { stdout: false, stderr: false });
     expect(await main(['fetch', h.af.url(RESTRICTED), '-o', path.join(work, 'quiet.zip')], { io: pipe, makeClient: client })).toBe(0);
     expect(pipe.err()).toBe('');
-    expect(pipe.out()).toBe('');
+    // The command's result, as `apps download` gives it: the saved path, on stdout, piped or not.
+    expect(pipe.out()).toBe(`${path.join(work, 'quiet.zip')}\n`);
   });
 
   it('fetch rejects a malformed digest as a usage error', async () => {

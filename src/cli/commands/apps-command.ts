@@ -6,8 +6,8 @@ import type { AppView } from '../../protocol/sources.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { downloadWithProgress } from './fetch-command.js';
-import { writeJson, writeLine } from '../io.js';
-import { formatTable } from '../table.js';
+import { layoutOf, writeJson, writeLine, writeLines } from '../io.js';
+import { formatTable, type Layout } from '../table.js';
 
 export interface AppsListOptions {
   source?: string;
@@ -18,9 +18,9 @@ export function registerAppsCommand(program: Command, ctx: CliContext): void {
   const apps = program.command('apps').description('list the apps of the app sources');
   apps
     .command('list')
-    .description('list apps (a table on a terminal, JSON otherwise)')
+    .description('list apps (a table; tab-separated when piped)')
     .option('--source <name>', 'only this source')
-    .option('--json', 'machine-readable output (the default when stdout is not a terminal)', false)
+    .option('--json', 'machine-readable output', false)
     .action(async (options: AppsListOptions) => runAppsList(options, ctx));
   apps
     .command('download')
@@ -54,18 +54,20 @@ export async function runAppsDownload(spec: string, options: AppsDownloadOptions
   if (result.app.withdrawn) writeLine(ctx.io.stderr, `note: ${source}/${name} is withdrawn from its source.`);
 }
 
-/** A table for people on a terminal; stable JSON for scripts (or with --json). */
+/** A table (tab-separated lines when piped); stable JSON with --json. */
 export async function runAppsList(options: AppsListOptions, ctx: CliContext): Promise<void> {
   const apps = await ctx.client().apps(options.source === undefined ? {} : { source: options.source });
-  if (options.json || !ctx.io.stdoutIsTTY) {
+  if (options.json) {
     writeJson(ctx.io.stdout, apps);
     return;
   }
-  for (const line of formatApps(apps)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatApps(apps, layoutOf(ctx.io)));
 }
 
-export function formatApps(apps: readonly AppView[]): string[] {
+export function formatApps(apps: readonly AppView[], layout?: Layout): string[] {
   if (apps.length === 0) return ['No apps. Refresh with `tokenbroker sources refresh`, and check `tokenbroker sources list` for errors.'];
   const rows = apps.map((app) => [app.source, app.name, app.latestVersion, `${app.displayName}${app.withdrawn ? ' (withdrawn)' : ''}`]);
-  return [...formatTable(['SOURCE', 'NAME', 'LATEST', 'DISPLAY NAME'], rows), '', `${apps.length} app${apps.length === 1 ? '' : 's'}`];
+  const table = formatTable(['SOURCE', 'NAME', 'LATEST', 'DISPLAY NAME'], rows, layout);
+  // Piped output is the table alone: every line a row a script can split on tabs.
+  return layout?.tty === false ? table : [...table, '', `${apps.length} app${apps.length === 1 ? '' : 's'}`];
 }

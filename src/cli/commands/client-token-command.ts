@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import {
+  CLIENT_SCOPES,
   ClientTokenDescriptionSchema,
   ClientTokenScopeSchema,
   DEFAULT_CLIENT_TOKEN_DAYS,
@@ -12,7 +13,8 @@ import {
 import { describeIssue } from '../../protocol/zod-issues.js';
 import type { CliContext } from '../context.js';
 import { UsageError } from '../errors.js';
-import { writeJson, writeLine } from '../io.js';
+import { layoutOf, writeJson, writeLine, writeLines } from '../io.js';
+import { formatTable, type Layout } from '../table.js';
 
 export interface ClientTokenCreateOptions {
   description: string;
@@ -30,7 +32,7 @@ export interface ClientTokenRevokeOptions {
   json: boolean;
 }
 
-const SCOPE_HELP = 'status:read, sources:read, sources:write, fetch, token:write, or user (all of them)';
+const SCOPE_HELP = `${CLIENT_SCOPES.join(', ')}, or user (all of them)`;
 
 export function registerClientTokenCommand(program: Command, ctx: CliContext): void {
   const command = program.command('client-token').description('create, list or revoke scoped client tokens for extra listeners (shared sockets)');
@@ -92,7 +94,7 @@ export async function runClientTokenList(options: ClientTokenListOptions, ctx: C
     writeLine(ctx.io.stderr, 'No client tokens. Create one with `tokenbroker client-token create --description TEXT [--scope SCOPE]`.');
     return;
   }
-  for (const line of formatClientTokenTable(tokens, Date.now())) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatClientTokenTable(tokens, Date.now(), layoutOf(ctx.io)));
 }
 
 export async function runClientTokenRevoke(id: string, options: ClientTokenRevokeOptions, ctx: CliContext): Promise<void> {
@@ -113,7 +115,7 @@ function describeCreated(created: CreatedClientToken): string[] {
 }
 
 /** The seed's Access Tokens table: Description, Subject, Token ID, Issued, Expires, Scope; plus Last used. */
-export function formatClientTokenTable(tokens: readonly ClientTokenView[], now: number): string[] {
+export function formatClientTokenTable(tokens: readonly ClientTokenView[], now: number, layout?: Layout): string[] {
   const header = ['Description', 'Subject', 'Token ID', 'Issued', 'Expires', 'Scope', 'Last used'];
   const rows = tokens.map((token) => [
     token.description,
@@ -124,9 +126,7 @@ export function formatClientTokenTable(tokens: readonly ClientTokenView[], now: 
     formatScope(token.scope),
     token.lastUsedAt === null ? 'never' : formatTime(token.lastUsedAt),
   ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)];
+  return formatTable(header, rows, layout);
 }
 
 function formatScope(scope: ClientTokenView['scope']): string {

@@ -4,7 +4,7 @@ import type { CliContext } from '../context.js';
 import type { Check, DiagnoseReport } from '../diagnose/check.js';
 import { runDiagnoseChecks } from '../diagnose/run-diagnose.js';
 import { SilentExit } from '../errors.js';
-import { writeJson, writeLine } from '../io.js';
+import { writeJson, writeLines } from '../io.js';
 import { plural } from '../table.js';
 
 export interface DiagnoseOptions {
@@ -28,7 +28,7 @@ export async function runDiagnose(options: DiagnoseOptions, ctx: CliContext): Pr
     uid: typeof process.getuid === 'function' ? process.getuid() : undefined,
   });
   if (options.json) writeJson(ctx.io.stdout, report);
-  else for (const line of formatDiagnose(report)) writeLine(ctx.io.stdout, line);
+  else writeLines(ctx.io, formatDiagnose(report));
   if (!report.ok) throw new SilentExit(1);
 }
 

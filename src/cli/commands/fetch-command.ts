@@ -45,6 +45,7 @@ export function registerFetchCommand(program: Command, ctx: CliContext): void {
  * 6 (checksum) come from the error registry through the one exit-code mapping.
  */
 export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliContext): Promise<void> {
+  checkUrlLength(url, MAX_FETCH_URL_CHARS);
   const parsed = OptionsSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -63,7 +64,9 @@ export async function runFetch(url: string, raw: FetchCommandOptions, ctx: CliCo
       return;
     }
     const dest = await outputFile(options.output, url);
-    await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, ...(onProgress === undefined ? {} : { onProgress }), signal }), partPathOf(dest));
+    const result = await downloadWithProgress(ctx, dest, (onProgress, signal) => ctx.client().download(url, dest, { ...digests, ...(onProgress === undefined ? {} : { onProgress }), signal }), partPathOf(dest));
+    // The result of the command, as `apps download` prints it: the saved file's path, piped or not.
+    writeLine(io.stdout, result.path);
     return;
   }
 
@@ -94,6 +97,14 @@ async function streamBody(ctx: CliContext, url: string, digests: { sha1?: string
     bar?.abandon();
     throw err;
   }
+}
+
+/** The socket API's limit on a fetched URL (FetchQuerySchema). */
+const MAX_FETCH_URL_CHARS = 16_384;
+
+/** A URL far beyond any real one is refused before it is sent, in the CLI's words. */
+export function checkUrlLength(url: string, max: number): void {
+  if (url.length > max) throw new UsageError(`The URL is ${url.length} characters long; tokenbroker accepts URLs of at most ${max}.`, 'Check what was pasted: an Artifactory file URL is a few hundred characters at most.');
 }
 
 /**

@@ -3,7 +3,7 @@ import { verifyOwnerSocket } from '../../client/socket-trust.js';
 import { probeSocket } from '../../node/socket-probe.js';
 import { resolvePaths } from '../../protocol/paths.js';
 import type { CliContext } from '../context.js';
-import { writeJson, writeLine } from '../io.js';
+import { writeJson, writeLine, writeLines } from '../io.js';
 import { currentServiceHost, type ServiceHost, type ServiceLayout } from '../service/service-host.js';
 import { driverFor, installService, serviceStatus, uninstallService, type ServiceActionReport, type ServiceStatusReport } from '../service/service-manager.js';
 import { waitForExit } from '../process-util.js';
@@ -64,7 +64,7 @@ export async function runServiceStatus(options: ServiceStatusCommandOptions, ctx
     writeJson(ctx.io.stdout, status);
     return;
   }
-  for (const line of formatServiceStatus(status)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatServiceStatus(status));
   for (const note of socketMismatchNotes(ctx, host, status.socketPath)) writeLine(ctx.io.stdout, `note: ${note}`);
 }
 
@@ -74,7 +74,7 @@ function printAction(report: ServiceActionReport, options: ServiceActionCommandO
     return;
   }
   const lines = report.dryRun ? formatDryRun(report) : formatAction(report);
-  for (const line of lines) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, lines);
 }
 
 const CHANGE_WORDS = { create: 'new file', update: 'replaces the current file', unchanged: 'identical to the current file' } as const;
@@ -117,7 +117,8 @@ export function formatAction(report: ServiceActionReport): string[] {
     lines.push(`Uninstalled the tokenbroker service (${name}):`);
     for (const file of report.files) if (file.change === 'remove') lines.push(`  removed   ${file.path}`);
   }
-  for (const command of report.commands) lines.push(`  ran       ${command.command}${command.code === 0 ? '' : ` (exit ${command.code})`}`);
+  // A command that failed is not shown as done: the notes below say what it means.
+  for (const command of report.commands) lines.push(command.code === 0 || command.code === undefined ? `  ran       ${command.command}` : `  FAILED    ${command.command} (exit ${command.code}): see the note below`);
   if (report.action === 'install') {
     lines.push(
       report.manager === 'systemd'

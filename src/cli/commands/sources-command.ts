@@ -3,8 +3,9 @@ import { ERRORS, ExitCode, isErrorCode, type ExitCodeValue } from '../../protoco
 import type { SourceRefreshResult, SourceView } from '../../protocol/sources.js';
 import type { CliContext } from '../context.js';
 import { SilentExit } from '../errors.js';
-import { writeJson, writeLine } from '../io.js';
-import { formatTable, formatWhen, plural } from '../table.js';
+import { checkUrlLength } from './fetch-command.js';
+import { layoutOf, writeJson, writeLine, writeLines } from '../io.js';
+import { formatTable, formatWhen, plural, type Layout } from '../table.js';
 
 export interface SourcesListOptions {
   json: boolean;
@@ -52,10 +53,11 @@ export async function runSourcesList(options: SourcesListOptions, ctx: CliContex
     writeJson(ctx.io.stdout, sources);
     return;
   }
-  for (const line of formatSources(sources)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatSources(sources, layoutOf(ctx.io)));
 }
 
 export async function runSourcesAdd(url: string, options: SourcesAddOptions, ctx: CliContext): Promise<void> {
+  checkUrlLength(url, 8192);
   const added = await ctx.client().addSource(url);
   if (options.json) {
     writeJson(ctx.io.stdout, added);
@@ -77,7 +79,7 @@ export async function runSourcesRemove(source: string, ctx: CliContext): Promise
 export async function runSourcesRefresh(options: SourcesRefreshOptions, ctx: CliContext): Promise<void> {
   const results = await ctx.client().refreshSources(options.source === undefined ? {} : { id: options.source });
   if (options.json) writeJson(ctx.io.stdout, results);
-  else for (const line of formatRefresh(results)) writeLine(ctx.io.stdout, line);
+  else writeLines(ctx.io, formatRefresh(results));
   const failed = results.find((result) => result.outcome === 'failed' || result.outcome === 'needs-token');
   if (failed !== undefined) throw new SilentExit(exitCodeOf(failed));
 }
@@ -87,7 +89,7 @@ function exitCodeOf(result: SourceRefreshResult): ExitCodeValue {
   return code !== undefined && isErrorCode(code) ? ERRORS[code].exit : result.outcome === 'needs-token' ? ExitCode.token : ExitCode.error;
 }
 
-export function formatSources(sources: readonly SourceView[]): string[] {
+export function formatSources(sources: readonly SourceView[], layout?: Layout): string[] {
   const table = formatTable(
     ['ID', 'NAME', 'STATE', 'APPS', 'LAST REFRESH', 'URL'],
     sources.map((source) => [
@@ -98,6 +100,7 @@ export function formatSources(sources: readonly SourceView[]): string[] {
       formatWhen(source.lastRefreshAt),
       source.url + (source.thirdParty ? ' (third-party)' : ''),
     ]),
+    layout,
   );
   const lines = [...table];
   for (const source of sources) {

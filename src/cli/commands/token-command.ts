@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import type { TokenRemoved, TokenView } from '../../protocol/token.js';
 import type { CliContext } from '../context.js';
+import { BrokerError, isBrokerError } from '../../protocol/errors.js';
 import { UsageError } from '../errors.js';
-import { writeJson, writeLine, type IO } from '../io.js';
+import { writeJson, writeLine, writeLines, type IO } from '../io.js';
 import { plural } from '../table.js';
 import { confirm, readSecret } from '../secret-input.js';
 
@@ -67,10 +68,24 @@ export async function runTokenSet(options: TokenSetOptions, ctx: CliContext): Pr
     throw new UsageError(`A token is already set for "${current.server}" (Token ID ${current.tokenId ?? 'unknown'}, ${current.state}).`, 'Use `tokenbroker token replace` to replace it.');
   }
   const secret = await readSecret(ctx.io, 'Identity token (input hidden): ');
-  const view = await client.setToken(secret, { ...(options.server === undefined ? {} : { server: options.server }), verify: options.verify });
+  let view: TokenView;
+  try {
+    view = await client.setToken(secret, { ...(options.server === undefined ? {} : { server: options.server }), verify: options.verify });
+  } catch (err) {
+    // The server could not be asked: the token may well be good, and --no-verify stores it now.
+    if (options.verify && (isBrokerError(err, 'BROKER_UPSTREAM_UNREACHABLE') || isBrokerError(err, 'BROKER_UPSTREAM_ERROR'))) {
+      throw new BrokerError(err.code, {
+        message: err.message,
+        hint: `${err.hint} Or store it now without checking: \`tokenbroker token ${options.replace ? 'replace' : 'set'} --no-verify\` (the daemon checks it once the server answers).`,
+        ...(err.details === undefined ? {} : { details: err.details }),
+        cause: err,
+      });
+    }
+    throw err;
+  }
   const verb = options.replace && current.state !== 'absent' ? 'replaced' : 'set';
   writeLine(ctx.io.stderr, view.state === 'unverified' ? `Token ${verb} for ${view.server} without verification; the daemon checks it when the server is reachable.` : `Token ${verb} for ${view.server}.`);
-  for (const line of formatToken(view)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatToken(view));
 }
 
 export async function runTokenShow(options: TokenShowOptions, ctx: CliContext): Promise<void> {
@@ -79,7 +94,7 @@ export async function runTokenShow(options: TokenShowOptions, ctx: CliContext): 
     writeJson(ctx.io.stdout, view);
     return;
   }
-  for (const line of formatToken(view)) writeLine(ctx.io.stdout, line);
+  writeLines(ctx.io, formatToken(view));
 }
 
 export async function runTokenRemove(options: TokenRemoveOptions, ctx: CliContext): Promise<void> {

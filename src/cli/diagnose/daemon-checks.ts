@@ -1,3 +1,4 @@
+import { SOCKET_ACTIVATION_HINT, SOCKET_ACTIVATION_NOTE } from '../commands/status-command.js';
 import { DaemonUnavailableError, type TokenBrokerClient } from '../../client/client.js';
 import { isUntrustedSocket } from '../../client/socket-trust.js';
 import { BrokerError } from '../../protocol/errors.js';
@@ -38,6 +39,7 @@ export async function daemonChecks(client: TokenBrokerClient): Promise<DaemonFin
           'Restart the daemon so that it runs the installed version (`systemctl --user restart tokenbroker`, or stop it: the next command starts the new one).',
         ),
   ];
+  if (status.socket.activated) checks.push(check('socket-owner', 'warn', SOCKET_ACTIVATION_NOTE, SOCKET_ACTIVATION_HINT));
   checks.push(secretStoreCheck(status.secretStore));
   if (status.coreDumps !== undefined) checks.push(coreDumpsCheck(status.coreDumps));
   const tokens = new Map<string, TokenView>();

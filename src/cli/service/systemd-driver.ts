@@ -93,7 +93,8 @@ export function systemdDriver(run: CommandRunner): ManagerDriver {
         const offlineArgs = [USER, 'disable', socket, service];
         check(await log.run('systemctl', offlineArgs), 'systemctl', offlineArgs);
         await removeFiles();
-        return [`${capitalise(noUserManagerMessage(disabled))}, so nothing was running to stop.`];
+        // Unreachable from this shell is not the same as not running: a manager of another session may still run it.
+        return [`${capitalise(noUserManagerMessage(disabled))}. The units are disabled and removed; if a user systemd of another session still runs the service, it stops there at the next \`systemctl --user daemon-reload\` or login (or run \`systemctl --user stop tokenbroker.socket tokenbroker.service\` in that session).`];
       }
       check(disabled, 'systemctl', disableArgs);
       await removeFiles();
