@@ -6,19 +6,28 @@
 import { readFileSync } from 'node:fs';
 import { constants, link, lstat, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 
 export const DAEMON_LOCK_FILE = 'daemon.lock';
 
-const DaemonLockSchema = z.object({
-  pid: z.number().int().positive(),
-  socket: z.string(),
-  startedAt: z.string(),
-  version: z.string(),
-});
-
 /** The lock file's content: who runs, on which socket, since when, which version. */
-export type DaemonLock = z.infer<typeof DaemonLockSchema>;
+export interface DaemonLock {
+  pid: number;
+  socket: string;
+  startedAt: string;
+  version: string;
+}
+
+/**
+ * Checked by hand, not with zod: the client library reads the lock (for the pid of a daemon that
+ * does not answer) and loads no zod before its first parsed answer.
+ */
+function asDaemonLock(value: unknown): DaemonLock | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { pid, socket, startedAt, version } = value as Record<string, unknown>;
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined;
+  if (typeof socket !== 'string' || typeof startedAt !== 'string' || typeof version !== 'string') return undefined;
+  return { pid, socket, startedAt, version };
+}
 
 /** Another live daemon holds the state directory. */
 export class DaemonLockHeldError extends Error {
@@ -90,8 +99,7 @@ async function readLockFile(lockPath: string): Promise<{ lock: DaemonLock | unde
     const text = await readFile(lockPath, 'utf8');
     let lock: DaemonLock | undefined;
     try {
-      const parsed = DaemonLockSchema.safeParse(JSON.parse(text));
-      if (parsed.success) lock = parsed.data;
+      lock = asDaemonLock(JSON.parse(text));
     } catch {
       // Garbled: nobody can be named as its owner.
     }

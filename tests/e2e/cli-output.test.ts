@@ -9,6 +9,7 @@ import { BrokerError } from '../../src/protocol/errors.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { bufferIO } from '../helpers/buffer-io.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { itWhen } from '../helpers/tools.js';
 
 const OFFICIAL = '/artifactory/swtools/external/ncd/apps/official/source.json';
 const BIG = '/artifactory/swtools/external/big/firmware-16m.bin';
@@ -150,7 +151,7 @@ describe('CLI output rules', () => {
   });
 
   describe('saving where no file can be created', () => {
-    it.runIf(process.getuid?.() === 0)('-o /proc/x and -o /sys/x as root name the real problem, not BROKER_INTERNAL', async () => {
+    itWhen(process.getuid?.() === 0, 'root (writes to /proc and /sys look possible only to root)', '-o /proc/x and -o /sys/x as root name the real problem, not BROKER_INTERNAL', async () => {
       for (const target of ['/proc/x', '/sys/x']) {
         const result = await runCli(['fetch', af.url(BIG), '-o', target], { env: daemon.env });
         expect(result.code, result.stderr).toBe(2);

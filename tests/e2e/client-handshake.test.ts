@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmod, rm, writeFile } from 'node:fs/promises';
@@ -129,7 +130,12 @@ describe('hello handshake (client side)', () => {
 describe('honest timeouts', () => {
   it('a process that accepts and never answers the hello is "not answering", named by the pid in the state-dir lock', async () => {
     const daemon = await standIn('never');
-    await writeFile(path.join(daemon.stateDir, 'daemon.lock'), JSON.stringify({ pid: process.pid, socket: daemon.socketPath, startedAt: new Date().toISOString(), version: '0.1.0' }));
+    // The lock names another live process (a reader never takes its own pid for a daemon).
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    cleanups.push(async () => {
+      holder.kill();
+    });
+    await writeFile(path.join(daemon.stateDir, 'daemon.lock'), JSON.stringify({ pid: holder.pid, socket: daemon.socketPath, startedAt: new Date().toISOString(), version: '0.1.0' }));
     const client = new TokenBrokerClient({ socketPath: daemon.socketPath, stateDir: daemon.stateDir, timeoutMs: 300 });
     cleanups.push(() => client.close());
     const error = await client.status().catch((err: unknown) => err);
@@ -137,9 +143,9 @@ describe('honest timeouts', () => {
     expect(error).toMatchObject({
       code: 'DAEMON_NOT_ANSWERING',
       exitCode: 3,
-      pid: process.pid,
-      message: `The tokenbroker daemon (pid ${process.pid}) accepted the connection on ${daemon.socketPath} but did not answer within 1 s.`,
-      hint: expect.stringContaining(`kill -CONT ${process.pid}`),
+      pid: holder.pid,
+      message: `The tokenbroker daemon (pid ${holder.pid}) accepted the connection on ${daemon.socketPath} but did not answer within 1 s.`,
+      hint: expect.stringContaining(`kill -CONT ${holder.pid}`),
     });
   });
 

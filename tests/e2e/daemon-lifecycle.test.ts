@@ -7,7 +7,7 @@ import { VERSION } from '../../src/protocol/version.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 import { exited } from '../helpers/process.js';
-import { isLinux } from '../helpers/tools.js';
+import { isLinux, itWhen } from '../helpers/tools.js';
 
 const daemons: TestDaemon[] = [];
 const homes: string[] = [];
@@ -86,7 +86,7 @@ describe('one daemon per state directory', () => {
     expect((await readDaemonLock(path.join(home, 'state')))?.pid).toBe(daemon.pid);
   });
 
-  it.runIf(isLinux)('treats a lock as stale when its pid now belongs to a process started later (pid reuse)', async () => {
+  itWhen(isLinux, 'Linux (/proc start times)', 'treats a lock as stale when its pid now belongs to a process started later (pid reuse)', async () => {
     const stateDir = path.join(await tempHome(), 'state');
     const pid = sleeper();
     // Written an hour before that process started: the pid was reused.

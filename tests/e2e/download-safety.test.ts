@@ -11,6 +11,7 @@ import { TokenBrokerClient } from '../../src/client/index.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { recordEvents } from '../helpers/event-stream.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { itWhen, describeWhen } from '../helpers/tools.js';
 
 const isRoot = process.getuid?.() === 0;
 // The device node and the second user need root; on CI a missing root must not pass as a green skip.
@@ -103,7 +104,7 @@ describe('download targets and races (real daemon)', () => {
       }
     });
 
-    it.runIf(isRoot)('a character device (mknod TMP/null c 1 3, never the real /dev/null) is refused and stays a device', async () => {
+    itWhen(isRoot, 'root (mknod, a second uid)', 'a character device (mknod TMP/null c 1 3, never the real /dev/null) is refused and stays a device', async () => {
       const dir = await mkdtemp(path.join(out, 'dev-'));
       const device = path.join(dir, 'null');
       await run('mknod', [device, 'c', '1', '3']);
@@ -144,7 +145,7 @@ describe('download targets and races (real daemon)', () => {
     });
   });
 
-  describe.runIf(isRoot)('a second user (uid 65534) in a shared directory', () => {
+  describeWhen(isRoot, 'root (a second uid)', 'a second user (uid 65534) in a shared directory', () => {
     let shared: string;
     let nodeBinary: string;
     beforeAll(async () => {
@@ -325,7 +326,7 @@ console.log(n);`,
       expect(await readdir(dir)).toEqual(['pipe']);
     });
 
-    it.runIf(isRoot)('a character device made in a temp dir (mknod DIR/null c 1 3): exit 0, still a device, no .part', async () => {
+    itWhen(isRoot, 'root (mknod, a second uid)', 'a character device made in a temp dir (mknod DIR/null c 1 3): exit 0, still a device, no .part', async () => {
       const dir = await mkdtemp(path.join(out, 'null-'));
       const device = path.join(dir, 'null');
       await run('mknod', [device, 'c', '1', '3']);

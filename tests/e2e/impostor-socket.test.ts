@@ -16,7 +16,7 @@ const TOKEN = `cmVmdGtu${'Q'.repeat(56)}`;
 /** A fake daemon run by another user: answers everything with 200 and logs every byte it receives. */
 const IMPOSTOR_SOURCE = `
 import { createServer } from 'node:http';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 const [socketPath, logPath] = process.argv.slice(2);
 const server = createServer((req, res) => {
   let body = '';
@@ -170,6 +170,8 @@ describe('clients refuse an impostor socket (issue 14)', () => {
  * left, and the impostor cannot read the daemon key.
  */
 const HELLO_IMPOSTOR_SOURCE = `
+import { createServer } from 'node:http';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { createHmac, randomBytes } from 'node:crypto';
 const [socketPath, logPath, keyPath] = process.argv.slice(2);
 const server = createServer((req, res) => {
@@ -189,7 +191,7 @@ server.listen(socketPath, () => console.log('listening'));
 `;
 
 describe('the hello handshake stops an impostor that passes the ownership checks', () => {
-  it.runIf(isRoot)('a socket that looks like ours, held by uid 65534 that cannot read the key: nothing but the hello reaches it', async () => {
+  itWhen(isRoot, 'root (to run an impostor as uid 65534)', 'a socket that looks like ours, held by uid 65534 that cannot read the key: nothing but the hello reaches it', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tb-squat-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const home = await makeTempHome();

@@ -268,7 +268,7 @@ describe('sources and apps end to end', () => {
     expect(refresh.stdout).toContain('official: failed (3 apps from the last good index)');
     const list = await cli(['sources', 'list']);
     expect(list.stdout).toMatch(/^official \*\s+Official nRF Connect apps\s+failing\s+3\s/m);
-    expect(list.stdout).toMatch(/! .*source\.json: source\.json is not valid JSON .*\(BROKER_SOURCE_INVALID\)/);
+    expect(list.stdout).toMatch(/! .*source\.json: source\.json is not valid JSON\b.*\(BROKER_SOURCE_INVALID\)/);
     expect(list.stdout).toMatch(/Next attempt: .* The last good index \(\d{4}-\d{2}-\d{2} \d{2}:\d{2}Z\) is still served\./);
 
     af.clearFaults();

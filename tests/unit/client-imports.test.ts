@@ -59,11 +59,12 @@ async function filesUnder(dir: string): Promise<string[]> {
  * timeouts: the daemon's own undici upstream) even when no daemon runs. It is a second
  * composition root (issue 19), loaded by `import()` only when `diagnose` runs.
  */
-const DIAGNOSE_SERVER_PROBE = path.join(SRC, 'node', 'server-probe.ts');
+const DIAGNOSE_SERVER_PROBE = path.join(SRC, 'cli', 'diagnose', 'server-probe.ts');
 
-describe('client library and CLI imports (issue 23)', () => {
+describe('client library and CLI imports', () => {
   it('nothing under src/client or src/cli, nor anything they import, loads undici (diagnose\'s server probe aside)', async () => {
-    const entries = [...(await filesUnder(path.join(SRC, 'client'))), ...(await filesUnder(path.join(SRC, 'cli')))];
+    // The probe lives in src/cli/diagnose: an entry of its own would make it reachable by definition.
+    const entries = [...(await filesUnder(path.join(SRC, 'client'))), ...(await filesUnder(path.join(SRC, 'cli')))].filter((file) => file !== DIAGNOSE_SERVER_PROBE);
     const graph = await reachable(entries, true, (file) => file === DIAGNOSE_SERVER_PROBE);
     expect(graph.size).toBeGreaterThan(40);
     expect(offenders(graph, 'undici')).toEqual([]);
