@@ -26,6 +26,7 @@ import { SECRETS_FILE } from './secret-store/file-store.js';
 import path from 'node:path';
 import { createUndiciUpstream } from '../node/undici-upstream.js';
 import { createDownloadFiles } from '../node/download-files.js';
+import { HashWorkerPool } from '../node/hash-worker.js';
 import { VERSION } from '../protocol/version.js';
 import { createFsContentCache } from './fs-content-cache.js';
 import { localUserName } from './local-user.js';
@@ -117,6 +118,8 @@ async function serve(paths: Paths): Promise<number> {
   // Upstream settings (proxy, CA, timeouts) are read once; a SIGHUP does not rebuild the agent.
   const upstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile });
   const contentCache = createFsContentCache({ cacheDir: paths.cacheDir, maxBytes: () => currentConfig().cacheMaxMegabytes * 1024 * 1024, log: logger });
+  // One worker thread hashes every download; it starts with the first and stops when idle.
+  const hashPool = new HashWorkerPool();
   const { events, tokens, sources, clientTokens, fetchService, downloadService } = assembleDaemon(
     {
       upstream,
@@ -124,7 +127,11 @@ async function serve(paths: Paths): Promise<number> {
       state: createFsStateStore(paths.stateDir, { scrub }),
       contentCache,
       // The daemon's own files are never download targets (DESIGN section 5, "daemon-owned").
-      downloadFiles: createDownloadFiles({ daemonOwned: daemonOwnedPaths(paths, socketActivationFd(process.env, process.pid) !== undefined) }),
+      downloadFiles: createDownloadFiles({
+        daemonOwned: daemonOwnedPaths(paths, socketActivationFd(process.env, process.pid) !== undefined),
+        // sha1 + sha256 on a worker thread, overlapping the socket reads and the file writes.
+        digests: () => hashPool.digests(),
+      }),
       clock: systemClock,
       log: logger,
       user: localUserName(),
@@ -227,6 +234,7 @@ async function serve(paths: Paths): Promise<number> {
       void drainAndClose({ server, inFlight, graceMs: currentConfig().shutdownGraceSeconds * 1000, log: logger })
         .then(() => app.close())
         .then(() => upstream.close())
+        .then(() => hashPool.close())
         .then(() => mainSocket.removeSocket())
         .then(() => Promise.all(extraListeners.map((listener) => listener.removeSocket())))
         .then(() => clientTokens.stop())

@@ -4,23 +4,31 @@
  * carries out the pure decisions of src/protocol/resume-decisions.ts on the files of
  * src/node/part-files.ts: continue a trusted `.part` with Range + If-Range, start over on a 416
  * or a 200, hash sha1 and sha256 once over every byte (the resumed prefix included) while
- * writing in batches (one writev each), verify, fsync, and rename only the file it wrote.
+ * writing in batches (one writev each), verify, fsync, and rename only the file it wrote. The
+ * hashing is on this thread unless the caller passes other digests (the daemon: its hash worker).
  */
 import { writev } from 'node:fs';
 import { Writable } from 'node:stream';
 import type { FileTransferAnswer, ResumeJob, ResumeOutcome } from '../broker/ports.js';
 import { BrokerError, isBrokerError } from '../protocol/errors.js';
-import { FileDigests, serverChecksums } from '../protocol/file-digests.js';
+import { serverChecksums } from '../protocol/file-digests.js';
 import { firstMismatch, firstRequest, isShort, partInfoFor, planResponse, restartsAfter, verificationOf, type DigestMismatch } from '../protocol/resume-decisions.js';
 import type { CheckedTarget } from './download-target.js';
 import { commitPart, createPart, discardPart, openResumablePart, writePartInfo, type OpenPart } from './part-files.js';
+import { onThreadDigests, type StreamDigests, type StreamDigestsFactory } from './stream-digests.js';
 
 /** The sink accepts this much before it pushes back; writes batch up to it (one writev each). */
 const SINK_HIGH_WATER = 1024 * 1024;
 /** Reading back a resumed prefix for its digest: large reads, one buffer reused. */
 const READ_BUFFER = 1024 * 1024;
+/**
+ * Bytes handed to the digests and not hashed yet before a write is acknowledged: digests that hash
+ * elsewhere (the daemon's hash worker) may fall behind the disk, and the body must not pile up in
+ * memory meanwhile.
+ */
+const HASH_BACKLOG_LIMIT = 8 * 1024 * 1024;
 
-export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promise<ResumeOutcome> {
+export async function resumeToFile(target: CheckedTarget, job: ResumeJob, newDigests: StreamDigestsFactory = onThreadDigests): Promise<ResumeOutcome> {
   const { signal } = job;
   const found = await openResumablePart(target);
   let existing: OpenPart | undefined = found?.part;
@@ -93,15 +101,16 @@ export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promi
   }
 
   job.onStart?.({ resumedFrom: resumeFrom, total });
-  const hashes = new FileDigests();
+  const hashes = newDigests();
   let received = resumeFrom;
   try {
-    if (resumeFrom > 0) await readPrefix(part, resumeFrom, (chunk) => hashes.update(chunk));
+    if (resumeFrom > 0) await readPrefix(part, resumeFrom, hashes);
     await stream(answer, early, part, hashes, signal, (bytes) => {
       received += bytes;
       job.onBytes?.(bytes);
     });
   } catch (err) {
+    hashes.discard();
     await part.handle.close().catch(() => undefined);
     // A checksum abort (the daemon's relay on the client's path) means the bytes are wrong: keep nothing.
     if (isBrokerError(err, 'BROKER_CHECKSUM_MISMATCH')) await discardPart(target);
@@ -109,10 +118,17 @@ export async function resumeToFile(target: CheckedTarget, job: ResumeJob): Promi
   }
 
   if (isShort(received, total)) {
+    hashes.discard();
     await part.handle.close().catch(() => undefined);
     throw new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: `The download of ${job.describe} ended after ${received} of ${total} bytes.`, hint: 'Run it again to resume.', details: { reason: 'short-body' } });
   }
-  const digests = hashes.digest();
+  let digests: { sha1: string; sha256: string };
+  try {
+    digests = await hashes.digest();
+  } catch (err) {
+    await part.handle.close().catch(() => undefined);
+    throw hashingFailed(err);
+  }
   const { verifiedBy, against } = verificationOf(job.expected, server);
   const wrong = firstMismatch(against, digests);
   if (wrong !== undefined) {
@@ -153,19 +169,27 @@ function keptError(cause: unknown): unknown {
   return new BrokerError('BROKER_UPSTREAM_UNREACHABLE', { message: 'The download broke off; the .part file is kept.', hint: 'Run it again to resume.', details: { reason: 'upstream-aborted' }, cause });
 }
 
-/** Feeds the first `size` bytes of the part file to `onChunk` (a resumed download's prefix). */
-async function readPrefix(part: OpenPart, size: number, onChunk: (chunk: Buffer) => void): Promise<void> {
-  const buffer = Buffer.allocUnsafe(Math.min(READ_BUFFER, Math.max(size, 1)));
+/** The hashing itself failed (the daemon's hash worker stopped): the bytes on disk are fine. */
+function hashingFailed(cause: unknown): BrokerError {
+  if (isBrokerError(cause)) return cause;
+  return new BrokerError('BROKER_INTERNAL', { message: 'Hashing the download failed; the .part file is kept.', hint: 'Run the download again to resume.', cause });
+}
+
+/** Hashes the first `size` bytes of the part file (a resumed download's prefix) before the new bytes. */
+async function readPrefix(part: OpenPart, size: number, hashes: StreamDigests): Promise<void> {
   for (let position = 0; position < size; ) {
-    const { bytesRead } = await part.handle.read(buffer, 0, Math.min(buffer.length, size - position), position);
+    // A buffer per read: digests may keep a chunk until they batch it, so none is reused.
+    const buffer = Buffer.allocUnsafe(Math.min(READ_BUFFER, size - position));
+    const { bytesRead } = await part.handle.read(buffer, 0, buffer.length, position);
     if (bytesRead === 0) break;
-    onChunk(buffer.subarray(0, bytesRead));
+    hashes.update(buffer.subarray(0, bytesRead));
     position += bytesRead;
+    if (hashes.backlog > HASH_BACKLOG_LIMIT) await hashes.caughtUp(HASH_BACKLOG_LIMIT).catch((err: unknown) => Promise.reject(hashingFailed(err)));
   }
 }
 
 /** Streams the body into the part file; resolves once every byte is written. */
-function stream(answer: FileTransferAnswer, early: BodyWatch, part: OpenPart, hashes: FileDigests, signal: AbortSignal, onBytes: (bytes: number) => void): Promise<void> {
+function stream(answer: FileTransferAnswer, early: BodyWatch, part: OpenPart, hashes: StreamDigests, signal: AbortSignal, onBytes: (bytes: number) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const sink = new PartSink(part.handle.fd, hashes, onBytes);
     let failure: unknown = early.failure;
@@ -228,6 +252,7 @@ function watchBody(answer: FileTransferAnswer): BodyWatch {
 /**
  * A Writable over the part file's fd: each chunk is hashed once as it arrives; chunks that arrive
  * while a write is under way are handed over together (`_writev`: one writev system call per batch).
+ * A write is acknowledged once it is on disk and the digests are at most HASH_BACKLOG_LIMIT behind.
  */
 class PartSink extends Writable {
   private pending = 0;
@@ -235,7 +260,7 @@ class PartSink extends Writable {
 
   constructor(
     private readonly fd: number,
-    private readonly hashes: FileDigests,
+    private readonly hashes: StreamDigests,
     private readonly onBytes: (bytes: number) => void,
   ) {
     super({ highWaterMark: SINK_HIGH_WATER, autoDestroy: true });
@@ -273,7 +298,14 @@ class PartSink extends Writable {
       return;
     }
     this.onBytes(bytes);
-    callback();
+    if (this.hashes.backlog <= HASH_BACKLOG_LIMIT) {
+      callback();
+      return;
+    }
+    this.hashes.caughtUp(HASH_BACKLOG_LIMIT).then(
+      () => callback(),
+      (cause: unknown) => callback(hashingFailed(cause)),
+    );
   }
 }
 

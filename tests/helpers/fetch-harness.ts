@@ -6,6 +6,7 @@ import { FetchService } from '../../src/broker/fetch-service.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { DownloadService } from '../../src/broker/download-service.js';
 import { createDownloadFiles } from '../../src/node/download-files.js';
+import type { StreamDigestsFactory } from '../../src/node/stream-digests.js';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import { TestTokenAccess } from './test-token-access.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
@@ -46,6 +47,8 @@ export interface FetchHarnessOptions {
   af?: FakeArtifactory;
   /** Overrides of buildServer's deps (e.g. `listenerOf` to simulate an extra listener). */
   serverDeps?: Partial<Parameters<typeof buildServer>[0]>;
+  /** The digests of each download (the daemon passes its hash worker's); default on the thread. */
+  digests?: StreamDigestsFactory;
 }
 
 /** The real fetch pipeline (policy, undici upstream, fs cache) behind buildServer, on a temp socket. */
@@ -73,7 +76,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   const service = new FetchService({ exchange, cache, events: bus, clock: systemClock, log: deps.logger });
   const downloads = new DownloadService({
     exchange,
-    files: createDownloadFiles(),
+    files: createDownloadFiles({ digests: options.digests }),
     events: bus,
     clock: systemClock,
     log: deps.logger,

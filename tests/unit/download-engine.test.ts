@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { OWNER } from '../../src/broker/download-service.js';
 import { openDownloadTarget } from '../../src/node/download-target.js';
+import { HashWorkerPool } from '../../src/node/hash-worker.js';
 import { commitPart, createPart } from '../../src/node/part-files.js';
 import { startFetchHarness, type FetchHarness } from '../helpers/fetch-harness.js';
 import { makeTempHome } from '../helpers/test-daemon.js';
@@ -94,5 +95,43 @@ describe('download engine', () => {
     }
     await expect(lstat(path.join(sub, 'f.bin'))).rejects.toMatchObject({ code: 'ENOENT' });
     expect(createHash('sha256').update(await readFile(path.join(sub, 'f.bin.part'))).digest('hex')).toBe(createHash('sha256').update('planted bytes').digest('hex'));
+  });
+});
+
+/** The daemon's composition: the writer hashes on the hash worker (src/daemon/main.ts). */
+describe('download engine on the hash worker', () => {
+  const BIG = '/artifactory/swtools/restricted/engine/big.bin';
+  let h: FetchHarness;
+  let dir: string;
+  // A short idle time: a pool whose downloads all ended (or gave up) stops its thread soon.
+  const pool = new HashWorkerPool(50);
+  beforeAll(async () => {
+    h = await startFetchHarness({ digests: () => pool.digests() });
+    // Larger than the 8 MiB backlog the writer allows, with an odd tail.
+    h.af.setFile(BIG, { size: 20 * 1024 * 1024 + 7, seed: 43 });
+    dir = await makeTempHome('tbengw-');
+  });
+  afterAll(async () => {
+    await pool.close();
+    await h.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a broken download gives its digests up (the worker stops); the resume hashes the kept prefix first and gets the file\'s digests', async () => {
+    const dest = path.join(dir, 'big.bin');
+    // Breaks off past the first 1 MiB batch, mid-batch: the prefix is read back in uneven pieces.
+    h.af.setFault(BIG, { kind: 'drop', afterBytes: 1024 * 1024 + 512 * 1024 + 123 }, { times: 1 });
+    await expect(h.downloads.download({ url: h.af.url(BIG), path: dest }, { principal: OWNER, signal: new AbortController().signal })).rejects.toMatchObject({ code: 'BROKER_UPSTREAM_UNREACHABLE' });
+    const kept = (await lstat(`${dest}.part`)).size;
+    expect(kept).toBeGreaterThan(0);
+    // A download that gave up without discard() would keep the worker running forever.
+    await vi.waitFor(() => expect(pool.running).toBe(false), { timeout: 10_000, interval: 20 });
+
+    const again = await h.downloads.download({ url: h.af.url(BIG), path: dest, id: 'engine-worker-0001' }, { principal: OWNER, signal: new AbortController().signal });
+    const expected = await h.af.digestOf(BIG);
+    expect(again).toMatchObject({ resumed: true, sha1: expected.sha1, sha256: expected.sha256 });
+    expect(h.downloads.get('engine-worker-0001', OWNER)).toMatchObject({ state: 'done', resumedFrom: kept });
+    const written = await readFile(dest);
+    expect(createHash('sha256').update(written).digest('hex')).toBe(expected.sha256);
   });
 });
