@@ -88,7 +88,7 @@ async function consume(client: Client, urlPath: string): Promise<number> {
 }
 
 /**
- * Downloads to a file, in one run against one loopback server (issue 15): `tokenbroker fetch -o`
+ * Downloads to a file, in one run against one loopback server: `tokenbroker fetch -o`
  * (daemon-written) vs `curl -o` vs a direct undici download to a file; CPU per GiB (CLI + daemon)
  * vs curl's; the daemon's peak RSS writing 64 MiB and 1 GiB; `client.download()`; and the
  * streaming relay `/v1/fetch` vs a minimal Node pass-through. Best of ROUNDS alternating rounds.

@@ -58,7 +58,7 @@ export async function benchCliStart(): Promise<BenchRow[]> {
 }
 
 /**
- * The program `fetch -o` is held to (issue 23): single-threaded Node doing the same work — one
+ * The program `fetch -o` is held to: single-threaded Node doing the same work — one
  * undici request with `Range: bytes=0-`, sha1 + sha256 over every byte, awaited writes, fsync.
  * Started as a process of its own, as the CLI is.
  */

@@ -19,6 +19,6 @@ if (wanted('basics')) printRows('daemon basics', await benchStatus());
 if (wanted('sources')) printRows('app sources', await benchSources());
 if (wanted('client-tokens')) printRows('client tokens on an extra listener', await benchClientTokens());
 if (wanted('fetch')) printRows('fetch', await benchFetch());
-if (wanted('cli')) printRows('CLI start-up (issue 23)', await benchCliStart());
-if (wanted('fetch-o')) printRows('fetch -o against a minimal Node program and curl (issue 23)', await benchFetchToFile());
+if (wanted('cli')) printRows('CLI start-up', await benchCliStart());
+if (wanted('fetch-o')) printRows('fetch -o against a minimal Node program and curl', await benchFetchToFile());
 if (wanted('downloads')) printRows('downloads to a file', await benchDownloads());
