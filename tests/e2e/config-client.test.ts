@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/client/index.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { waitUntilLogged } from '../helpers/wait-for.js';
 
 /**
  * The client library's getConfig / patchConfig / updateServer against the real daemon (issue 21):
@@ -14,15 +15,6 @@ const daemons: TestDaemon[] = [];
 afterEach(async () => {
   for (const daemon of daemons.splice(0)) await daemon.cleanup();
 });
-
-/** Waits for something the daemon logs asynchronously (a correctness wait, not a timing check). */
-async function until(condition: () => boolean, what: string, output: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; daemon output:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const requestLines = (output: string): number => (output.match(/"level":20,[^\n]*"url":"\/v1\/status"[^\n]*"msg":"request"/g) ?? []).length;
 
@@ -49,7 +41,7 @@ describe('client: settings at run time', () => {
     expect(requestLines(daemon.output())).toBe(0);
     await daemon.client.patchConfig({ logLevel: 'debug' }, { ifMatch: china.etag });
     await daemon.client.status();
-    await until(() => requestLines(daemon.output()) >= 1, 'a debug request line', daemon.output);
+    await waitUntilLogged(() => requestLines(daemon.output()) >= 1, 'a debug request line', daemon.output);
 
     await expect(daemon.client.updateServer('nope', { publicMirrorOrigin: null })).rejects.toMatchObject({ code: 'BROKER_BAD_REQUEST' });
     expect(await daemon.stop()).toBe(0);

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/node/config-file.js';
 import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 import { isRoot, itWhen } from '../helpers/tools.js';
+import { waitUntilLogged } from '../helpers/wait-for.js';
 
 const homes: string[] = [];
 const daemons: TestDaemon[] = [];
@@ -61,11 +62,7 @@ describe('config.json must be ours and not writable by others (like ssh)', () =>
     await writeFile(file, JSON.stringify({ secretStore: 'memory', logLevel: 'debug' }));
     await chmod(file, 0o646);
     daemon.process.kill('SIGHUP');
-    const deadline = Date.now() + 10_000;
-    while (!daemon.output().includes('config reload failed')) {
-      if (Date.now() > deadline) throw new Error(`no reload failure logged:\n${daemon.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntilLogged(() => daemon.output().includes('config reload failed'), 'the reload failure', daemon.output);
     const line = daemon.output().split('\n').find((l) => l.includes('config reload failed')) ?? '';
     expect(line).toContain(`the file ${file} is writable by group or others (mode 0646)`);
     // Still at info: the debug level of the refused file is not in force.
