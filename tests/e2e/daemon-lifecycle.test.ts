@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { lstat, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,6 +9,7 @@ import { TokenBrokerClient } from '../../src/client/client.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 import { exited } from '../helpers/process.js';
 import { isLinux } from '../helpers/tools.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const daemons: TestDaemon[] = [];
 const homes: string[] = [];
@@ -30,26 +32,17 @@ async function tempHome(): Promise<string> {
   return home;
 }
 
-/** A live process of ours that is not the test process (its pid can be put in a lock). */
-function sleeper(): number {
+/** A live process of ours that is not the test process (its pid can be put in a lock); resolves once it runs. */
+async function sleeper(): Promise<number> {
   const child = spawn('sleep', ['60'], { stdio: 'ignore' });
   cleanups.push(() => child.kill('SIGKILL'));
+  await once(child, 'spawn');
   return child.pid as number;
 }
 
 async function writeLock(stateDir: string, lock: DaemonLock): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await writeFile(path.join(stateDir, 'daemon.lock'), JSON.stringify(lock));
-}
-
-async function waitFor<T>(what: string, poll: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await poll();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('one daemon per state directory', () => {
@@ -88,7 +81,7 @@ describe('one daemon per state directory', () => {
 
   it.runIf(isLinux)('treats a lock as stale when its pid now belongs to a process started later (pid reuse)', async () => {
     const stateDir = path.join(await tempHome(), 'state');
-    const pid = sleeper();
+    const pid = await sleeper();
     // Written an hour before that process started: the pid was reused.
     await writeLock(stateDir, { pid, socket: '/old.sock', startedAt: new Date(Date.now() - 3_600_000).toISOString(), version: '0.0.1' });
     expect(await readDaemonLock(stateDir)).toBeUndefined();
@@ -100,8 +93,7 @@ describe('one daemon per state directory', () => {
 
   it('keeps a lock whose live pid started before it was written', async () => {
     const stateDir = path.join(await tempHome(), 'state');
-    const pid = sleeper();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const pid = await sleeper();
     const lock = { pid, socket: '/live.sock', startedAt: new Date(Date.now() + 5_000).toISOString(), version: '0.0.1' };
     await writeLock(stateDir, lock);
     expect(await readDaemonLock(stateDir)).toEqual(lock);
@@ -117,7 +109,7 @@ describe('a socket that heals', () => {
     await unlink(daemon.socketPath);
     const fresh = new TokenBrokerClient({ socketPath: daemon.socketPath, onVersionMismatch: () => undefined });
     try {
-      const status = await waitFor('the daemon answering on its socket again', () => fresh.status().catch(() => undefined), 10_000);
+      const status = await waitFor('the daemon answering on its socket again', () => fresh.status().catch(() => undefined), { timeoutMs: 10_000 });
       expect(status.pid).toBe(daemon.pid);
       expect((await lstat(daemon.socketPath)).mode & 0o777).toBe(0o600);
     } finally {
@@ -133,7 +125,7 @@ describe('a socket that heals', () => {
     await rm(path.dirname(daemon.socketPath), { recursive: true });
     const fresh = new TokenBrokerClient({ socketPath: daemon.socketPath, onVersionMismatch: () => undefined });
     try {
-      expect((await waitFor('the daemon answering again', () => fresh.status().catch(() => undefined), 10_000)).pid).toBe(daemon.pid);
+      expect((await waitFor('the daemon answering again', () => fresh.status().catch(() => undefined), { timeoutMs: 10_000 })).pid).toBe(daemon.pid);
       expect((await lstat(path.dirname(daemon.socketPath))).mode & 0o777).toBe(0o700);
     } finally {
       await fresh.close();
@@ -154,7 +146,7 @@ describe('a socket that heals', () => {
     first.process.kill('SIGCONT');
     resumed = true;
     // The first daemon's next check finds a live socket that is not its own and says so.
-    await waitFor('the first daemon noticing the successor', async () => (first.output().includes('now belongs to another process') ? true : undefined), 15_000);
+    await waitFor('the first daemon noticing the successor', async () => (first.output().includes('now belongs to another process') ? true : undefined), { timeoutMs: 15_000 });
     expect(await first.stop()).toBe(0);
     expect((await lstat(first.socketPath)).isSocket()).toBe(true);
     expect((await successor.client.status()).pid).toBe(successor.pid);
