@@ -6,31 +6,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { acquireDaemonLock, DaemonLockHeldError, readDaemonLock, type DaemonLock } from '../../src/node/daemon-lock.js';
 import { VERSION } from '../../src/protocol/version.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
-import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { runCli } from '../helpers/test-daemon.js';
 import { exited } from '../helpers/process.js';
 import { isLinux } from '../helpers/tools.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
-const daemons: TestDaemon[] = [];
-const homes: string[] = [];
+const { start, tempHome } = useTestDaemons();
 const cleanups: (() => void)[] = [];
-afterEach(async () => {
+afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
-  await Promise.all(daemons.splice(0).map((d) => d.cleanup()));
-  await Promise.all(homes.splice(0).map((h) => rm(h, { recursive: true, force: true })));
 });
-
-async function start(options: Parameters<typeof startTestDaemon>[0] = {}): Promise<TestDaemon> {
-  const daemon = await startTestDaemon(options);
-  daemons.push(daemon);
-  return daemon;
-}
-
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome();
-  homes.push(home);
-  return home;
-}
 
 /** A live process of ours that is not the test process (its pid can be put in a lock); resolves once it runs. */
 async function sleeper(): Promise<number> {

@@ -1,27 +1,20 @@
 import { spawn } from 'node:child_process';
-import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, WebSocket } from 'undici';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { UntrustedSocketError } from '../../src/client/socket-trust.js';
 import { ensureListenerDir, listenerDirMode } from '../../src/daemon/extra-listeners.js';
 import { PrivateDirError } from '../../src/node/private-dir.js';
 import { BrokerError } from '../../src/protocol/errors.js';
-import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon } from '../helpers/test-daemon.js';
+import { CLI_ENTRY, isolatedEnv, runCli, startTestDaemon } from '../helpers/test-daemon.js';
 import { isRoot, itWhen, itWithTools } from '../helpers/tools.js';
 import { waitFor, waitForSocketFile } from '../helpers/wait-for.js';
+import { useTempHomes } from '../helpers/per-test.js';
 
-const homes: string[] = [];
-afterAll(async () => {
-  await Promise.all(homes.map((h) => rm(h, { recursive: true, force: true })));
-});
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome();
-  homes.push(home);
-  return home;
-}
+const tempHome = useTempHomes({ after: 'all' });
 
 async function errorOf(promise: Promise<unknown>): Promise<BrokerError> {
   const err = await promise.then(

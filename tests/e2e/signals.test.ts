@@ -1,31 +1,26 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { describe, expect, it } from 'vitest';
+import { statusRequestLines } from '../helpers/test-daemon.js';
 import { waitUntilLogged } from '../helpers/wait-for.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
-const daemons: TestDaemon[] = [];
-afterEach(async () => {
-  await Promise.all(daemons.splice(0).map((d) => d.cleanup()));
-});
-
-const requestLines = (output: string): number => (output.match(/"level":20,[^\n]*"url":"\/v1\/status"[^\n]*"msg":"request"/g) ?? []).length;
+const { start } = useTestDaemons();
 
 describe('signals', () => {
   it('SIGHUP applies a valid new config; an invalid one is logged and the old one kept while it keeps serving', async () => {
-    const daemon = await startTestDaemon({ config: { secretStore: 'memory', logLevel: 'info' } });
-    daemons.push(daemon);
+    const daemon = await start({ config: { secretStore: 'memory', logLevel: 'info' } });
     const configFile = path.join(daemon.home, 'config.json');
 
     // At info, requests are not logged.
     await daemon.client.status();
-    expect(requestLines(daemon.output())).toBe(0);
+    expect(statusRequestLines(daemon.output())).toBe(0);
 
     await writeFile(configFile, JSON.stringify({ secretStore: 'memory', logLevel: 'debug' }));
     daemon.process.kill('SIGHUP');
     await waitUntilLogged(() => daemon.output().includes('"msg":"config reloaded"'), 'the reload', daemon.output);
     await daemon.client.status();
-    await waitUntilLogged(() => requestLines(daemon.output()) === 1, 'a debug request line', daemon.output);
+    await waitUntilLogged(() => statusRequestLines(daemon.output()) === 1, 'a debug request line', daemon.output);
 
     await writeFile(configFile, '{"secretStore": "memory", "logLevel": "loud"}');
     daemon.process.kill('SIGHUP');
@@ -36,7 +31,7 @@ describe('signals', () => {
 
     // Still serving, still at debug: the previous config is in force.
     expect((await daemon.client.status()).pid).toBe(daemon.pid);
-    await waitUntilLogged(() => requestLines(daemon.output()) === 2, 'a second debug request line', daemon.output);
+    await waitUntilLogged(() => statusRequestLines(daemon.output()) === 2, 'a second debug request line', daemon.output);
 
     // Settings that are read at start only say so instead of silently doing nothing.
     expect(daemon.output()).not.toContain('restart the daemon to apply them');

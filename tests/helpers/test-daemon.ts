@@ -124,3 +124,8 @@ export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv;
   clearTimeout(timer);
   return { code, stdout, stderr, pid: child.pid as number };
 }
+
+/** How many debug "request" lines for GET /v1/status a daemon logged (they appear at logLevel debug only). */
+export function statusRequestLines(output: string): number {
+  return (output.match(/"level":20,[^\n]*"url":"\/v1\/status"[^\n]*"msg":"request"/g) ?? []).length;
+}
