@@ -70,6 +70,8 @@ export class TokenService implements TokenAccess {
   private readonly retries: RefreshScheduler;
   private expiryTimer: TimerHandle | undefined;
   private persistChain: Promise<void> = Promise.resolve();
+  /** Background checks and retries under way; see whenIdle(). */
+  private readonly background = new Set<Promise<void>>();
   private stopped = false;
   private backgroundEnabled = false;
   constructor(private readonly deps: TokenServiceDeps) {
@@ -78,7 +80,7 @@ export class TokenService implements TokenAccess {
       random: deps.random ?? Math.random,
       // Only failures are scheduled here; a success removes the server's entry.
       timing: () => ({ intervalMinutes: 24 * 60, jitterPercent: 0 }),
-      run: (server) => void (this.loadProblems.has(server) ? this.loadSecret(server) : this.revalidate(server)),
+      run: (server) => this.track(this.loadProblems.has(server) ? this.loadSecret(server) : this.revalidate(server)),
     });
     this.retries.start([]);
   }
@@ -100,6 +102,16 @@ export class TokenService implements TokenAccess {
       const state = this.stateOf(server);
       if (state !== 'invalid' && state !== 'expired') this.revalidateSoon(server);
     }
+  }
+
+  /**
+   * Resolves once the background work started so far (checks, retries that came due, and what
+   * they start in turn, state writes) has finished: the signal that nothing more is on its way,
+   * for a caller (a test with a fake clock) that must not guess it from elapsed time.
+   */
+  async whenIdle(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
+    await this.persistChain;
   }
 
   stop(): void {
@@ -384,7 +396,7 @@ export class TokenService implements TokenAccess {
   /** A check right away (not on a timer: nothing to wait for), replacing any retry pending. */
   private revalidateSoon(server: string): void {
     this.cancelRetry(server);
-    queueMicrotask(() => void this.revalidate(server));
+    this.track(new Promise<void>((resolve) => queueMicrotask(() => resolve(this.revalidate(server)))));
   }
 
   /** Background check of a stored token; offline = retry with backoff, keeping the last answer. */
@@ -414,6 +426,13 @@ export class TokenService implements TokenAccess {
       const attempt = this.retries.failed(server);
       this.deps.log.warn({ server, err: errorText(err), attempt }, 'cannot verify the identity token now; keeping the last known state and retrying');
     }
+  }
+
+  private track(work: Promise<void>): void {
+    const settled: Promise<void> = work.then(() => undefined, () => undefined).finally(() => this.background.delete(settled));
+    this.background.add(settled);
+    // Waiting ignores a failure, but it still surfaces as before (an unhandled rejection).
+    void work.finally(() => undefined);
   }
 
   private cancelRetry(server: string): void {

@@ -1,4 +1,5 @@
 import { constants, open, readFile, lstat, unlink } from 'node:fs/promises';
+import { pollUntil } from '../protocol/poll-until.js';
 import { isProcessAlive } from './process-alive.js';
 
 /** O_NOFOLLOW where the platform has it: a planted symlink must not redirect the lock file. */
@@ -47,19 +48,21 @@ export async function acquireSpawnLock(lockPath: string, options: SpawnLockOptio
   const staleMs = options.staleMs ?? 30_000;
   const pollMs = options.pollMs ?? 50;
   let holder: number | undefined;
-  for (;;) {
-    const lock = await tryCreate(lockPath);
-    if (lock !== undefined) return lock;
-    if (await options.isDone()) return undefined;
-    const current = await readLock(lockPath);
-    holder = current?.pid;
-    if (current !== undefined && isStale(current, staleMs)) {
+  /** One try: the lock, `done` (no lock needed), or undefined while a live process holds it. A stale lock is removed and tried again at once. */
+  const attempt = async (): Promise<{ lock: SpawnLock | undefined } | undefined> => {
+    for (;;) {
+      const lock = await tryCreate(lockPath);
+      if (lock !== undefined) return { lock };
+      if (await options.isDone()) return { lock: undefined };
+      const current = await readLock(lockPath);
+      holder = current?.pid;
+      if (current === undefined || !isStale(current, staleMs)) return undefined;
       await removeIfSame(lockPath, current.ino);
-      continue;
     }
-    if (Date.now() > options.deadline) throw new SpawnLockTimeout(lockPath, holder);
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-  }
+  };
+  const outcome = await pollUntil(attempt, { deadline: options.deadline, intervalMs: pollMs });
+  if (outcome === undefined) throw new SpawnLockTimeout(lockPath, holder);
+  return outcome.lock;
 }
 
 async function tryCreate(lockPath: string): Promise<SpawnLock | undefined> {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
-import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE, tarballBytes } from '../helpers/app-sources.js';
+import { appsListed, OFFICIAL_BASE, publishSource, RESTRICTED_BASE, tarballBytes } from '../helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 
 /** App tarballs: `GET /v1/apps/:source/:name[/tarball]` and `apps download`, verified by shasum. */
@@ -20,7 +20,7 @@ describe('app downloads', () => {
     af.setFile(`${OFFICIAL_BASE}/pc-nrfconnect-bad-1.2.0.tgz`, Buffer.from('tampered tarball'));
     daemon = await startTestDaemon({ config: { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl } });
     out = await makeTempHome('tb-apps-');
-    for (let i = 0; i < 200 && (await daemon.client.apps()).length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    await appsListed(daemon.client, 2);
   });
   afterAll(async () => {
     await daemon.cleanup();

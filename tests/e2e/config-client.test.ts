@@ -1,8 +1,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/client/index.js';
-import { startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { statusRequestLines } from '../helpers/test-daemon.js';
+import { waitUntilLogged } from '../helpers/wait-for.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
 /**
  * The client library's getConfig / patchConfig / updateServer against the real daemon (issue 21):
@@ -10,26 +12,11 @@ import { startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
  * patch is in force at once in the running daemon, as after SIGHUP.
  */
 
-const daemons: TestDaemon[] = [];
-afterEach(async () => {
-  for (const daemon of daemons.splice(0)) await daemon.cleanup();
-});
-
-/** Waits for something the daemon logs asynchronously (a correctness wait, not a timing check). */
-async function until(condition: () => boolean, what: string, output: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; daemon output:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-const requestLines = (output: string): number => (output.match(/"level":20,[^\n]*"url":"\/v1\/status"[^\n]*"msg":"request"/g) ?? []).length;
+const { start } = useTestDaemons();
 
 describe('client: settings at run time', () => {
   it('updateServer flips publicMirrorOrigin (servers read-modify-write), patchConfig applies at once, a stale etag is BROKER_CONFIG_CHANGED', async () => {
-    const daemon = await startTestDaemon({ config: { secretStore: 'memory', logLevel: 'info' } });
-    daemons.push(daemon);
+    const daemon = await start({ config: { secretStore: 'memory', logLevel: 'info' } });
     const configFile = path.join(daemon.home, 'config.json');
     const first = await daemon.client.getConfig();
     expect(first).toMatchObject({ path: configFile, exists: true, file: { secretStore: 'memory', logLevel: 'info' }, restartRequired: [] });
@@ -46,10 +33,10 @@ describe('client: settings at run time', () => {
     expect(stale).toMatchObject({ code: 'BROKER_CONFIG_CHANGED', status: 412, details: { etag: china.etag } });
 
     // In force at once: at debug the daemon logs each request.
-    expect(requestLines(daemon.output())).toBe(0);
+    expect(statusRequestLines(daemon.output())).toBe(0);
     await daemon.client.patchConfig({ logLevel: 'debug' }, { ifMatch: china.etag });
     await daemon.client.status();
-    await until(() => requestLines(daemon.output()) >= 1, 'a debug request line', daemon.output);
+    await waitUntilLogged(() => statusRequestLines(daemon.output()) >= 1, 'a debug request line', daemon.output);
 
     await expect(daemon.client.updateServer('nope', { publicMirrorOrigin: null })).rejects.toMatchObject({ code: 'BROKER_BAD_REQUEST' });
     expect(await daemon.stop()).toBe(0);

@@ -1,21 +1,13 @@
-import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/node/config-file.js';
-import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { isolatedEnv, runCli } from '../helpers/test-daemon.js';
 import { isRoot, itWhen } from '../helpers/tools.js';
+import { waitUntilLogged } from '../helpers/wait-for.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
-const homes: string[] = [];
-const daemons: TestDaemon[] = [];
-afterEach(async () => {
-  await Promise.all(daemons.splice(0).map((d) => d.cleanup()));
-  await Promise.all(homes.splice(0).map((h) => rm(h, { recursive: true, force: true })));
-});
-async function home(): Promise<string> {
-  const h = await makeTempHome();
-  homes.push(h);
-  return h;
-}
+const { start, tempHome: home } = useTestDaemons();
 
 /** Root ignores file modes for reading, but the check is on ownership and mode bits, so it still applies. */
 
@@ -55,17 +47,12 @@ describe('config.json must be ours and not writable by others (like ssh)', () =>
   });
 
   it('a config made world-writable later: SIGHUP refuses the reload, logs the file and keeps the old config', async () => {
-    const daemon = await startTestDaemon({ config: { secretStore: 'memory', logLevel: 'info' } });
-    daemons.push(daemon);
+    const daemon = await start({ config: { secretStore: 'memory', logLevel: 'info' } });
     const file = path.join(daemon.home, 'config.json');
     await writeFile(file, JSON.stringify({ secretStore: 'memory', logLevel: 'debug' }));
     await chmod(file, 0o646);
     daemon.process.kill('SIGHUP');
-    const deadline = Date.now() + 10_000;
-    while (!daemon.output().includes('config reload failed')) {
-      if (Date.now() > deadline) throw new Error(`no reload failure logged:\n${daemon.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntilLogged(() => daemon.output().includes('config reload failed'), 'the reload failure', daemon.output);
     const line = daemon.output().split('\n').find((l) => l.includes('config reload failed')) ?? '';
     expect(line).toContain(`the file ${file} is writable by group or others (mode 0646)`);
     // Still at info: the debug level of the refused file is not in force.

@@ -6,6 +6,7 @@ import { TokenBrokerClient } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli } from '../helpers/test-daemon.js';
 import { describeWhen, isLinux } from '../helpers/tools.js';
+import { waitUntilAnswering } from '../helpers/wait-for.js';
 
 const homes: string[] = [];
 const pids: number[] = [];
@@ -70,16 +71,7 @@ describeWhen(isLinux, 'Linux (prlimit and /proc)', 'core dumps', () => {
     const child = spawn(command, args, { env, stdio: 'ignore' });
     pids.push(child.pid as number);
     const client = new TokenBrokerClient({ socketPath: path.join(h, 'run', 'broker.sock'), onVersionMismatch: () => undefined });
-    let status;
-    for (const deadline = Date.now() + 15_000; ; ) {
-      try {
-        status = await client.status();
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    const status = await waitUntilAnswering(() => client.status(), child, () => 'a daemon run by hand with core files allowed');
     await client.close();
     expect(status.coreDumps).toMatchObject({ limit: 'unlimited', warning: expect.stringContaining('a core file would hold the token') });
     const text = await runCli(['status'], { env });

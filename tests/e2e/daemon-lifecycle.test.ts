@@ -1,55 +1,34 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { lstat, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireDaemonLock, DaemonLockHeldError, readDaemonLock, type DaemonLock } from '../../src/node/daemon-lock.js';
 import { VERSION } from '../../src/protocol/version.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
-import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { runCli } from '../helpers/test-daemon.js';
 import { exited } from '../helpers/process.js';
 import { isLinux, itWhen } from '../helpers/tools.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
-const daemons: TestDaemon[] = [];
-const homes: string[] = [];
+const { start, tempHome } = useTestDaemons();
 const cleanups: (() => void)[] = [];
-afterEach(async () => {
+afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
-  await Promise.all(daemons.splice(0).map((d) => d.cleanup()));
-  await Promise.all(homes.splice(0).map((h) => rm(h, { recursive: true, force: true })));
 });
 
-async function start(options: Parameters<typeof startTestDaemon>[0] = {}): Promise<TestDaemon> {
-  const daemon = await startTestDaemon(options);
-  daemons.push(daemon);
-  return daemon;
-}
-
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome();
-  homes.push(home);
-  return home;
-}
-
-/** A live process of ours that is not the test process (its pid can be put in a lock). */
-function sleeper(): number {
+/** A live process of ours that is not the test process (its pid can be put in a lock); resolves once it runs. */
+async function sleeper(): Promise<number> {
   const child = spawn('sleep', ['60'], { stdio: 'ignore' });
   cleanups.push(() => child.kill('SIGKILL'));
+  await once(child, 'spawn');
   return child.pid as number;
 }
 
 async function writeLock(stateDir: string, lock: DaemonLock): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await writeFile(path.join(stateDir, 'daemon.lock'), JSON.stringify(lock));
-}
-
-async function waitFor<T>(what: string, poll: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await poll();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('one daemon per state directory', () => {
@@ -88,7 +67,7 @@ describe('one daemon per state directory', () => {
 
   itWhen(isLinux, 'Linux (/proc start times)', 'treats a lock as stale when its pid now belongs to a process started later (pid reuse)', async () => {
     const stateDir = path.join(await tempHome(), 'state');
-    const pid = sleeper();
+    const pid = await sleeper();
     // Written an hour before that process started: the pid was reused.
     await writeLock(stateDir, { pid, socket: '/old.sock', startedAt: new Date(Date.now() - 3_600_000).toISOString(), version: '0.0.1' });
     expect(await readDaemonLock(stateDir)).toBeUndefined();
@@ -100,8 +79,7 @@ describe('one daemon per state directory', () => {
 
   it('keeps a lock whose live pid started before it was written', async () => {
     const stateDir = path.join(await tempHome(), 'state');
-    const pid = sleeper();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const pid = await sleeper();
     const lock = { pid, socket: '/live.sock', startedAt: new Date(Date.now() + 5_000).toISOString(), version: '0.0.1' };
     await writeLock(stateDir, lock);
     expect(await readDaemonLock(stateDir)).toEqual(lock);
@@ -117,7 +95,7 @@ describe('a socket that heals', () => {
     await unlink(daemon.socketPath);
     const fresh = new TokenBrokerClient({ socketPath: daemon.socketPath, onVersionMismatch: () => undefined });
     try {
-      const status = await waitFor('the daemon answering on its socket again', () => fresh.status().catch(() => undefined), 10_000);
+      const status = await waitFor('the daemon answering on its socket again', () => fresh.status().catch(() => undefined), { timeoutMs: 10_000 });
       expect(status.pid).toBe(daemon.pid);
       expect((await lstat(daemon.socketPath)).mode & 0o777).toBe(0o600);
     } finally {
@@ -133,7 +111,7 @@ describe('a socket that heals', () => {
     await rm(path.dirname(daemon.socketPath), { recursive: true });
     const fresh = new TokenBrokerClient({ socketPath: daemon.socketPath, onVersionMismatch: () => undefined });
     try {
-      expect((await waitFor('the daemon answering again', () => fresh.status().catch(() => undefined), 10_000)).pid).toBe(daemon.pid);
+      expect((await waitFor('the daemon answering again', () => fresh.status().catch(() => undefined), { timeoutMs: 10_000 })).pid).toBe(daemon.pid);
       expect((await lstat(path.dirname(daemon.socketPath))).mode & 0o777).toBe(0o700);
     } finally {
       await fresh.close();
@@ -154,7 +132,7 @@ describe('a socket that heals', () => {
     first.process.kill('SIGCONT');
     resumed = true;
     // The first daemon's next check finds a live socket that is not its own and says so.
-    await waitFor('the first daemon noticing the successor', async () => (first.output().includes('now belongs to another process') ? true : undefined), 15_000);
+    await waitFor('the first daemon noticing the successor', async () => (first.output().includes('now belongs to another process') ? true : undefined), { timeoutMs: 15_000 });
     expect(await first.stop()).toBe(0);
     expect((await lstat(first.socketPath)).isSocket()).toBe(true);
     expect((await successor.client.status()).pid).toBe(successor.pid);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
@@ -8,6 +8,7 @@ import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 import { exited } from '../helpers/process.js';
 import { CLI_ENTRY, isolatedEnv, makeTempHome } from '../helpers/test-daemon.js';
 import { isLinux, itWhen, itWithTools } from '../helpers/tools.js';
+import { waitForSocketFile, waitUntilAnswering } from '../helpers/wait-for.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -67,17 +68,8 @@ async function startDaemon(command: string[], env: NodeJS.ProcessEnv): Promise<{
       await exited(child, 5_000).catch(() => undefined);
     }
   });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`daemon ended before it was ready:\n${output}`);
-    try {
-      await client.status();
-      return { child, client, output: () => output };
-    } catch {
-      if (Date.now() > deadline) throw new Error(`daemon not ready after 20 s:\n${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+  await waitUntilAnswering(() => client.status(), child, () => output, 20_000);
+  return { child, client, output: () => output };
 }
 
 async function home(): Promise<NodeJS.ProcessEnv> {
@@ -136,11 +128,7 @@ describe('the daemon runs with its node flags however it is started', () => {
         await exited(started, 5_000).catch(() => undefined);
       }
     });
-    const deadline = Date.now() + 20_000;
-    while (!(await lstat(socketPath).then((st) => st.isSocket(), () => false))) {
-      if (started.exitCode !== null || Date.now() > deadline) throw new Error('systemd-socket-activate did not create the socket');
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitForSocketFile(socketPath, started, () => 'systemd-socket-activate did not create the socket', 20_000);
     // The first connection makes the activator exec the daemon; the request waits in the backlog.
     const client = new TokenBrokerClient({ socketPath, onVersionMismatch: () => undefined });
     cleanups.push(() => client.close());

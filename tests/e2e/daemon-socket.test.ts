@@ -1,27 +1,11 @@
-import { chmod, lstat, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { describe, expect, it } from 'vitest';
+import { isolatedEnv, runCli } from '../helpers/test-daemon.js';
 import { recordEvents } from '../helpers/event-stream.js';
+import { useTestDaemons } from '../helpers/per-test.js';
 
-const daemons: TestDaemon[] = [];
-const homes: string[] = [];
-afterEach(async () => {
-  await Promise.all(daemons.splice(0).map((d) => d.cleanup()));
-  await Promise.all(homes.splice(0).map((h) => rm(h, { recursive: true, force: true })));
-});
-
-async function start(options: Parameters<typeof startTestDaemon>[0] = {}): Promise<TestDaemon> {
-  const daemon = await startTestDaemon(options);
-  daemons.push(daemon);
-  return daemon;
-}
-
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome();
-  homes.push(home);
-  return home;
-}
+const { start, tempHome } = useTestDaemons();
 
 describe('daemon on its socket', () => {
   it('creates the socket 0600 in a 0700 directory, and the state and cache dirs 0700', async () => {

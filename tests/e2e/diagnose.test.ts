@@ -1,4 +1,4 @@
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -8,17 +8,10 @@ import { socketChecks } from '../../src/cli/diagnose/local-checks.js';
 import { privateDirHint } from '../../src/protocol/paths.js';
 import { runDiagnoseChecks } from '../../src/cli/diagnose/run-diagnose.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
-import { isolatedEnv, makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { isolatedEnv, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
+import { useTempHomes } from '../helpers/per-test.js';
 
-const homes: string[] = [];
-afterAll(async () => {
-  await Promise.all(homes.map((h) => rm(h, { recursive: true, force: true })));
-});
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome('tb-dg-');
-  homes.push(home);
-  return home;
-}
+const tempHome = useTempHomes({ prefix: 'tb-dg-', after: 'all' });
 
 function configFor(af: FakeArtifactory): Record<string, unknown> {
   return {

@@ -11,7 +11,7 @@ import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
-import { OFFICIAL_BASE, RESTRICTED_BASE } from '../helpers/app-sources.js';
+import { appsListed, OFFICIAL_BASE, RESTRICTED_BASE } from '../helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 
 const TOKEN = 'e2e-download-api-token';
@@ -80,7 +80,7 @@ describe('download-API documents through the real daemon', () => {
   });
 
   it('loads the official source; public documents go without the token', async () => {
-    for (let i = 0; i < 400 && (await daemon.client.apps({ source: 'official' })).length < officialApps.length; i++) await new Promise((r) => setTimeout(r, 25));
+    await appsListed(daemon.client, officialApps.length, 'official');
     const apps = await daemon.client.apps({ source: 'official' });
     expect(apps.map((app) => app.name).sort()).toEqual([...officialApps].sort());
     const official = af.requests.filter((r) => r.artifactPath?.startsWith(OFFICIAL_BASE));

@@ -8,6 +8,7 @@ import { TokenBrokerClient } from '../../src/client/index.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { recordEvents } from '../helpers/event-stream.js';
+import { waitUntil } from '../helpers/wait-for.js';
 import { CLI_ENTRY, makeTempHome, REPO_ROOT, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 
 const MiB = 1024 * 1024;
@@ -18,14 +19,6 @@ const NO_SUMS = '/artifactory/swtools/restricted/no-sums.bin';
 
 async function sha256Of(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
-}
-
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Every file under `dir` (recursively) with its content; for "the canary is nowhere" checks. */
@@ -100,7 +93,7 @@ describe('POST /v1/downloads (real daemon)', () => {
     const second = await daemon.client.postDownload({ url: af.url(SMALL), path: path.join(out, 'small.zip') });
     expect(second.verifiedBy).toBe('server-checksum');
     expect((await stat(path.join(out, 'small.zip'))).mode & 0o777).toBe(0o644);
-    await until('download.done events', async () => events.filter((e) => e.type === 'download.done').length >= 2);
+    await waitUntil('download.done events', async () => events.filter((e) => e.type === 'download.done').length >= 2);
     controller.abort();
     await recording.done.catch(() => undefined);
 
@@ -125,10 +118,10 @@ describe('POST /v1/downloads (real daemon)', () => {
     const dest = path.join(out, 'killed.bin');
     af.setFault(BIG, { kind: 'slow', bytesPerSecond: 16 * MiB }, { times: 1 });
     const pending = daemon.client.postDownload({ url: af.url(BIG), path: dest, sha256, id: 'kill-me-0001' }).catch((err: unknown) => err);
-    await until('half of the file', async () => ((await daemon.client.downloadProgress('kill-me-0001').catch(() => undefined))?.received ?? 0) > 8 * MiB);
+    await waitUntil('half of the file', async () => ((await daemon.client.downloadProgress('kill-me-0001').catch(() => undefined))?.received ?? 0) > 8 * MiB);
     daemon.process.kill('SIGKILL');
     await pending;
-    await until('the daemon to exit', async () => daemon.process.exitCode !== null || daemon.process.signalCode !== null);
+    await waitUntil('the daemon to exit', async () => daemon.process.exitCode !== null || daemon.process.signalCode !== null);
     const partSize = (await stat(`${dest}.part`)).size;
     expect(partSize).toBeGreaterThan(0);
     expect(partSize).toBeLessThan(64 * MiB);
@@ -180,7 +173,7 @@ describe('POST /v1/downloads (real daemon)', () => {
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await until('the .part to grow', partHasBytes);
+    await waitUntil('the .part to grow', partHasBytes);
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     expect(stderr).toContain(`interrupted: ${dest}.part is kept; run the same command again to resume.`);
@@ -193,10 +186,10 @@ describe('POST /v1/downloads (real daemon)', () => {
     const recording = recordEvents(daemon.client, stopEvents.signal);
     await recording.opened;
     const killed = spawn(process.execPath, [CLI_ENTRY, 'fetch', af.url(BIG), '-o', dest, '--sha256', sha256], { env: daemon.env, stdio: 'ignore' });
-    await until('the resumed .part to grow', async () => ((await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0) > kept + MiB);
+    await waitUntil('the resumed .part to grow', async () => ((await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0) > kept + MiB);
     killed.kill('SIGKILL');
     // The daemon says when it stopped: its download.done event (cancelled), no sampling of the file size.
-    await until('the daemon to stop the download', async () => recording.events.some((e) => e.type === 'download.done' && e.path === dest && e.state === 'cancelled'));
+    await waitUntil('the daemon to stop the download', async () => recording.events.some((e) => e.type === 'download.done' && e.path === dest && e.state === 'cancelled'));
     stopEvents.abort();
     expect((await stat(`${dest}.part`)).size).toBeLessThan(64 * MiB);
     expect(JSON.parse(await readFile(`${dest}.part.json`, 'utf8'))).toMatchObject({ url: af.url(BIG) });

@@ -1,26 +1,20 @@
 import { spawn } from 'node:child_process';
-import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, WebSocket } from 'undici';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { UntrustedSocketError } from '../../src/client/socket-trust.js';
 import { ensureListenerDir, listenerDirMode } from '../../src/daemon/extra-listeners.js';
 import { PrivateDirError } from '../../src/node/private-dir.js';
 import { BrokerError } from '../../src/protocol/errors.js';
-import { CLI_ENTRY, isolatedEnv, makeTempHome, runCli, startTestDaemon } from '../helpers/test-daemon.js';
+import { CLI_ENTRY, isolatedEnv, runCli, startTestDaemon } from '../helpers/test-daemon.js';
 import { isRoot, itWhen, itWithTools } from '../helpers/tools.js';
+import { waitFor, waitForSocketFile } from '../helpers/wait-for.js';
+import { useTempHomes } from '../helpers/per-test.js';
 
-const homes: string[] = [];
-afterAll(async () => {
-  await Promise.all(homes.map((h) => rm(h, { recursive: true, force: true })));
-});
-async function tempHome(): Promise<string> {
-  const home = await makeTempHome();
-  homes.push(home);
-  return home;
-}
+const tempHome = useTempHomes({ after: 'all' });
 
 async function errorOf(promise: Promise<unknown>): Promise<BrokerError> {
   const err = await promise.then(
@@ -244,18 +238,13 @@ describe('extra listeners under socket activation', () => {
     const owner = new TokenBrokerClient({ socketPath: mainSocket, onVersionMismatch: () => undefined });
     let shared: TokenBrokerClient | undefined;
     try {
-      for (let i = 0; ; i++) {
-        if ((await lstat(mainSocket).catch(() => undefined))?.isSocket()) break;
-        if (activator.exitCode !== null || i > 500) throw new Error(`the activator did not bind ${mainSocket}:\n${log}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitForSocketFile(mainSocket, activator, () => `the activator did not bind it:\n${log}`);
       // The first request (which made the activator exec the daemon) may be served while the
       // extra listeners are still being opened: ask until they are.
-      let status = await owner.status();
-      for (let i = 0; (status.listeners as unknown[]).length === 0 && i < 250; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        status = await owner.status();
-      }
+      const status = await waitFor('the extra listeners', async () => {
+        const answer = await owner.status();
+        return (answer.listeners as unknown[]).length === 0 ? undefined : answer;
+      }, { timeoutMs: 5_000, intervalMs: 20 });
       expect(status.socket.activated).toBe(true);
       expect(status.listeners).toEqual([{ path: listenerPath, mode: '0660' }]);
       expect((await lstat(listenerPath)).mode & 0o777).toBe(0o660);

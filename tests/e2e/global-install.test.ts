@@ -10,6 +10,7 @@ import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-art
 import { exited } from '../helpers/process.js';
 import { REPO_ROOT } from '../helpers/test-daemon.js';
 import { findTool } from '../helpers/tools.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /**
  * A real install, as a user gets it: `npm pack`, then `npm install -g` of that tarball into a
@@ -135,15 +136,13 @@ describe('npm pack + npm install -g without a C toolchain', () => {
     daemon.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
     daemon.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
 
-    let status: { secretStore?: unknown } | undefined;
-    const deadline = Date.now() + 30_000;
-    while (status === undefined) {
+    let lastStderr = '';
+    const status = await waitFor(() => `the installed daemon (exit code ${daemon.exitCode}):\n${log}\n${lastStderr}`, async () => {
       if (daemon.exitCode !== null) throw new Error(`the installed daemon exited with ${daemon.exitCode}:\n${log}`);
       const result = await tokenbroker(['status', '--json'], env);
-      if (result.code === 0) status = JSON.parse(result.stdout) as { secretStore?: unknown };
-      else if (Date.now() > deadline) throw new Error(`the installed daemon is not ready:\n${log}\n${result.stderr}`);
-      else await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+      lastStderr = result.stderr;
+      return result.code === 0 ? (JSON.parse(result.stdout) as { secretStore?: unknown }) : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
     expect(status.secretStore).toMatchObject({ kind: 'keychain', state: 'ok' });
 
     const set = await tokenbroker(['token', 'set'], env, `${token}\n`);

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'undici';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
-import { OFFICIAL_BASE, publishSource } from '../helpers/app-sources.js';
+import { appsListed, OFFICIAL_BASE, publishSource } from '../helpers/app-sources.js';
 import { recordFigure } from '../helpers/figures.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 
@@ -43,7 +43,7 @@ describe('load', () => {
     af.setFile('/artifactory/swtools/external/small.bin', Buffer.alloc(4096, 7));
     const official = publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble', 'pc-nrfconnect-ppk'] });
     daemon = await startTestDaemon({ config: { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl } });
-    for (let i = 0; i < 400 && (await daemon.client.apps()).length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    await appsListed(daemon.client, 2);
   });
   afterAll(async () => {
     await daemon.cleanup();

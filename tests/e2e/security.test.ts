@@ -1,21 +1,14 @@
-import { chown, mkdir, rm, symlink } from 'node:fs/promises';
+import { chown, mkdir, symlink } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLocalHttpServer, HEADERS_TIMEOUT_MS } from '../../src/daemon/server.js';
-import { isolatedEnv, makeTempHome, runCli } from '../helpers/test-daemon.js';
+import { isolatedEnv, runCli } from '../helpers/test-daemon.js';
 import { isRoot, itWhen } from '../helpers/tools.js';
+import { useTempHomes } from '../helpers/per-test.js';
 
-const homes: string[] = [];
-afterAll(async () => {
-  await Promise.all(homes.map((h) => rm(h, { recursive: true, force: true })));
-});
-async function home(): Promise<string> {
-  const h = await makeTempHome();
-  homes.push(h);
-  return h;
-}
+const home = useTempHomes({ after: 'all' });
 
 describe('security', () => {
   it.each(['state', 'cache'])('a symlinked %s directory is refused', async (dir) => {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 import { exited } from '../helpers/process.js';
 import { findTool, itWithTools } from '../helpers/tools.js';
+import { waitForSocketFile } from '../helpers/wait-for.js';
 import {
   LAUNCHD_LABEL,
   TEMPLATE_FILES,
@@ -287,20 +288,6 @@ describe('fillTemplate', () => {
 });
 
 
-async function waitForSocket(socketPath: string, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if ((await lstat(socketPath)).isSocket()) return;
-    } catch {
-      // Not there yet.
-    }
-    if (child.exitCode !== null) throw new Error(`systemd-socket-activate exited with ${child.exitCode} before listening`);
-    if (Date.now() > deadline) throw new Error(`${socketPath} did not appear within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 function getOverSocket(socketPath: string, urlPath: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const request = http.get({ socketPath, path: urlPath, agent: false, headers: { host: 'localhost' }, timeout: 10_000 }, (res) => {
@@ -349,7 +336,7 @@ describe('socket activation', () => {
     let log = '';
     activator.stderr?.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
     try {
-      await waitForSocket(socketPath, activator, 10_000);
+      await waitForSocketFile(socketPath, activator, () => 'systemd-socket-activate', 10_000);
       const body = JSON.parse(await getOverSocket(socketPath, '/v1/status')) as Record<string, unknown>;
       expect(body).toEqual({ listenFds: '1', listenPidIsSelf: true, fdNames: 'broker', fd3IsSocket: true, path: '/v1/status' });
       expect(await exited(activator, 10_000), log).toBe(0);

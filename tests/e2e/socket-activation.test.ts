@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
@@ -7,25 +7,13 @@ import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
 import { exited } from '../helpers/process.js';
 import { CLI_ENTRY, makeTempHome } from '../helpers/test-daemon.js';
 import { itWithTools } from '../helpers/tools.js';
+import { waitForSocketFile } from '../helpers/wait-for.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
-
-async function waitForSocketFile(socketPath: string, child: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      if ((await lstat(socketPath)).isSocket()) return;
-    } catch {
-      // Not yet.
-    }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no socket from systemd-socket-activate:\n${log()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('socket activation (systemd-socket-activate)', () => {
   itWithTools(['systemd-socket-activate'], 'the real daemon serves the inherited fd 3, and after SIGTERM the socket is still the activator\'s', async () => {

@@ -10,18 +10,9 @@ import { startFakeArtifactory, type FakeArtifactory, type RecordedRequest } from
 import { ICON_BYTES, listApps, OFFICIAL_BASE, publishSource, releaseNotes, RESTRICTED_BASE, tarballBytes, type PublishedSource } from '../helpers/app-sources.js';
 import { makeTempHome, runCli, startTestDaemon, type TestDaemon } from '../helpers/test-daemon.js';
 import { tempFilesIn, writeUnderWay } from '../helpers/mid-write.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 /** Sources and apps through the real daemon, its real token service and the real CLI. */
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 function configFor(af: FakeArtifactory, official: PublishedSource): Record<string, unknown> {
   return { allowInsecureLoopback: true, secretStore: 'memory', logLevel: 'warn', servers: [{ name: 'nordic', origin: af.origin }], officialSource: official.sourceUrl };
@@ -92,7 +83,7 @@ describe('sources and apps end to end', () => {
   const cli = (args: string[]) => runCli(args, { env: daemon.env });
 
   it('the official source with a display name: 3 apps with every per-version field; apps list prints JSON when stdout is not a terminal', async () => {
-    await until('the first refresh', async () => ((await sourceNamed(daemon, 'official'))?.lastRefreshAt ? true : undefined));
+    await waitFor('the first refresh', async () => ((await sourceNamed(daemon, 'official'))?.lastRefreshAt ? true : undefined));
     const list = await cli(['sources', 'list']);
     expect(list.code).toBe(0);
     // Piped: a tab-separated table, every value whole (DESIGN section 7).
@@ -251,7 +242,7 @@ describe('sources and apps end to end', () => {
 
     // Setting the token again refreshes it by itself, conditionally.
     await daemon.client.setToken('tok');
-    const view = await until('the refresh after token set', async () => {
+    const view = await waitFor('the refresh after token set', async () => {
       const source = await sourceNamed(daemon, 'restricted-apps');
       return source?.state === 'ok' ? source : undefined;
     });
@@ -338,10 +329,10 @@ describe('index persistence', () => {
       let midWrite = 0;
       for (let round = 0; round < 8 && midWrite < 2; round++) {
         const daemon = await startTestDaemon({ home, config: configFor(af, official) });
-        await until('a complete index', async () => ((await sourceNamed(daemon, 'official'))?.appCount === 300 ? true : undefined), 20_000);
+        await waitFor('a complete index', async () => ((await sourceNamed(daemon, 'official'))?.appCount === 300 ? true : undefined), { timeoutMs: 20_000 });
         // The daemon serves a refreshed index before its write lands: wait for one on disk, so the
         // kill below can only interrupt a rewrite, never the first write of all (no index to keep).
-        await until('a complete index on disk', async () => ((await storedInfoCount(indexFile)) === 300 ? true : undefined), 20_000);
+        await waitFor('a complete index on disk', async () => ((await storedInfoCount(indexFile)) === 300 ? true : undefined), { timeoutMs: 20_000 });
         const leftovers = new Set(await tempFilesIn(path.dirname(indexFile)));
         // Refreshes rewrite the ~1.5 MB index back to back.
         const hammer = (async () => {
@@ -360,7 +351,7 @@ describe('index persistence', () => {
       af.setFault(/.*/, { kind: 'status', status: 500 });
       const daemon = await startTestDaemon({ home, config: configFor(af, official) });
       try {
-        const view = await until('the failed start refresh', async () => {
+        const view = await waitFor('the failed start refresh', async () => {
           const source = await sourceNamed(daemon, 'official');
           return source?.state === 'failing' ? source : undefined;
         });
@@ -369,7 +360,7 @@ describe('index persistence', () => {
         expect(listed).toHaveLength(300);
         expect(listed[299]).toMatchObject({ name: 'app-299', latestVersion: '1.29.0' });
         // Interrupted writes leave temp files, never a torn index; the next daemon removes them.
-        await until('stale temp files removed', async () => ((await readdir(path.dirname(indexFile))).length === 1 ? true : undefined));
+        await waitFor('stale temp files removed', async () => ((await readdir(path.dirname(indexFile))).length === 1 ? true : undefined));
         expect(await readdir(path.dirname(indexFile))).toEqual(['official.json']);
       } finally {
         await daemon.cleanup();

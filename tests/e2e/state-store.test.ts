@@ -1,21 +1,14 @@
 import { spawn } from 'node:child_process';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sweepTempFiles, writeFileAtomic } from '../../src/node/atomic-file.js';
 import { createFsStateStore } from '../../src/daemon/fs-state-store.js';
-import { makeTempHome, REPO_ROOT } from '../helpers/test-daemon.js';
+import { REPO_ROOT } from '../helpers/test-daemon.js';
 import { tempFilesIn, writeUnderWay } from '../helpers/mid-write.js';
+import { useTempHomes } from '../helpers/per-test.js';
 
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-async function tempDir(): Promise<string> {
-  const d = await makeTempHome('tb-state-');
-  dirs.push(d);
-  return d;
-}
+const tempDir = useTempHomes({ prefix: 'tb-state-', after: 'all' });
 
 describe('state store', () => {
   it('round-trips documents with mode 0600 and refuses traversal in names', async () => {

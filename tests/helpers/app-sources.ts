@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { AppView } from '../../src/protocol/sources.js';
 import type { FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { waitUntil } from './wait-for.js';
 
 /** Where the fake Artifactory publishes the official (public) and a restricted source. */
 export const OFFICIAL_BASE = '/artifactory/swtools/external/ncd/apps/official';
@@ -106,3 +108,8 @@ export function listApps(af: FakeArtifactory, source: PublishedSource, name: str
   af.setJson(source.sourcePath, { name, description: `${name} apps`, apps: apps.map((app) => source.urlOf(`${source.base}/${app}.json`)) });
 }
 
+
+/** Waits until the daemon lists at least `count` apps (of `source`, or of all): its first refresh runs after start-up. */
+export async function appsListed(client: { apps(options?: { source?: string }): Promise<AppView[]> }, count: number, source?: string): Promise<void> {
+  await waitUntil(`${count} apps${source === undefined ? '' : ` from ${source}`}`, async () => (await client.apps(source === undefined ? {} : { source })).length >= count);
+}

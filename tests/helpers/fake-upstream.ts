@@ -26,3 +26,10 @@ export async function useFakeArtifactory(options: FakeArtifactoryOptions = {}): 
   });
   return { af, upstream };
 }
+
+/** A further fake server for a file that uses useFakeArtifactory (a mirror, a third party): closes after the file. */
+export async function useOtherFakeArtifactory(options: FakeArtifactoryOptions = {}): Promise<FakeArtifactory> {
+  const other = await startFakeArtifactory(options);
+  afterAll(() => other.close());
+  return other;
+}

@@ -1,33 +1,38 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { EventBus } from '../../src/broker/event-bus.js';
-import { FetchService } from '../../src/broker/fetch-service.js';
-import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
-import { DownloadService } from '../../src/broker/download-service.js';
-import { createDownloadFiles } from '../../src/node/download-files.js';
+import type { DownloadService } from '../../src/broker/download-service.js';
+import type { FetchService } from '../../src/broker/fetch-service.js';
+import type { TokenService } from '../../src/broker/token-service.js';
 import type { StreamDigestsFactory } from '../../src/node/stream-digests.js';
-import { createTokenPolicy } from '../../src/broker/policy.js';
-import { TestTokenAccess } from './test-token-access.js';
 import { TokenBrokerClient } from '../../src/client/client.js';
+import { assembleDaemon } from '../../src/daemon/assemble-daemon.js';
 import { createFsContentCache, type FsContentCache } from '../../src/daemon/fs-content-cache.js';
+import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
 import { buildServer } from '../../src/daemon/server.js';
 import { systemClock } from '../../src/daemon/system-clock.js';
+import { writeDaemonKey } from '../../src/node/daemon-key.js';
+import { createDownloadFiles } from '../../src/node/download-files.js';
 import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
-import { BrokerError } from '../../src/protocol/errors.js';
 import type { BrokerEvent } from '../../src/protocol/events.js';
 import type { ConfigInput } from '../../src/protocol/config-schema.js';
 import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { MemoryStateStore } from './memory-state-store.js';
 import { TEST_HELLO_KEY, testServerDeps } from './server-deps.js';
-import { writeDaemonKey } from '../../src/node/daemon-key.js';
 import { makeTempHome } from './test-daemon.js';
+
+/** The token the harness sets (the default fake Artifactory accepts it). */
+export const HARNESS_TOKEN = 'tok-secret-123';
 
 export interface FetchHarness {
   af: FakeArtifactory;
   app: FastifyInstance;
   service: FetchService;
   downloads: DownloadService;
-  tokens: TestTokenAccess;
+  /** The daemon's real token service (memory store): set, remove, rejected as the daemon does them. */
+  tokens: TokenService;
+  /** Sets `token` for the server (unverified, as `token set --no-verify`), replacing an invalid or missing one. */
+  useToken(token?: string): Promise<void>;
   cache: FsContentCache;
   events: BrokerEvent[];
   logText(): string;
@@ -53,7 +58,7 @@ export interface FetchHarnessOptions {
 
 /** The real fetch pipeline (policy, undici upstream, fs cache) behind buildServer, on a temp socket. */
 export async function startFetchHarness(options: FetchHarnessOptions = {}): Promise<FetchHarness> {
-  const af = options.af ?? (await startFakeArtifactory({ tokens: { 'tok-secret-123': {} } }));
+  const af = options.af ?? (await startFakeArtifactory({ tokens: { [HARNESS_TOKEN]: {} } }));
   const home = await makeTempHome('tbf-');
   const deps = testServerDeps({
     config: {
@@ -66,26 +71,22 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
   });
   const config = deps.getConfig();
   const upstream: UndiciUpstream = createUndiciUpstream({ timeouts: config.timeouts, proxy: config.proxy, caFile: config.caFile, env: {} });
-  const tokens = new TestTokenAccess('tok-secret-123');
-  const events: BrokerEvent[] = [];
-  const bus = new EventBus(systemClock);
-  bus.subscribe((event) => events.push(event));
   const cache = createFsContentCache({ cacheDir: path.join(home, 'cache'), maxBytes: () => options.cacheMaxBytes ?? 64 * 1024 * 1024, log: deps.logger });
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: config.allowInsecureLoopback });
-  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock: systemClock, userAgent: 'tokenbroker/test' });
-  const service = new FetchService({ exchange, cache, events: bus, clock: systemClock, log: deps.logger });
-  const downloads = new DownloadService({
-    exchange,
-    files: createDownloadFiles({ digests: options.digests }),
-    events: bus,
-    clock: systemClock,
-    log: deps.logger,
-    resolveApp: () => {
-      throw new BrokerError('BROKER_NOT_FOUND', { message: 'The fetch harness has no app index.' });
-    },
-  });
+  // The daemon's own wiring over the real undici upstream and fs cache, memory stores, real time.
+  const assembled = assembleDaemon(
+    { upstream, secretStore: createMemoryStore(), state: new MemoryStateStore(), contentCache: cache, downloadFiles: createDownloadFiles({ digests: options.digests }), clock: systemClock, log: deps.logger, user: 'ada', userAgent: 'tokenbroker/test' },
+    () => config,
+  );
+  const { tokens, fetchService: service, downloadService: downloads, events: bus } = assembled;
+  const events: BrokerEvent[] = [];
+  bus.subscribe((event) => events.push(event));
+  await tokens.start();
+  const useToken = async (token = HARNESS_TOKEN): Promise<void> => {
+    await tokens.set(undefined, token, { verify: false });
+  };
+  await useToken();
   // One bus, as in main.ts: what the services emit is what /v1/events sends (download progress included).
-  const app = await buildServer({ ...deps, events: bus, fetchService: service, downloadService: downloads, ...options.serverDeps });
+  const app = await buildServer({ ...deps, events: bus, tokens, sources: assembled.sources, clientTokens: assembled.clientTokens, fetchService: service, downloadService: downloads, ...options.serverDeps });
   const socketPath = path.join(home, 'broker.sock');
   await app.listen({ path: socketPath });
   // The hello handshake: the key of testServerDeps, where a daemon in `home` writes it.
@@ -100,6 +101,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
     service,
     downloads,
     tokens,
+    useToken,
     cache,
     events,
     logText: deps.logText,
@@ -107,6 +109,7 @@ export async function startFetchHarness(options: FetchHarnessOptions = {}): Prom
     client,
     socketPath,
     async close() {
+      tokens.stop();
       await client.close();
       await app.close();
       await upstream.close();

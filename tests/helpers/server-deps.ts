@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
 import type { ContentCache, SecretStore, Upstream } from '../../src/broker/ports.js';
 import type { ClientTokenService } from '../../src/broker/client-tokens.js';
 import { exchangeTokenValidation, type TokenValidation } from '../../src/broker/token-validator.js';
@@ -7,7 +8,7 @@ import { assembleDaemon } from '../../src/daemon/assemble-daemon.js';
 import { createDownloadFiles } from '../../src/node/download-files.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { createMemoryStore } from '../../src/daemon/secret-store/memory-store.js';
-import type { ServerDeps } from '../../src/daemon/server.js';
+import { buildServer, type ServerDeps } from '../../src/daemon/server.js';
 import { SecretScrubber } from '../../src/broker/secret-scrubber.js';
 import { statusSections } from '../../src/daemon/status-sections.js';
 import { extraListenerOf } from '../../src/daemon/listener-auth.js';
@@ -113,3 +114,14 @@ export function testServerDeps(overrides: { config?: ConfigInput; upstream?: Ups
 /** The hello key of daemons built by testServerDeps (32 bytes of 0x42). */
 export const TEST_HELLO_KEY = Buffer.alloc(32, 0x42);
 
+
+/**
+ * An inject app over the daemon's wiring with a real upstream and its sources loaded (the sources
+ * API tests): the token service is the real one, with `token` set unverified when given.
+ */
+export async function sourcesApp(config: ConfigInput, upstream: Upstream, token?: string): Promise<{ app: FastifyInstance; deps: TestServerDeps }> {
+  const deps = testServerDeps({ config, upstream, clock: new FakeClock(Date.now()) });
+  if (token !== undefined) await deps.tokens.set(undefined, token, { verify: false });
+  await deps.sources.load();
+  return { app: await buildServer(deps), deps };
+}

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TokenBrokerClient } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-flags.js';
+import { waitUntilAnswering } from './wait-for.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The installed entry point: compiled JS, as users and service managers run it. */
@@ -74,21 +75,11 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
     onVersionMismatch: () => undefined,
   });
 
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      throw new Error(`daemon exited with ${child.exitCode} before it was ready:\n${output}`);
-    }
-    try {
-      await client.status();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`daemon not ready after 15 s:\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+  try {
+    await waitUntilAnswering(() => client.status(), child, () => output);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
   }
 
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
@@ -132,4 +123,9 @@ export async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv;
   const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
   clearTimeout(timer);
   return { code, stdout, stderr, pid: child.pid as number };
+}
+
+/** How many debug "request" lines for GET /v1/status a daemon logged (they appear at logLevel debug only). */
+export function statusRequestLines(output: string): number {
+  return (output.match(/"level":20,[^\n]*"url":"\/v1\/status"[^\n]*"msg":"request"/g) ?? []).length;
 }

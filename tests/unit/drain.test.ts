@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -46,10 +47,13 @@ describe('drain on shutdown', () => {
       // never answers
     });
     const inFlight = trackInFlight(server);
+    // Listens after trackInFlight's listener: once it fires, the request is counted.
+    const arrived = once(server, 'request');
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
     const answer = get(port).catch((err: Error) => err);
-    while (inFlight.count() === 0) await new Promise((r) => setTimeout(r, 5));
+    await arrived;
+    expect(inFlight.count()).toBe(1);
     const t0 = Date.now();
     await drainAndClose({ server, inFlight, graceMs: 200, log: quietLogger() });
     const elapsed = Date.now() - t0;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { PATTERN_SIZE, generateContent, startFakeArtifactory } from '../fixtures/fake-artifactory.js';
 import type { FakeArtifactory } from '../fixtures/fake-artifactory.js';
+import { waitUntil } from '../helpers/wait-for.js';
 
 const TOKEN = 'cmVmdGtuOjAxOjE3OTk5OTk5OTk6ZmFrZQ';
 const RESTRICTED = '/artifactory/swtools/internal/ncd/apps/app-1.0.0.tgz';
@@ -520,8 +521,7 @@ describe('fake artifactory', () => {
     const hang = settle(request(other.url('/artifactory/swtools/external/h.bin'), { dispatcher: client }));
     const delayed = settle(request(other.url('/artifactory/swtools/external/d.bin'), { dispatcher: client }));
     const waiter = settle(other.nextRequest('/never', 60_000));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(other.openConnections).toBe(3);
+    await waitUntil(() => `three open connections (${other.openConnections})`, () => other.openConnections === 3);
 
     const t0 = Date.now();
     await other.close();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { TokenBrokerClient } from '../../src/client/index.js';
-import { startFetchHarness, type FetchHarness } from '../helpers/fetch-harness.js';
+import { HARNESS_TOKEN, startFetchHarness, type FetchHarness } from '../helpers/fetch-harness.js';
 import { bufferIO } from '../helpers/buffer-io.js';
 import { makeTempHome } from '../helpers/test-daemon.js';
 
@@ -42,7 +42,7 @@ describe('client.download and the fetch command', () => {
     expect(progress.length).toBeGreaterThan(1);
     expect(createHash('sha256').update(await readFile(dest)).digest('hex')).toBe(sha256);
     expect(await readdir(work)).toEqual(['tool.zip']);
-    expect(h.af.requestsTo(RESTRICTED)[0]?.headers.authorization).toBe(`Bearer ${h.tokens.token}`);
+    expect(h.af.requestsTo(RESTRICTED)[0]?.headers.authorization).toBe(`Bearer ${HARNESS_TOKEN}`);
     await rm(dest);
   });
 

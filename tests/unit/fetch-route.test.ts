@@ -32,10 +32,10 @@ describe('GET /v1/fetch', () => {
   afterAll(async () => {
     await h.close();
   });
-  beforeEach(() => {
+  beforeEach(async () => {
     af.clearRequests();
     af.clearFaults();
-    h.tokens.state = 'valid';
+    await h.useToken(TOKEN);
   });
 
   describe('the token policy', () => {
@@ -106,7 +106,12 @@ describe('GET /v1/fetch', () => {
       af.setFile(RESTRICTED, 'r');
       af.setFile(PUBLIC, 'p');
       for (const [state, code] of [['missing', 'BROKER_TOKEN_MISSING'], ['invalid', 'BROKER_TOKEN_INVALID'], ['expired', 'BROKER_TOKEN_EXPIRED']] as const) {
-        h.tokens.state = state;
+        // The token's real states: removed, refused by the server (401), expired per the server.
+        if (state === 'missing') await h.tokens.remove();
+        else {
+          await h.useToken(TOKEN);
+          h.tokens.rejected('nordic', state === 'invalid' ? 'Bad credentials' : 'Token expired', TOKEN);
+        }
         const res = await h.app.inject({ method: 'GET', url: fetchUrl(af.url(RESTRICTED)) });
         expect(res.statusCode).toBe(409);
         expect(envelope(res.body).code).toBe(code);
@@ -119,18 +124,18 @@ describe('GET /v1/fetch', () => {
   describe('upstream answers', () => {
     it('a 401 marks the token invalid (tokens.rejected) and answers BROKER_TOKEN_INVALID', async () => {
       af.setFile(RESTRICTED, 'r');
-      h.tokens.token = 'tok-unknown';
+      await h.useToken('tok-unknown');
       try {
         const res = await h.app.inject({ method: 'GET', url: fetchUrl(af.url(RESTRICTED)) });
         expect(res.statusCode).toBe(409);
         expect(envelope(res.body).code).toBe('BROKER_TOKEN_INVALID');
-        expect(h.tokens.rejections.at(-1)).toEqual({ server: 'nordic', message: 'Bad credentials' });
+        expect(h.tokens.view()).toMatchObject({ server: 'nordic', state: 'invalid', reason: 'Bad credentials' });
         // Marked invalid: the next request does not hammer the server.
         const again = await h.app.inject({ method: 'GET', url: fetchUrl(af.url(RESTRICTED)) });
         expect(envelope(again.body).code).toBe('BROKER_TOKEN_INVALID');
         expect(af.requestsTo(RESTRICTED)).toHaveLength(1);
       } finally {
-        h.tokens.token = TOKEN;
+        await h.useToken(TOKEN);
       }
     });
 
@@ -138,13 +143,13 @@ describe('GET /v1/fetch', () => {
       af.setFile(RESTRICTED, 'r');
       af.addToken('tok-old');
       af.expireToken('tok-old');
-      h.tokens.token = 'tok-old';
+      await h.useToken('tok-old');
       try {
         const res = await h.app.inject({ method: 'GET', url: fetchUrl(af.url(RESTRICTED)) });
         expect(envelope(res.body).code).toBe('BROKER_TOKEN_EXPIRED');
-        expect(h.tokens.rejections.at(-1)?.message).toMatch(/expired/i);
+        expect(h.tokens.view()).toMatchObject({ state: 'expired', reason: expect.stringMatching(/expired/i) as string });
       } finally {
-        h.tokens.token = TOKEN;
+        await h.useToken(TOKEN);
       }
     });
 
@@ -302,9 +307,9 @@ describe('GET /v1/fetch', () => {
       expect(await h.client.fetchOutcome(first.requestId)).toMatchObject({ outcome: 'ok', bytes: 200_000, cache: 'miss' });
 
       // Removing the token also stops restricted content from the cache.
-      h.tokens.state = 'missing';
+      await h.tokens.remove();
       await expect(h.client.fetch(af.url(path), { sha256 })).rejects.toMatchObject({ code: 'BROKER_TOKEN_MISSING' });
-      h.tokens.state = 'valid';
+      await h.useToken(TOKEN);
 
       // Another URL with the same content is not served from this entry.
       const other = '/artifactory/swtools/restricted/copy.bin';

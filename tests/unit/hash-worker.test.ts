@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HashWorkerPool } from '../../src/node/hash-worker.js';
 import { FileDigests } from '../../src/protocol/file-digests.js';
+import { waitUntil } from '../helpers/wait-for.js';
 
 function onThread(chunks: readonly Buffer[]): { sha1: string; sha256: string } {
   const digests = new FileDigests();
@@ -60,8 +61,7 @@ describe('hash worker', () => {
     first.update(randomBytes(10));
     await first.digest();
     expect(workers.running).toBe(true);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(workers.running).toBe(false);
+    await waitUntil('the idle worker to stop', () => !workers.running);
     const second = workers.digests();
     const chunk = randomBytes(100);
     second.update(chunk);

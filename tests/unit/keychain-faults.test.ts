@@ -46,8 +46,6 @@ function service(store: SecretStore, clock: FakeClock, state = new MemoryStateSt
   return new TokenService({ servers: () => config.servers, warningDays: () => config.expiryWarningDays, store, state, validate: validationOver(offlineUpstream), clock, events: new EventBus(clock), log: silentLog, random: () => 1 });
 }
 
-const flush = () => new Promise((r) => setTimeout(r, 10));
-
 describe('keychain faults', () => {
   it('unavailable at start: the token is reported missing with the reason, then loaded once the keychain is back', async () => {
     const store = new FlakyKeychain();
@@ -60,11 +58,11 @@ describe('keychain faults', () => {
     expect(() => tokens.tokenFor('nordic')).toThrow(expect.objectContaining({ code: 'BROKER_TOKEN_MISSING', hint: expect.stringMatching(/unlock/i) as string }) as BrokerError);
     const callsWhileLocked = store.calls;
     clock.advance(60_000);
-    await flush();
+    await tokens.whenIdle();
     expect(store.calls).toBeGreaterThan(callsWhileLocked); // retried with backoff, not given up
     store.state = 'ok';
     clock.advance(10 * 60_000);
-    await flush();
+    await tokens.whenIdle();
     expect(tokens.view().state).toBe('unverified');
     expect(tokens.tokenFor('nordic')).toBe('stored-token');
     tokens.stop();

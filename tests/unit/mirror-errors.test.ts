@@ -1,10 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTokenPolicy } from '../../src/broker/policy.js';
 import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { useFakeArtifactory, useOtherFakeArtifactory } from '../helpers/fake-upstream.js';
 import { TestTokenAccess } from '../helpers/test-token-access.js';
 
 /**
@@ -12,21 +11,9 @@ import { TestTokenAccess } from '../helpers/test-token-access.js';
  * fetched from the mirror, and an error names the origin that actually answered, not the server's.
  */
 
-let server: FakeArtifactory;
-let mirror: FakeArtifactory;
-let upstream: UndiciUpstream;
 const PUBLIC = '/artifactory/swtools/external/ncd/apps/official/source.json';
-
-beforeAll(async () => {
-  server = await startFakeArtifactory();
-  mirror = await startFakeArtifactory();
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 }, proxy: null, caFile: null, env: {} });
-});
-afterAll(async () => {
-  await upstream.close();
-  await server.close();
-  await mirror.close();
-});
+const { af: server, upstream } = await useFakeArtifactory();
+const mirror = await useOtherFakeArtifactory();
 
 function exchange(): UpstreamExchange {
   const config = ConfigSchema.parse({ allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: server.origin, publicMirrorOrigin: mirror.origin }] });

@@ -2,22 +2,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EventBus } from '../../src/broker/event-bus.js';
-import { silentLog } from '../../src/broker/log.js';
-import { createTokenPolicy } from '../../src/broker/policy.js';
-import { SourceService } from '../../src/broker/source-service.js';
-import { UpstreamExchange } from '../../src/broker/upstream-exchange.js';
 import { indexDocumentName } from '../../src/broker/source-index.js';
-import { buildServer } from '../../src/daemon/server.js';
 import { ConfigSchema } from '../../src/protocol/config-schema.js';
 import type { AppView, SourceAdded, SourceView } from '../../src/protocol/sources.js';
 import { StatusSchema } from '../../src/protocol/status.js';
 import { formatStatus } from '../../src/cli/commands/status-command.js';
 import { OFFICIAL_BASE, publishSource, RESTRICTED_BASE } from '../helpers/app-sources.js';
-import { TestTokenAccess } from '../helpers/test-token-access.js';
-import { FakeClock } from '../helpers/fake-clock.js';
-import { MemoryStateStore } from '../helpers/memory-state-store.js';
-import { testServerDeps } from '../helpers/server-deps.js';
+import { sourcesApp } from '../helpers/server-deps.js';
 import { useFakeArtifactory } from '../helpers/fake-upstream.js';
 
 const { af, upstream } = await useFakeArtifactory({ tokens: { tok: {} } });
@@ -55,17 +46,11 @@ async function build() {
     ],
     officialSource: af.url(`${OFFICIAL_BASE}/source.json`),
   });
-  const clock = new FakeClock(Date.now());
-  const state = new MemoryStateStore();
-  const tokens = new TestTokenAccess();
-  const events = new EventBus(clock);
-  // The daemon's wiring: third-party URLs are asked of the source registry.
-  const policy = createTokenPolicy(config.servers, { allowInsecureLoopback: true, thirdParty: (url) => sources.allowsThirdParty(url) });
-  const exchange = new UpstreamExchange({ policy: () => policy, upstream, tokens, clock, userAgent: 'tokenbroker' });
-  const sources = new SourceService({ config: () => config, policy: () => policy, tokens, exchange, state, clock, events, log: silentLog });
-  await sources.load();
-  const deps = testServerDeps({ config, clock, events, sources });
-  app = await buildServer(deps);
+  const built = await sourcesApp(config, upstream);
+  app = built.app;
+  const { sources, state, clock } = built.deps;
+  // The real token service: `token set --no-verify` and `token remove`.
+  const tokens = { set: (token: string) => built.deps.tokens.set(undefined, token, { verify: false }), remove: () => built.deps.tokens.remove() };
   return { app, sources, state, tokens, clock };
 }
 
@@ -167,7 +152,7 @@ describe('sources API', () => {
     expect(refused.statusCode).toBe(409);
     expect(refused.json<Envelope>().error.code).toBe('BROKER_TOKEN_MISSING');
     expect(af.requestsTo(RESTRICTED_BASE)).toEqual([]);
-    tokens.set('tok');
+    await tokens.set('tok');
     const added = await app.inject({ method: 'POST', url: '/v1/sources', payload: { url } });
     expect(added.statusCode).toBe(201);
     expect(added.json<SourceAdded>().source).toMatchObject({ id: 'restricted', restricted: true, state: 'ok', appCount: 1 });
@@ -225,9 +210,9 @@ describe('sources API', () => {
 
   it('refresh answers per source; status carries the source summary', async () => {
     const { app, tokens, clock } = await build();
-    tokens.set('tok');
+    await tokens.set('tok');
     await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${RESTRICTED_BASE}/source.json`) } });
-    tokens.token = undefined;
+    await tokens.remove();
     af.setFault(`${OFFICIAL_BASE}/source.json`, { kind: 'status', status: 503 });
     const res = await app.inject({ method: 'POST', url: '/v1/sources/refresh' });
     expect(res.statusCode).toBe(200);
@@ -239,7 +224,7 @@ describe('sources API', () => {
     expect(one.statusCode).toBe(404);
 
     af.clearFaults();
-    tokens.set('tok');
+    await tokens.set('tok');
     await app.inject({ method: 'POST', url: '/v1/sources/refresh', payload: { id: 'official' } });
     const status = StatusSchema.parse((await app.inject({ method: 'GET', url: '/v1/status' })).json());
     expect(status.sources).toEqual({
@@ -263,7 +248,7 @@ describe('sources API', () => {
 
   it('human status lists a failing source first', async () => {
     const { app, tokens } = await build();
-    tokens.set('tok');
+    await tokens.set('tok');
     await app.inject({ method: 'POST', url: '/v1/sources', payload: { url: af.url(`${RESTRICTED_BASE}/source.json`) } });
     af.setFault(`${OFFICIAL_BASE}/source.json`, { kind: 'status', status: 503 });
     await app.inject({ method: 'POST', url: '/v1/sources/refresh' });

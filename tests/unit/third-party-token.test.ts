@@ -1,13 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { saveAsset } from '../../src/broker/app-assets.js';
-import { buildServer } from '../../src/daemon/server.js';
-import { createUndiciUpstream, type UndiciUpstream } from '../../src/node/undici-upstream.js';
 import type { SourceAdded } from '../../src/protocol/sources.js';
-import { startFakeArtifactory, type FakeArtifactory } from '../fixtures/fake-artifactory.js';
 import { ICON_BYTES, OFFICIAL_BASE, publishSource, RESTRICTED_BASE, tarballBytes } from '../helpers/app-sources.js';
-import { FakeClock } from '../helpers/fake-clock.js';
-import { testServerDeps } from '../helpers/server-deps.js';
+import { useFakeArtifactory, useOtherFakeArtifactory } from '../helpers/fake-upstream.js';
+import { sourcesApp } from '../helpers/server-deps.js';
 
 /**
  * Issue 20, "the token": a third party's index never makes the daemon use the user's token
@@ -21,23 +18,11 @@ import { testServerDeps } from '../helpers/server-deps.js';
 const TOKEN = 'tbk-third-party-token-0123456789';
 const PUBLIC_BASE = '/artifactory/swtools/external/ncd/apps/public-bits';
 
-let af: FakeArtifactory;
-let tp: FakeArtifactory;
-let upstream: UndiciUpstream;
+const { af, upstream } = await useFakeArtifactory({ tokens: { [TOKEN]: {} } });
+const tp = await useOtherFakeArtifactory();
 let app: FastifyInstance | undefined;
 
-beforeAll(async () => {
-  af = await startFakeArtifactory({ tokens: { [TOKEN]: {} } });
-  tp = await startFakeArtifactory();
-  upstream = createUndiciUpstream({ timeouts: { connectMs: 2000, headersMs: 2000, bodyIdleMs: 2000 }, proxy: null, caFile: null, env: {} });
-});
-afterAll(async () => {
-  await upstream.close();
-  await tp.close();
-  await af.close();
-});
 beforeEach(() => {
-  af.clearFaults();
   publishSource(af, OFFICIAL_BASE, { name: 'official', apps: ['pc-nrfconnect-ble'] });
   // The restricted app's documents and files exist on the configured server (token required).
   publishSource(af, RESTRICTED_BASE, { name: 'restricted', apps: ['secret-app'] });
@@ -66,11 +51,9 @@ function publishThirdParty(urls: { icon: string; notes: string; tarball: string 
 /** The daemon's own wiring (assembleDaemon, through the inject harness) over the real upstream. */
 async function build() {
   const config = { allowInsecureLoopback: true, servers: [{ name: 'nordic', origin: af.origin }], officialSource: af.url(`${OFFICIAL_BASE}/source.json`) };
-  const deps = testServerDeps({ config, upstream, clock: new FakeClock(Date.now()) });
-  await deps.tokens.set(undefined, TOKEN, { verify: false });
-  await deps.sources.load();
-  app = await buildServer(deps);
-  return { app, sources: deps.sources, state: deps.state };
+  const built = await sourcesApp(config, upstream, TOKEN);
+  app = built.app;
+  return { app, sources: built.deps.sources, state: built.deps.state };
 }
 
 async function addThirdParty(server: FastifyInstance, url: string): Promise<SourceAdded> {

@@ -56,7 +56,6 @@ function newToken(info: Record<string, unknown> = {}): string {
 
 const inDays = (days: number, from = Date.now()): number => Math.floor((from + days * DAY_MS) / 1000);
 const authRequestsWith = (token: string) => af.requests.filter((r) => r.headers.authorization === `Bearer ${token}`);
-const flush = () => new Promise((resolve) => setTimeout(resolve, 50));
 
 describe('token lifecycle', () => {
   it('set validates with tokenInfoPath first, then stores metadata but never the token in state', async () => {
@@ -153,7 +152,7 @@ describe('token lifecycle', () => {
     expect(() => h.service.tokenFor('nordic')).toThrow(expect.objectContaining({ code: 'BROKER_TOKEN_INVALID' }) as BrokerError);
     const before = authRequestsWith(token).length;
     h.clock.advance(DAY_MS * 3);
-    await flush();
+    await h.service.whenIdle();
     expect(authRequestsWith(token)).toHaveLength(before);
     // A new token clears it.
     const fresh = newToken({ expiry: inDays(100) });
@@ -180,7 +179,7 @@ describe('token lifecycle', () => {
     // Nothing more is sent with it, and the state survives a restart (it is persisted).
     const sent = authRequestsWith(token).length;
     h.clock.advance(DAY_MS * 3);
-    await flush();
+    await h.service.whenIdle();
     expect(authRequestsWith(token)).toHaveLength(sent);
     const again = harness({ state: h.state, store: h.store });
     await again.service.start();
@@ -207,7 +206,7 @@ describe('token lifecycle', () => {
     h.service.startBackground();
     const token = newToken({ expiry: inDays(15) });
     await h.service.set(undefined, token, { verify: true });
-    await flush();
+    await h.service.whenIdle();
     expect(h.service.view()).toMatchObject({ state: 'valid', daysLeft: 14 });
     const expiring = () => h.events.filter((e) => e.type === 'token.expiring');
 
@@ -228,7 +227,7 @@ describe('token lifecycle', () => {
     expect(h.events.filter((e) => e.type === 'token.expired')).toHaveLength(1);
     expect(() => h.service.tokenFor('nordic')).toThrow(expect.objectContaining({ code: 'BROKER_TOKEN_EXPIRED' }) as BrokerError);
     h.clock.advance(DAY_MS * 10);
-    await flush();
+    await h.service.whenIdle();
     expect(authRequestsWith(token)).toHaveLength(requestsBefore);
     expect(h.events.filter((e) => e.type === 'token.expired')).toHaveLength(1);
   });
@@ -247,7 +246,7 @@ describe('token lifecycle', () => {
     const second = harness({ state, store });
     await second.service.start();
     second.service.startBackground();
-    await flush();
+    await second.service.whenIdle();
     expect(second.service.view()).toMatchObject({ state: 'expiring', description: 'laptop', tokenId: `id-${counter}` });
     expect(second.service.view().verifiedAt).toBeDefined();
     expect(second.events.filter((e) => e.type === 'token.expiring')).toHaveLength(0);
