@@ -5,7 +5,7 @@
 // --max-semi-space-size=1 (also in DAEMON_NODE_FLAGS for service units and autostart): a small
 // young generation keeps the long-running daemon's RSS ~25 MB lower at no measurable cost here;
 // --initial-old-space-size=64 stops a storm of mark-compacts while streaming (daemon-flags.ts).
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import module from 'node:module';
 import path from 'node:path';
 
@@ -28,17 +28,18 @@ await enableCompileCache();
 await import(entry.href);
 
 /**
- * Node >= 22.1 keeps V8's compiled code of the bundle between runs (issue 23: every CLI command
- * parses it again otherwise). In our own cache directory, created private (0700) as the daemon
- * wants it, never the shared default under /tmp. NODE_COMPILE_CACHE set by the user wins; Node 20
- * has no compile cache and skips all of this. A cache that cannot be made costs nothing but speed.
+ * Node >= 22.1 keeps V8's compiled code of the bundle between runs (every CLI command parses it
+ * again otherwise), in our own cache directory, never the shared default under /tmp. Only once the
+ * daemon has made that directory (private, checked): a CLI command creates nothing of its own
+ * (`service install --dry-run` changes nothing). NODE_COMPILE_CACHE set by the user wins; Node 20
+ * has no compile cache and skips all of this. A cache that cannot be used costs nothing but speed.
  */
 async function enableCompileCache() {
   if (typeof module.enableCompileCache !== 'function' || process.env.NODE_COMPILE_CACHE !== undefined) return;
   try {
     const { currentPathInputs, resolvePaths } = await import('../dist/protocol/paths.js');
     const { cacheDir } = resolvePaths(currentPathInputs());
-    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    if (!existsSync(cacheDir)) return;
     module.enableCompileCache(path.join(cacheDir, 'compile-cache'));
   } catch {
     // No cache: the same program, started a little slower.
