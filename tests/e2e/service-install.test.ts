@@ -291,7 +291,9 @@ describe('service install/uninstall with a user manager (stand-in systemctl)', (
       expect(ctx.io.out()).toContain(`note: stopped the daemon that ran outside the service manager (pid ${daemon.pid}) so that systemd can take over ${socketPath}.`);
       expect(daemonGoneAtReload).toBe(true);
       // It drained and exited cleanly (SIGTERM), and removed its own socket for systemd to create.
-      expect(daemon.process.exitCode).toBe(0);
+      // (The ChildProcess learns of the exit a little later than /proc: wait for its 'exit' event.)
+      const exitCode = daemon.process.exitCode ?? (await new Promise<number | null>((resolve) => daemon.process.once('exit', (code) => resolve(code))));
+      expect(exitCode).toBe(0);
       await expect(lstat(socketPath)).rejects.toThrow(/ENOENT/);
     } finally {
       await daemon.cleanup();
