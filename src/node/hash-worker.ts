@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
+import type { StreamDigests } from './stream-digests.js';
 
 /**
- * sha1 + sha256 of a download off the event loop (issue 23: hashing is ~40% of the daemon's CPU
+ * sha1 + sha256 of a download off the event loop (hashing is ~40% of the daemon's CPU
  * per GiB; on the loop it runs between the socket reads and the file writes, on a worker thread it
  * overlaps them). The same answer as FileDigests (src/protocol/file-digests.ts), but `digest()` is
  * asynchronous and a writer can wait for the worker to catch up (`backlog` / `caughtUp()`), so
@@ -10,18 +11,9 @@ import { Worker } from 'node:worker_threads';
  * One worker serves every download at once and stops after IDLE_MS without one, so an idle daemon
  * carries no thread (a worker costs a few MB of RSS). Chunks are copied into 1 MiB batches whose
  * memory is transferred, not cloned: one copy per byte and one message per MiB. The chunk itself
- * may still be in a writev, so it is never transferred.
+ * may still be in a writev, so it is never transferred. Each download's digests are the writer's
+ * StreamDigests (src/node/stream-digests.ts).
  */
-export interface WorkerDigests {
-  update(chunk: Buffer): void;
-  /** Bytes handed to the worker and not hashed yet. */
-  readonly backlog: number;
-  /** Resolves once the backlog is at most `limit` bytes. */
-  caughtUp(limit?: number): Promise<void>;
-  digest(): Promise<{ sha1: string; sha256: string }>;
-  /** The download gave up: forget its state in the worker. */
-  discard(): void;
-}
 
 /** Bytes per message to the worker. */
 const BATCH_BYTES = 1024 * 1024;
@@ -70,7 +62,7 @@ export class HashWorkerPool {
   constructor(private readonly idleMs = IDLE_MS) {}
 
   /** Digests for one download; the worker starts with the first. */
-  digests(): WorkerDigests {
+  digests(): StreamDigests {
     return new PooledDigests(this, this.nextId++);
   }
 
@@ -143,7 +135,7 @@ export class HashWorkerPool {
   }
 }
 
-class PooledDigests implements WorkerDigests {
+class PooledDigests implements StreamDigests {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private sent = 0;
