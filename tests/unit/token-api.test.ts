@@ -54,7 +54,9 @@ describe('token API', () => {
 
   it('PUT validates and stores; GET shows metadata and never the token; DELETE lists consequences', async () => {
     const { app, deps } = await build();
-    af.addToken(canary, { token_id: 'tid-42', description: 'my laptop', expiry: Math.floor(Date.now() / 1000) + 40 * 86400 });
+    // Just under 40 days by the daemon's own clock (not Date.now(), which runs on while the test is
+    // set up): daysLeft is 39 however long that takes.
+    af.addToken(canary, { token_id: 'tid-42', description: 'my laptop', expiry: Math.floor(deps.clock.now() / 1000) + 40 * 86400 - 1 });
     const put = await app.inject({ method: 'PUT', url: '/v1/token', payload: { token: canary } });
     expect(put.statusCode).toBe(200);
     expect(put.json()).toMatchObject({ server: 'nordic', state: 'valid', tokenId: 'tid-42', description: 'my laptop', daysLeft: 39 });
