@@ -5,9 +5,6 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
-    // Most e2e time is spent waiting on daemons and CLIs, not on the CPU: four workers on two
-    // cores took the default suite from 249 s to 147 s here (six were slower again).
-    maxWorkers: 4,
     projects: [
       {
         extends: true,
